@@ -1,0 +1,94 @@
+"""Build the ASGI application: wiring only, no business logic."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from frontdesk import jobs as _jobs  # noqa: F401  (registers every job handler)
+from frontdesk.auth.routes import router as auth_router
+from frontdesk.config import Settings
+from frontdesk.contacts.routes import router as contacts_router
+from frontdesk.core.clock import Clock
+from frontdesk.core.errors import install_error_handlers
+from frontdesk.core.health import router as health_router
+from frontdesk.core.http import BodySizeLimitMiddleware
+from frontdesk.core.jobs import Worker
+from frontdesk.core.logging import RequestLogMiddleware
+from frontdesk.email.routes import router as email_router
+from frontdesk.enquiries.routes import router as enquiries_router
+from frontdesk.forms.routes import public_router as forms_public_router
+from frontdesk.forms.routes import router as forms_router
+from frontdesk.notifications.routes import router as notifications_router
+from frontdesk.realtime.gateway import Gateway
+from frontdesk.realtime.routes import router as realtime_router
+from frontdesk.runtime import Runtime, build_runtime
+from frontdesk.workspaces.routes import router as workspaces_router
+
+log = structlog.get_logger()
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    clock: Clock | None = None,
+    run_worker: bool = True,
+) -> FastAPI:
+    """Create the application. The runtime is built now and connected in the lifespan."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    runtime = runtime or build_runtime(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        gateway = Gateway(runtime)
+        app.state.gateway = gateway
+        await gateway.start()
+        if run_worker:
+            runtime.worker = Worker(runtime)
+            runtime.worker.start()
+        # Publish what a previous process committed but did not get to publish.
+        await runtime.publish_pending_events()
+        try:
+            yield
+        finally:
+            if runtime.worker is not None:
+                await runtime.worker.stop(settings.shutdown_grace_seconds)
+                runtime.worker = None
+            await gateway.stop()
+            await runtime.close()
+
+    app = FastAPI(
+        title="Frontdesk",
+        version="0.1.0",
+        description="Enquiries, inbox, email and live updates for small businesses.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware)
+
+    app.include_router(health_router)
+    for router in (
+        auth_router,
+        workspaces_router,
+        contacts_router,
+        enquiries_router,
+        forms_router,
+        notifications_router,
+        email_router,
+        realtime_router,
+    ):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(forms_public_router)
+    return app

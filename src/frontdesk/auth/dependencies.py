@@ -1,0 +1,153 @@
+"""Who is calling: the authenticated actor and the role checks of workspace endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.auth.models import AuthSession, User
+from frontdesk.auth.tokens import InvalidAccessToken, decode_access_token
+from frontdesk.core.api import UowDep
+from frontdesk.core.errors import Forbidden, Unauthorized
+from frontdesk.runtime import Runtime
+from frontdesk.workspaces.models import Membership
+
+ROLE_RANK = {"agent": 1, "admin": 2, "owner": 3}
+ROLES = tuple(ROLE_RANK)
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/token")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller, acting in the workspace that the access token names."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    workspace_id: uuid.UUID
+    role: str
+    email: str
+    email_verified: bool
+    is_instance_admin: bool
+
+    def has_role(self, minimum: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[minimum]
+
+
+@dataclass(frozen=True)
+class UserActor:
+    """An authenticated user, whatever workspace (if any) the token names."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    workspace_id: uuid.UUID | None
+    email: str
+    email_verified: bool
+    is_instance_admin: bool
+
+
+async def resolve_token(
+    session: AsyncSession, runtime: Runtime, token: str
+) -> tuple[UserActor, str | None]:
+    """Check an access token and its login session; return the user and their role, if any.
+
+    The session row is read on every call so that a logout or a removal from the workspace
+    takes effect at once rather than when the access token expires.
+    """
+    now = runtime.clock.now()
+    try:
+        claims = decode_access_token(runtime.secrets.secret_key, token, now=now)
+    except InvalidAccessToken as exc:
+        raise Unauthorized(f"The access token is invalid or expired ({exc}); refresh it.") from exc
+    login = await session.get(AuthSession, claims.session_id)
+    if (
+        login is None
+        or login.revoked_at is not None
+        or login.expires_at <= now
+        or login.user_id != claims.user_id
+    ):
+        raise Unauthorized("The session has ended; log in again.")
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise Unauthorized("The account no longer exists.")
+    role = None
+    if claims.workspace_id is not None:
+        membership = await session.get(Membership, (claims.workspace_id, user.id))
+        role = membership.role if membership else None
+    actor = UserActor(
+        user_id=user.id,
+        session_id=login.id,
+        workspace_id=claims.workspace_id,
+        email=user.email,
+        email_verified=user.email_verified_at is not None,
+        is_instance_admin=user.is_instance_admin,
+    )
+    return actor, role
+
+
+async def current_user(
+    uow: UowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> UserActor:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    actor, _role = await resolve_token(uow.session, uow.rt, credentials.credentials)
+    return actor
+
+
+async def current_actor(
+    uow: UowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    user, role = await resolve_token(uow.session, uow.rt, credentials.credentials)
+    if user.workspace_id is None or role is None:
+        raise Forbidden(
+            "You are not a member of the token's workspace; switch workspace with "
+            "POST /api/v1/auth/token (grant_type refresh_token, workspace_id).",
+            code="no_workspace",
+        )
+    return Actor(
+        user_id=user.user_id,
+        session_id=user.session_id,
+        workspace_id=user.workspace_id,
+        role=role,
+        email=user.email,
+        email_verified=user.email_verified,
+        is_instance_admin=user.is_instance_admin,
+    )
+
+
+def require_role(minimum: str) -> Callable[..., Awaitable[Actor]]:
+    """Build a dependency that admits members with at least the ``minimum`` role."""
+
+    async def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+        if not actor.has_role(minimum):
+            raise Forbidden(
+                f"This action needs the '{minimum}' role or higher; yours is '{actor.role}'."
+            )
+        return actor
+
+    dependency.min_role = minimum  # type: ignore[attr-defined]  # read by the route matrix test
+    return dependency
+
+
+async def require_instance_admin(user: Annotated[UserActor, Depends(current_user)]) -> UserActor:
+    if not user.is_instance_admin:
+        raise Forbidden("This action needs an instance administrator.")
+    return user
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+AgentDep = Annotated[Actor, Depends(require_role("agent"))]
+AdminDep = Annotated[Actor, Depends(require_role("admin"))]
+OwnerDep = Annotated[Actor, Depends(require_role("owner"))]
+UserDep = Annotated[UserActor, Depends(current_user)]
+InstanceAdminDep = Annotated[UserActor, Depends(require_instance_admin)]

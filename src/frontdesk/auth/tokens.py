@@ -1,0 +1,74 @@
+"""Access tokens (JWT, HS256) and hashing of opaque tokens for storage."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+ALGORITHM = "HS256"
+AUDIENCE = "frontdesk"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    workspace_id: uuid.UUID | None
+    expires_at: datetime
+
+
+def issue_access_token(
+    secret: bytes,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    workspace_id: uuid.UUID | None,
+    now: datetime,
+    ttl_seconds: int,
+) -> str:
+    claims = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "wid": str(workspace_id) if workspace_id else None,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+        "aud": AUDIENCE,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+class InvalidAccessToken(Exception):
+    pass
+
+
+def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessClaims:
+    """Verify signature, audience and expiry against ``now`` (the injectable clock)."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            options={"verify_exp": False, "require": ["sub", "sid", "exp", "aud"]},
+        )
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
+        if expires_at <= now:
+            raise InvalidAccessToken("the access token has expired")
+        workspace = claims.get("wid")
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            session_id=uuid.UUID(claims["sid"]),
+            workspace_id=uuid.UUID(workspace) if workspace else None,
+            expires_at=expires_at,
+        )
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidAccessToken("the access token is invalid") from exc
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a high-entropy token; such tokens need no slow hash."""
+    return hashlib.sha256(token.encode()).hexdigest()

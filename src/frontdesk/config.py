@@ -1,0 +1,148 @@
+"""Settings for the whole service, read once from ``FRONTDESK_*`` variables and ``.env``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class SmtpSecurity(StrEnum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Field names map to ``FRONTDESK_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRONTDESK_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    env: Environment = Environment.development
+    data_dir: Path = Path("frontdesk-data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite file frontdesk.db in the data folder.",
+    )
+    database_pool_size: int = 10
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL for links in emails and public_url. Default: http://HOST:PORT.",
+    )
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs access tokens and form tokens. Generated into the data folder "
+        "on the embedded default when unset.",
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated KEY_ID:BASE64_32_BYTES list; the first one encrypts.",
+    )
+
+    access_token_ttl_seconds: int = 15 * 60
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    refresh_reuse_grace_seconds: int = 10
+    verification_token_ttl_seconds: int = 7 * 24 * 3600
+    reset_token_ttl_seconds: int = 3600
+    invitation_ttl_seconds: int = 7 * 24 * 3600
+
+    # argon2id cost. The defaults are OWASP's first recommended set
+    # (m=19 MiB, t=2, p=1; OWASP Password Storage Cheat Sheet, 2023 revision).
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: SmtpSecurity = SmtpSecurity.starttls
+    smtp_timeout_seconds: float = 20.0
+    email_from: str = "Frontdesk <frontdesk@localhost>"
+    acknowledgements_per_recipient_per_day: int = 3
+
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDR ranges whose X-Forwarded-For is trusted.",
+    )
+    rate_limit_store: Literal["memory", "database"] = "memory"
+    rate_limits_enabled: bool = True
+    max_body_bytes: int = 1024 * 1024
+    form_min_fill_seconds: float = 3.0
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    broker: Literal["memory", "postgres"] | None = Field(
+        default=None, description="Realtime broker. Default: postgres on Postgres, else memory."
+    )
+    event_replay_window_seconds: int = 24 * 3600
+    realtime_auth_timeout_seconds: float = 10.0
+
+    job_poll_interval_seconds: float = 1.0
+    job_max_attempts: int = 10
+    job_backoff_base_seconds: float = 2.0
+    job_backoff_max_seconds: float = 3600.0
+    job_lease_seconds: float = 300.0
+    shutdown_grace_seconds: float = 30.0
+
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: str = "INFO"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ip_network(part.strip(), strict=False) for part in value.split(",") if part]
+        return value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'frontdesk.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def is_embedded_default(self) -> bool:
+        """True on SQLite in development: the only place where secrets may be generated."""
+        return self.is_sqlite and self.env == Environment.development
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def resolved_broker(self) -> str:
+        if self.broker:
+            return self.broker
+        return "memory" if self.is_sqlite else "postgres"
+
+    @property
+    def uses_outbox(self) -> bool:
+        return not self.smtp_host

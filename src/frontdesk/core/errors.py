@@ -1,0 +1,252 @@
+"""Typed errors rendered as ``application/problem+json`` (RFC 9457)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger()
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    code: str
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    errors: list[FieldError] = []
+    request_id: str | None = None
+
+
+class ProblemError(Exception):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+        if code:
+            self.code = code
+
+
+class BadRequest(ProblemError):
+    pass
+
+
+class InvalidGrant(ProblemError):
+    code = "invalid_grant"
+    title = "Invalid grant"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(
+        self, detail: str = "Send a valid access token as 'Authorization: Bearer <token>'."
+    ) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ProblemError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(ProblemError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class ValidationFailed(ProblemError):
+    status = 422
+    code = "validation_failed"
+    title = "Validation failed"
+
+    def __init__(self, field: str, message: str, code: str = "invalid") -> None:
+        super().__init__(
+            f"Invalid value for '{field}': {message}",
+            errors=[FieldError(field=field, message=message, code=code)],
+        )
+
+    @classmethod
+    def many(cls, errors: list[FieldError]) -> ValidationFailed:
+        error = cls(errors[0].field, errors[0].message, errors[0].code)
+        error.errors = errors
+        if len(errors) > 1:
+            error.detail = f"{len(errors)} fields are invalid; see 'errors'."
+        return error
+
+
+class RateLimited(ProblemError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many requests; retry after {retry_after} seconds.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def problem_response(
+    request: Request | None,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    body = Problem(
+        type=f"urn:frontdesk:problem:{code}",
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        errors=errors or [],
+        request_id=request_id,
+    )
+    return JSONResponse(
+        body.model_dump(),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+_VALIDATION_MESSAGES = {
+    "missing": "This field is required.",
+    "json_invalid": "The body is not valid JSON.",
+    "extra_forbidden": "This field is not allowed; remove it.",
+}
+
+
+def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    errors = []
+    for item in exc.errors():
+        kind = str(item.get("type", "invalid"))
+        message = _VALIDATION_MESSAGES.get(kind) or str(item.get("msg", "Invalid value."))
+        errors.append(
+            FieldError(field=_field_name(item.get("loc", ())), message=message, code=kind)
+        )
+    return errors
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(
+            request,
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            errors=exc.errors,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _request_validation_errors(exc)
+        detail = (
+            f"Invalid value for '{errors[0].field}': {errors[0].message}"
+            if len(errors) == 1
+            else f"{len(errors)} fields are invalid; see 'errors'."
+        )
+        return problem_response(
+            request,
+            status=422,
+            code="validation_failed",
+            title="Validation failed",
+            detail=detail,
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route matches {request.method} {request.url.path}."
+        return problem_response(
+            request,
+            status=exc.status_code,
+            code=code,
+            title=title,
+            detail=detail,
+            headers=dict(exc.headers or {}),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request.failed", error=repr(exc), exc_info=exc)
+        return problem_response(
+            request,
+            status=500,
+            code="internal_error",
+            title="Internal server error",
+            detail="The server failed to handle this request; the error is logged with its request id.",
+        )

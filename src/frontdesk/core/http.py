@@ -1,0 +1,95 @@
+"""HTTP helpers: the client address behind trusted proxies and the request body limit."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from frontdesk.core.errors import problem_response
+
+
+def client_ip(connection: HTTPConnection, trusted_proxies: list[IPv4Network | IPv6Network]) -> str:
+    """Return the client's address, using X-Forwarded-For only when a trusted proxy sent it.
+
+    The header is read from the right: each hop that is itself a trusted proxy is skipped, and
+    the first address that is not is the client. A spoofed left part is never reached.
+    """
+    peer = connection.client.host if connection.client else "unknown"
+    if not trusted_proxies or not _is_trusted(peer, trusted_proxies):
+        return peer
+    header = connection.headers.get("x-forwarded-for", "")
+    hops = [part.strip() for part in header.split(",") if part.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted_proxies):
+            try:
+                return str(ip_address(hop))
+            except ValueError:
+                return peer
+    return hops[0] if hops else peer
+
+
+def _is_trusted(address: str, networks: list[IPv4Network | IPv6Network]) -> bool:
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
+
+
+class BodySizeLimitMiddleware:
+    """Reject request bodies over ``max_bytes`` with 413, by header or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            None,
+            status=413,
+            code="payload_too_large",
+            title="Payload too large",
+            detail=f"The request body is larger than the limit of {self.max_bytes} bytes.",
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(BaseException):
+    """Raised from receive(); a BaseException so that body parsers do not turn it into 400."""
+
+    pass

@@ -1,0 +1,101 @@
+"""The unit of work: one transaction per request or job, with its after-commit effects.
+
+Services receive a ``UnitOfWork``, change state through its session and record events and
+jobs with it. They flush and never commit; the request or job boundary commits once. Events
+and jobs are rows in the same transaction, so a rollback discards them with the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.core.ids import uuid7
+from frontdesk.core.models import Event, Job
+
+if TYPE_CHECKING:
+    from frontdesk.runtime import Runtime
+
+
+class UnitOfWork:
+    def __init__(self, rt: Runtime, session: AsyncSession) -> None:
+        self.rt = rt
+        self.session = session
+        self.settings = rt.settings
+        self._events_recorded = False
+        self._jobs_enqueued = False
+
+    def now(self) -> datetime:
+        return self.rt.clock.now()
+
+    def record_event(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        workspace_id: uuid.UUID | None,
+        user_id: uuid.UUID | None = None,
+    ) -> Event:
+        """Record a domain event; it is published to live clients after the commit."""
+        event = Event(
+            name=name,
+            data=data,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            created_at=self.now(),
+        )
+        self.session.add(event)
+        self._events_recorded = True
+        return event
+
+    def enqueue(
+        self,
+        name: str,
+        payload: dict[str, Any],
+        *,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        workspace_id: uuid.UUID | None = None,
+        max_attempts: int | None = None,
+    ) -> Job:
+        """Add a durable job that runs after this transaction commits."""
+        now = self.now()
+        job = Job(
+            id=uuid7(),
+            name=name,
+            payload=payload,
+            status="pending",
+            attempts=0,
+            max_attempts=max_attempts or self.settings.job_max_attempts,
+            run_at=run_at or now,
+            unique_key=unique_key,
+            workspace_id=workspace_id,
+            created_at=now,
+        )
+        self.session.add(job)
+        self._jobs_enqueued = True
+        return job
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        events, jobs = self._events_recorded, self._jobs_enqueued
+        self._events_recorded = self._jobs_enqueued = False
+        await self.rt.after_commit(events=events, jobs=jobs)
+
+
+@asynccontextmanager
+async def unit_of_work(rt: Runtime) -> AsyncIterator[UnitOfWork]:
+    """Open a transaction; commit when the block ends, roll back if it raises."""
+    async with rt.sessionmaker() as session:
+        uow = UnitOfWork(rt, session)
+        try:
+            yield uow
+        except BaseException:
+            await session.rollback()
+            raise
+        await uow.commit()

@@ -1,0 +1,33 @@
+"""Import every table so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from frontdesk.auth.models import AuthSession, OneTimeToken, RefreshToken, User
+from frontdesk.contacts.models import Contact
+from frontdesk.core.db import Base
+from frontdesk.core.models import Event, Job, RateLimitCounter
+from frontdesk.email.models import EmailMessage
+from frontdesk.enquiries.models import Enquiry, EnquiryActivity, EnquiryTag
+from frontdesk.forms.models import Form, FormVersion
+from frontdesk.notifications.models import Notification
+from frontdesk.workspaces.models import Invitation, Membership, Workspace
+
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Contact",
+    "EmailMessage",
+    "Enquiry",
+    "EnquiryActivity",
+    "EnquiryTag",
+    "Event",
+    "Form",
+    "FormVersion",
+    "Invitation",
+    "Job",
+    "Membership",
+    "Notification",
+    "OneTimeToken",
+    "RateLimitCounter",
+    "RefreshToken",
+    "User",
+    "Workspace",
+]

@@ -1,0 +1,142 @@
+"""Brokers that tell every process that new events were sequenced.
+
+A broker carries only wake-up signals holding the highest sequenced position; the events
+themselves are read from the events table, which keeps one order for every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger()
+
+CHANNEL = "frontdesk_events"
+
+Listener = Callable[[int], None]
+
+
+class Broker(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, position: int) -> None: ...
+
+    def subscribe(self, listener: Listener) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+
+class MemoryBroker:
+    """Delivers signals to listeners in this process only."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._listeners.clear()
+
+    async def publish(self, position: int) -> None:
+        for listener in list(self._listeners):
+            listener(position)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def ping(self) -> bool:
+        return True
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """Turn ``postgresql+asyncpg://...`` into a DSN that asyncpg accepts."""
+    scheme, sep, rest = sqlalchemy_url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.startswith("postgresql") else sqlalchemy_url
+
+
+class PostgresBroker:
+    """LISTEN/NOTIFY on one dedicated connection, reconnecting with backoff when it drops."""
+
+    def __init__(self, database_url: str, *, reconnect_delay: float = 1.0) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._listeners: list[Listener] = []
+        self._connection: asyncpg.Connection | None = None
+        self._reconnect_delay = reconnect_delay
+        self._supervisor: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self._stopping = False
+        # asyncpg runs one query at a time per connection.
+        self._query_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._connect()
+        self._supervisor = asyncio.create_task(self._supervise(), name="frontdesk-pg-broker")
+
+    async def _connect(self) -> None:
+        connection = await asyncpg.connect(self._dsn, timeout=10)
+        await connection.add_listener(CHANNEL, self._on_notify)
+        connection.add_termination_listener(lambda _conn: self._lost.set())
+        self._connection = connection
+        self._lost.clear()
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            await self._lost.wait()
+            if self._stopping:
+                return
+            log.warning("broker.connection_lost", broker="postgres")
+            delay = self._reconnect_delay
+            while not self._stopping:
+                try:
+                    await self._connect()
+                    log.info("broker.reconnected", broker="postgres")
+                    # Events may have been sequenced while disconnected: wake listeners to catch up.
+                    for listener in list(self._listeners):
+                        listener(-1)
+                    break
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("broker.reconnect_failed", error=repr(exc), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30)
+
+    def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            position = int(payload)
+        except ValueError:
+            return
+        for listener in list(self._listeners):
+            listener(position)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._lost.set()
+        if self._supervisor:
+            await self._supervisor
+        if self._connection and not self._connection.is_closed():
+            await self._connection.close(timeout=5)
+
+    async def publish(self, position: int) -> None:
+        if self._connection is None or self._connection.is_closed():
+            return
+        async with self._query_lock:
+            await self._connection.execute("SELECT pg_notify($1, $2)", CHANNEL, str(position))
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def ping(self) -> bool:
+        if self._connection is None or self._connection.is_closed():
+            return False
+        try:
+            async with self._query_lock:
+                await self._connection.fetchval("SELECT 1", timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        return True

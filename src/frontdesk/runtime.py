@@ -1,0 +1,106 @@
+"""The runtime: every long-lived object of one process, built from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from frontdesk.config import Settings
+from frontdesk.core.clock import Clock, SystemClock
+from frontdesk.core.crypto import EnvelopeCipher
+from frontdesk.core.db import create_engine, create_sessionmaker
+from frontdesk.core.events import sequence_pending_events
+from frontdesk.core.jobs import Worker
+from frontdesk.core.passwords import PasswordHasher
+from frontdesk.core.ratelimit import (
+    DatabaseRateLimitStore,
+    MemoryRateLimitStore,
+    RateLimiter,
+    RateLimitStore,
+)
+from frontdesk.core.secrets import Secrets, resolve_secrets
+from frontdesk.realtime.brokers import Broker, MemoryBroker, PostgresBroker
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    secrets: Secrets
+    clock: Clock
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    hasher: PasswordHasher
+    limiter: RateLimiter
+    cipher: EnvelopeCipher
+    broker: Broker
+    worker: Worker | None = None
+    _started: bool = field(default=False, repr=False)
+
+    async def after_commit(self, *, events: bool, jobs: bool) -> None:
+        """Publish the events and wake the worker after a transaction committed.
+
+        A failure here loses nothing: the rows are committed, and the periodic sweep
+        sequences and publishes them later.
+        """
+        if events:
+            await self.publish_pending_events()
+        if jobs and self.worker is not None:
+            self.worker.wake()
+
+    async def publish_pending_events(self) -> None:
+        try:
+            highest = await sequence_pending_events(self.sessionmaker)
+            if highest is not None:
+                await self.broker.publish(highest)
+        except Exception as exc:
+            log.error("events.publish_failed", error=repr(exc), exc_info=exc)
+
+    async def start(self) -> None:
+        if not self._started:
+            await self.broker.start()
+            self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            await self.broker.stop()
+            self._started = False
+        await self.engine.dispose()
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Create the runtime's objects; nothing connects until ``start``."""
+    secrets = resolve_secrets(settings)
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    sessionmaker = create_sessionmaker(engine)
+    clock = clock or SystemClock()
+    store: RateLimitStore = (
+        DatabaseRateLimitStore(sessionmaker)
+        if settings.rate_limit_store == "database"
+        else MemoryRateLimitStore()
+    )
+    broker: Broker = (
+        PostgresBroker(settings.resolved_database_url)
+        if settings.resolved_broker == "postgres"
+        else MemoryBroker()
+    )
+    return Runtime(
+        settings=settings,
+        secrets=secrets,
+        clock=clock,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        hasher=PasswordHasher(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+        ),
+        limiter=RateLimiter(store, clock, enabled=settings.rate_limits_enabled),
+        cipher=EnvelopeCipher(secrets.encryption_keys),
+        broker=broker,
+    )
