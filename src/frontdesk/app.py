@@ -92,3 +92,12 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory frontdesk.app:app_from_env``: settings from the environment."""
+    from frontdesk.core.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)

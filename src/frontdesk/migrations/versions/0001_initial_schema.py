@@ -1,19 +1,19 @@
 """initial schema
 
-Revision ID: 5eb11b27f797
+Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:59:06.902282
+Create Date: 2026-12-04 20:00:25.457844
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 import frontdesk.core.db
+from sqlalchemy.dialects import postgresql
 
-revision: str = "5eb11b27f797"
+revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
