@@ -43,6 +43,15 @@ def skip_or_fail(service: str, reason: str) -> None:
     pytest.skip(f"{service} unavailable: {reason}")
 
 
+async def _drop_postgres_database(name: str) -> None:
+    admin = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
 def _worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -68,13 +77,16 @@ def database_url(
         path = tmp_path_factory.mktemp("db") / "frontdesk.db"
         url = f"sqlite+aiosqlite:///{path}"
     else:
-        name = f"frontdesk_test_{_worker_id()}"
+        # The process id keeps concurrent test runs on one server apart.
+        name = f"frontdesk_test_{_worker_id()}_{os.getpid()}"
         try:
             url = asyncio.run(_create_postgres_database(name))
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             skip_or_fail("postgres", repr(exc))
     upgrade(url)
     yield url
+    if request.param == "postgres":
+        asyncio.run(_drop_postgres_database(name))
 
 
 async def truncate_all(url: str) -> None:
