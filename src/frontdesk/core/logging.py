@@ -8,6 +8,7 @@ import time
 import uuid
 
 import structlog
+from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.config import Environment, Settings
@@ -36,6 +37,13 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+HTTP_REQUESTS = Histogram(
+    "frontdesk_http_request_duration_seconds",
+    "HTTP request duration by method, route template and status",
+    ["method", "route", "status"],
+)
 
 
 class RequestLogMiddleware:
@@ -71,11 +79,16 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            duration = time.perf_counter() - started
+            if scope["type"] == "http":
+                # The route template, not the path, keeps the label set small.
+                route = getattr(scope.get("route"), "path", "unmatched")
+                HTTP_REQUESTS.labels(scope.get("method"), route, str(status)).observe(duration)
             if scope["type"] == "http" and scope.get("path") not in ("/healthz", "/metrics"):
                 self.log.info(
                     "http.request",
                     method=scope.get("method"),
                     path=scope.get("path"),
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    duration_ms=round(duration * 1000, 1),
                 )
