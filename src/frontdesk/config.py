@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: SmtpSecurity = SmtpSecurity.starttls
     smtp_timeout_seconds: float = 20.0
+    smtp_verify_certificate: bool = Field(
+        default=True,
+        description="Check the SMTP server's TLS certificate and host name. Turn off only for "
+        "a test server with a self-signed certificate.",
+    )
     email_from: str = "Frontdesk <frontdesk@localhost>"
     acknowledgements_per_recipient_per_day: int = 3
 

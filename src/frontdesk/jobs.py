@@ -1,3 +1,4 @@
 """Import every domain's job handlers so that workers know them all."""
 
 from frontdesk.core import maintenance  # noqa: F401
+from frontdesk.email import jobs as email_jobs  # noqa: F401
