@@ -279,8 +279,9 @@ async def send_enquiry_acknowledgement(
 
 
 async def _workspace_name(uow: UnitOfWork, workspace_id: uuid.UUID) -> str:
-    name = await uow.session.scalar(sa.select(Workspace.name).where(Workspace.id == workspace_id))
-    return name or "your workspace"
+    # session.get reads the identity map first, so emails to many members load it once.
+    workspace = await uow.session.get(Workspace, workspace_id)
+    return workspace.name if workspace else "your workspace"
 
 
 def _enquiry_id(enquiry: dict[str, Any]) -> uuid.UUID | None:
