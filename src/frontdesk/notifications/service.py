@@ -197,7 +197,10 @@ async def list_notifications(
     if cursor:
         created_at, row_id = decode_cursor(cursor)
         query = query.where(
-            sa.tuple_(Notification.created_at, Notification.id) < (created_at, row_id)
+            sa.or_(
+                Notification.created_at < created_at,
+                sa.and_(Notification.created_at == created_at, Notification.id < row_id),
+            )
         )
     query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
     rows = list((await uow.session.scalars(query)).all())

@@ -1,0 +1,127 @@
+"""Read the outbox and the job queue for admins, and retry dead jobs.
+
+A ``workspace_id`` of None means the instance administrator's view: every row, including
+account emails and jobs that belong to no workspace.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+import structlog
+
+from frontdesk.core.errors import Conflict, NotFound
+from frontdesk.core.jobs import retry_dead_job
+from frontdesk.core.models import Job
+from frontdesk.core.pagination import decode_cursor, encode_cursor
+from frontdesk.core.uow import UnitOfWork
+from frontdesk.email.models import EmailMessage
+from frontdesk.email.schemas import JobOut, JobPage, OutboxMessage, OutboxPage
+
+log = structlog.get_logger()
+
+JOB_STATUSES = ("pending", "running", "succeeded", "dead")
+
+
+async def list_messages(
+    uow: UnitOfWork,
+    *,
+    workspace_id: uuid.UUID | None,
+    to: str | None,
+    kind: str | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> OutboxPage:
+    """List messages newest first; ``to`` matches the whole address, case-insensitively."""
+    query = sa.select(EmailMessage)
+    if workspace_id is not None:
+        query = query.where(EmailMessage.workspace_id == workspace_id)
+    if to:
+        query = query.where(sa.func.lower(EmailMessage.to_address) == to.strip().lower())
+    if kind:
+        query = query.where(EmailMessage.kind == kind)
+    if status:
+        query = query.where(EmailMessage.status == status)
+    if cursor:
+        created_at, row_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                EmailMessage.created_at < created_at,
+                sa.and_(EmailMessage.created_at == created_at, EmailMessage.id < row_id),
+            )
+        )
+    query = query.order_by(EmailMessage.created_at.desc(), EmailMessage.id.desc()).limit(limit + 1)
+    rows = list((await uow.session.scalars(query)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return OutboxPage(
+        items=[OutboxMessage.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+async def get_message(
+    uow: UnitOfWork, message_id: uuid.UUID, *, workspace_id: uuid.UUID | None
+) -> EmailMessage:
+    """Load one message; another workspace's message is not found."""
+    query = sa.select(EmailMessage).where(EmailMessage.id == message_id)
+    if workspace_id is not None:
+        query = query.where(EmailMessage.workspace_id == workspace_id)
+    message = await uow.session.scalar(query)
+    if message is None:
+        raise NotFound(f"No email with id {message_id} exists in the outbox.")
+    return message
+
+
+async def list_jobs(
+    uow: UnitOfWork,
+    *,
+    workspace_id: uuid.UUID | None,
+    status: str | None,
+    name: str | None,
+    cursor: str | None,
+    limit: int,
+) -> JobPage:
+    """List jobs newest first."""
+    query = sa.select(Job)
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
+    if status:
+        query = query.where(Job.status == status)
+    if name:
+        query = query.where(Job.name == name)
+    if cursor:
+        created_at, row_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                Job.created_at < created_at,
+                sa.and_(Job.created_at == created_at, Job.id < row_id),
+            )
+        )
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    rows = list((await uow.session.scalars(query)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return JobPage(items=[JobOut.model_validate(row) for row in rows], next_cursor=next_cursor)
+
+
+async def retry_job(uow: UnitOfWork, job_id: uuid.UUID, *, workspace_id: uuid.UUID | None) -> Job:
+    """Put a dead job back in the queue with its attempts reset."""
+    query = sa.select(Job).where(Job.id == job_id).with_for_update()
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
+    job = await uow.session.scalar(query)
+    if job is None:
+        raise NotFound(f"No job with id {job_id} exists.")
+    if job.status != "dead":
+        raise Conflict(
+            f"Only dead jobs can be retried; job {job_id} is {job.status}.", code="job_not_dead"
+        )
+    await retry_dead_job(uow, job)
+    log.info("job.retry_requested", job_id=str(job.id), job=job.name)
+    return job
