@@ -19,6 +19,7 @@ from frontdesk.core.http import BodySizeLimitMiddleware
 from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
 from frontdesk.email.routes import router as email_router
+from frontdesk.email.service import check_email_settings
 from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
 from frontdesk.forms.routes import router as forms_router
@@ -42,6 +43,7 @@ def create_app(
 ) -> FastAPI:
     """Create the application. The runtime is built now and connected in the lifespan."""
     settings = settings or (runtime.settings if runtime else Settings())
+    check_email_settings(settings)
     runtime = runtime or build_runtime(settings, clock=clock)
 
     @asynccontextmanager

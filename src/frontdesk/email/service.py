@@ -52,8 +52,9 @@ def check_email_settings(settings: Settings) -> None:
 def message_id_domain(settings: Settings) -> str:
     """Return the domain of the From address, else the public URL's host."""
     _name, address = parseaddr(settings.email_from)
-    domain = address.rpartition("@")[2].strip().strip("[]")
-    if domain:
+    _local, at, domain = address.rpartition("@")
+    domain = domain.strip().strip("[]")
+    if at and domain:
         return domain
     return urlsplit(settings.resolved_public_url).hostname or "localhost"
 
