@@ -35,5 +35,7 @@ class Contact(UUIDPrimaryKey, Base):
     # E.164, normalized with the workspace's default country.
     phone: Mapped[str | None] = mapped_column(sa.String(32))
     notes: Mapped[str | None] = mapped_column(sa.Text)
+    # Name, email and phone folded for case-insensitive search (see contacts.normalize).
+    search_text: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()

@@ -42,7 +42,8 @@ class Enquiry(UUIDPrimaryKey, Base):
     consent: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Where it came from: page URL, referrer, user agent, form language.
     source_details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Lower-cased text of the answers and the contact, for the list's text filter.
+    # Subject and answers folded for case-insensitive search (see contacts.normalize); the
+    # list's text filter also searches the contact's own search_text.
     search_text: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()

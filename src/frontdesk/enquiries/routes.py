@@ -1,3 +1,194 @@
-from fastapi import APIRouter
+"""Enquiries API: list with filters, read, change, tag, timeline, and manual creation."""
 
-router = APIRouter()
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from frontdesk.auth.dependencies import AgentDep
+from frontdesk.core.api import UowDep
+from frontdesk.core.errors import Problem, ValidationFailed
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from frontdesk.enquiries import queries, service
+from frontdesk.enquiries.schemas import (
+    STATUSES,
+    ActivityOut,
+    EnquiryCreate,
+    EnquiryOut,
+    EnquiryUpdate,
+    TagsIn,
+    Timeline,
+)
+from frontdesk.workspaces.models import Workspace
+
+router = APIRouter(prefix="/enquiries", tags=["enquiries"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": Problem, "description": "No such enquiry in this workspace."},
+    422: {"model": Problem, "description": "Invalid input; `errors` names the field."},
+}
+
+
+def _parse_statuses(values: list[str]) -> list[str]:
+    statuses: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            status = part.strip()
+            if not status:
+                continue
+            if status not in STATUSES:
+                raise ValidationFailed(
+                    "status",
+                    f"Unknown status '{status}'; use one of {', '.join(STATUSES)}.",
+                    "invalid_status",
+                )
+            statuses.append(status)
+    return statuses
+
+
+def _parse_assignee(value: str | None) -> uuid.UUID | Literal["me", "none"] | None:
+    if value is None or value == "":
+        return None
+    if value in ("me", "none"):
+        return value  # type: ignore[return-value]
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "assignee", "Use a user id, 'me' or 'none'.", "invalid_assignee"
+        ) from exc
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """Read a datetime without an offset as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@router.get("", response_model=Page[EnquiryOut], responses=_ERRORS)
+async def list_enquiries(
+    uow: UowDep,
+    actor: AgentDep,
+    status: Annotated[
+        list[str],
+        Query(description="Statuses to include; repeat the parameter or separate with commas."),
+    ] = [],  # noqa: B006  (FastAPI copies query defaults)
+    assignee: Annotated[
+        str | None, Query(description="A user id, 'me' or 'none' (unassigned).")
+    ] = None,
+    source: Annotated[str | None, Query(max_length=30, description="form or manual")] = None,
+    created_after: Annotated[
+        datetime | None, Query(description="ISO 8601; included. Without an offset: UTC.")
+    ] = None,
+    created_before: Annotated[
+        datetime | None, Query(description="ISO 8601; excluded. Without an offset: UTC.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Text to find, case-insensitively, in the subject, answers and contact.",
+        ),
+    ] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    contact_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[EnquiryOut]:
+    """List the workspace's enquiries, newest first; pass `next_cursor` as `cursor` for more."""
+    normalized_tag = None
+    if tag is not None:
+        try:
+            normalized_tag = service.normalize_tag(tag)
+        except ValueError as exc:
+            raise ValidationFailed("tag", str(exc), "invalid_tag") from exc
+    filters = queries.EnquiryFilters(
+        statuses=_parse_statuses(status),
+        assignee=_parse_assignee(assignee),
+        source=source or None,
+        created_after=_as_utc(created_after),
+        created_before=_as_utc(created_before),
+        q=q,
+        tag=normalized_tag,
+        contact_id=contact_id,
+    )
+    return await queries.list_enquiries(
+        uow,
+        workspace_id=actor.workspace_id,
+        caller_id=actor.user_id,
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.post("", status_code=201, response_model=EnquiryOut, responses=_ERRORS)
+async def create_enquiry(uow: UowDep, actor: AgentDep, body: EnquiryCreate) -> EnquiryOut:
+    """Enter an enquiry by hand (source "manual"), for example from a phone call."""
+    workspace = await uow.session.get(Workspace, actor.workspace_id)
+    default_country = workspace.default_country if workspace else "US"
+    _enquiry, data = await service.create_manual_enquiry(
+        uow,
+        workspace_id=actor.workspace_id,
+        actor_id=actor.user_id,
+        data=body,
+        default_country=default_country,
+    )
+    return EnquiryOut.model_validate(data)
+
+
+@router.get("/{enquiry_id}", response_model=EnquiryOut, responses=_ERRORS)
+async def get_enquiry(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID) -> EnquiryOut:
+    """Read an enquiry with its contact, assignee and tags."""
+    enquiry = await queries.get_enquiry(uow, workspace_id=actor.workspace_id, enquiry_id=enquiry_id)
+    return await queries.enquiry_view(uow, enquiry)
+
+
+@router.patch("/{enquiry_id}", response_model=EnquiryOut, responses=_ERRORS)
+async def update_enquiry(
+    uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID, body: EnquiryUpdate
+) -> EnquiryOut:
+    """Change the status (any status may follow any other), the assignee or the subject."""
+    return await service.update_enquiry(
+        uow,
+        workspace_id=actor.workspace_id,
+        enquiry_id=enquiry_id,
+        changes=body,
+        actor_id=actor.user_id,
+    )
+
+
+@router.post("/{enquiry_id}/tags", response_model=EnquiryOut, responses=_ERRORS)
+async def add_tags(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID, body: TagsIn) -> EnquiryOut:
+    """Add tags (trimmed, lower-cased, 1 to 50 characters); existing tags are kept once."""
+    return await service.add_tags(
+        uow,
+        workspace_id=actor.workspace_id,
+        enquiry_id=enquiry_id,
+        tags=body.tags,
+        actor_id=actor.user_id,
+    )
+
+
+@router.delete("/{enquiry_id}/tags/{tag:path}", response_model=EnquiryOut, responses=_ERRORS)
+async def remove_tag(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID, tag: str) -> EnquiryOut:
+    """Remove a tag; removing an absent tag changes nothing and succeeds."""
+    return await service.remove_tag(
+        uow,
+        workspace_id=actor.workspace_id,
+        enquiry_id=enquiry_id,
+        tag=tag,
+        actor_id=actor.user_id,
+    )
+
+
+@router.get("/{enquiry_id}/timeline", response_model=Timeline, responses=_ERRORS)
+async def get_timeline(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID) -> Timeline:
+    """List the enquiry's activities, oldest first."""
+    enquiry = await queries.get_enquiry(uow, workspace_id=actor.workspace_id, enquiry_id=enquiry_id)
+    activities = await queries.list_activities(uow, enquiry)
+    return Timeline(items=[ActivityOut.model_validate(activity) for activity in activities])

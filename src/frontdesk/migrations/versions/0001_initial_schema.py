@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:00:25.457844
+Create Date: 2026-12-04 20:11:01.482730
 """
 
 from collections.abc import Sequence
@@ -146,6 +146,7 @@ def upgrade() -> None:
         sa.Column("email", sa.String(length=320), nullable=True),
         sa.Column("phone", sa.String(length=32), nullable=True),
         sa.Column("notes", sa.Text(), nullable=True),
+        sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),

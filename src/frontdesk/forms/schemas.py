@@ -1,0 +1,133 @@
+"""Request and response bodies of the forms API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+FieldType = Literal[
+    "text",
+    "long_text",
+    "email",
+    "phone",
+    "number",
+    "date",
+    "choice",
+    "multi_choice",
+    "checkbox",
+    "consent",
+]
+FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
+
+MAX_FIELDS = 100
+MAX_OPTIONS = 200
+MAX_ALLOWED_ORIGINS = 20
+MAX_LENGTH_LIMIT = 100_000
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class FieldOption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class FieldValidation(BaseModel):
+    """Constraints on an answer: lengths and pattern for text types, min and max for numbers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_length: int | None = Field(default=None, ge=0, le=MAX_LENGTH_LIMIT)
+    max_length: int | None = Field(default=None, ge=1, le=MAX_LENGTH_LIMIT)
+    min: int | float | None = None
+    max: int | float | None = None
+    pattern: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="RE2 syntax; the whole answer must match (full match).",
+    )
+
+
+class FieldDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="Unique in the form; matches ^[a-z][a-z0-9_]{0,62}$.")
+    type: FieldType
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    required: bool = False
+    help: str | None = Field(default=None, max_length=2000)
+    options: list[FieldOption] | None = None
+    validation: FieldValidation | None = None
+
+
+class FormCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    fields: list[FieldDefinition]
+    published: bool = True
+    language: str = Field(default="en", description="en, fr, de, es, nl, pt or it; region allowed.")
+    redirect_url: str | None = Field(
+        default=None, description="Absolute http(s) URL the browser goes to after a submission."
+    )
+    success_message: str | None = Field(default=None, max_length=2000)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to submit JSON from a browser, like https://studio.example.",
+    )
+
+
+class FormUpdate(BaseModel):
+    """A change to a form; fields that are not sent stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    fields: list[FieldDefinition] | None = None
+    published: bool | None = None
+    language: str | None = None
+    redirect_url: str | None = None
+    success_message: str | None = Field(default=None, max_length=2000)
+    allowed_origins: list[str] | None = None
+
+
+class FormOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    fields: list[FieldDefinition]
+    published: bool
+    version: int = Field(description="Latest published version; 0 until first published.")
+    language: str
+    redirect_url: str | None
+    success_message: str | None
+    allowed_origins: list[str]
+    public_id: str
+    public_url: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class FormList(BaseModel):
+    items: list[FormOut]
+
+
+class FormVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    name: str
+    fields: list[FieldDefinition]
+    created_at: datetime
+
+
+class FormVersionList(BaseModel):
+    items: list[FormVersionOut]
+
+
+class SubmissionReceived(BaseModel):
+    status: Literal["received"] = "received"
