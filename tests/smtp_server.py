@@ -49,7 +49,7 @@ class ReceivedMessage:
 
 
 class RecordingHandler:
-    """Accept every message, or answer RCPT TO with ``rcpt_reply`` when it is set."""
+    """Accept every message, or reply to RCPT TO with ``rcpt_reply`` when it is set."""
 
     def __init__(self) -> None:
         self.messages: list[ReceivedMessage] = []

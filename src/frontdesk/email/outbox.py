@@ -120,7 +120,7 @@ async def retry_job(uow: UnitOfWork, job_id: uuid.UUID, *, workspace_id: uuid.UU
         raise NotFound(f"No job with id {job_id} exists.")
     if job.status != "dead":
         raise Conflict(
-            f"Only dead jobs can be retried; job {job_id} is {job.status}.", code="job_not_dead"
+            f"Job {job_id} is {job.status}, and only dead jobs can be retried.", code="job_not_dead"
         )
     await retry_dead_job(uow, job)
     log.info("job.retry_requested", job_id=str(job.id), job=job.name)

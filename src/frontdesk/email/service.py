@@ -66,7 +66,7 @@ def _link(settings: Settings, path: str, token: str) -> str:
 def _log_development_link(uow: UnitOfWork, message: EmailMessage, link: str) -> None:
     # The one place where a token reaches the log: without SMTP in development, the log is how
     # a person running Frontdesk locally follows verification, reset and invitation links.
-    # Production refuses to start without SMTP (check_email_settings), so this never runs there.
+    # check_email_settings stops production from starting without SMTP, so this never runs there.
     if uow.settings.uses_outbox and uow.settings.env == Environment.development:
         log.info("email.outbox_link", email_id=str(message.id), kind=message.kind, link=link)
 
@@ -88,10 +88,12 @@ async def queue_email(
     settings = uow.settings
     now = uow.now()
     email_id = uuid7()
+
     to_address = single_line(to)
     reply_to_address = single_line(reply_to) if reply_to else None
     subject = single_line(subject, max_length=composer.MAX_SUBJECT_LENGTH)
     from_address = single_line(settings.email_from)
+
     # Fixed here so that every delivery attempt sends the same Message-ID and Date; receivers
     # use the Message-ID to discard a duplicate after a retry.
     headers: dict[str, Any] = {
@@ -104,9 +106,11 @@ async def queue_email(
     if reply_to_address:
         headers["Reply-To"] = reply_to_address
     if auto_submitted:
-        # RFC 3834: automatic messages must not trigger automatic replies (vacation notices).
+        # RFC 3834 section 2: responders should not auto-reply (vacation notices) to a message
+        # whose Auto-Submitted is not "no". Microsoft Exchange reads X-Auto-Response-Suppress.
         headers["Auto-Submitted"] = "auto-generated"
         headers["X-Auto-Response-Suppress"] = "All"
+
     message = EmailMessage(
         id=email_id,
         workspace_id=workspace_id,
