@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     )
     event_replay_window_seconds: int = 24 * 3600
     realtime_auth_timeout_seconds: float = 10.0
+    realtime_send_queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Events waiting to be sent to one WebSocket client; a client that falls "
+        "further behind is disconnected (close code 4010).",
+    )
+    realtime_poll_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between reads of the events table when no broker signal arrives.",
+    )
 
     job_poll_interval_seconds: float = 1.0
     job_max_attempts: int = 10

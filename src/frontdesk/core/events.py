@@ -70,9 +70,18 @@ async def find_event_at(session: AsyncSession, position: int) -> Event | None:
 
 
 async def prune_events(session: AsyncSession, *, older_than: datetime) -> int:
-    """Delete sequenced events older than the cutoff; returns how many went."""
+    """Delete sequenced events older than the cutoff; returns how many went.
+
+    The event with the highest position always stays: the sequencer numbers new events from
+    it, so deleting it would hand out positions again that clients have already seen.
+    """
+    highest = sa.select(sa.func.max(Event.position)).scalar_subquery()
     result = await session.execute(
-        sa.delete(Event).where(Event.created_at < older_than, Event.position.is_not(None))
+        sa.delete(Event).where(
+            Event.created_at < older_than,
+            Event.position.is_not(None),
+            Event.position < highest,
+        )
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -7,6 +7,7 @@ themselves are read from the events table, which keeps one order for every proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,6 +30,8 @@ class Broker(Protocol):
 
     def subscribe(self, listener: Listener) -> None: ...
 
+    def unsubscribe(self, listener: Listener) -> None: ...
+
     async def ping(self) -> bool: ...
 
 
@@ -50,6 +53,10 @@ class MemoryBroker:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     async def ping(self) -> bool:
         return True
@@ -130,6 +137,10 @@ class PostgresBroker:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     async def ping(self) -> bool:
         if self._connection is None or self._connection.is_closed():

@@ -1,16 +1,379 @@
-"""WebSocket gateway (being built): delivers sequenced events to connected clients."""
+"""The WebSocket gateway: authenticates clients and delivers sequenced events to them live.
+
+Each process runs one gateway. It remembers the highest position it has dispatched and, on
+every broker signal and every ``realtime_poll_interval_seconds``, reads the events after it
+from the events table in position order. Every process therefore sends the same events in the
+same order, whichever process recorded them, and a lost signal only delays delivery until the
+next poll.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from prometheus_client import Counter, Gauge
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from frontdesk.auth.dependencies import resolve_token
+from frontdesk.auth.models import AuthSession
+from frontdesk.auth.tokens import InvalidAccessToken, decode_access_token
+from frontdesk.core.errors import Unauthorized
+from frontdesk.core.events import event_payload, events_after, latest_position
+from frontdesk.core.models import Event
+from frontdesk.realtime.connection import (
+    Connection,
+    FrameReader,
+    close_websocket,
+    send_with_timeout,
+)
+from frontdesk.realtime.protocol import (
+    CLOSE_TIMEOUT_SECONDS,
+    PONG_FRAME,
+    AuthFrame,
+    ClientGone,
+    CloseCode,
+    PingFrame,
+    Rejected,
+    encode,
+    error_frame,
+    ready_frame,
+    resync_frame,
+)
+from frontdesk.realtime.replay import plan_replay
 from frontdesk.runtime import Runtime
+
+log = structlog.get_logger()
+
+OPEN_CONNECTIONS = Gauge(
+    "frontdesk_realtime_connections", "Authenticated realtime WebSocket connections"
+)
+CLOSED_CONNECTIONS = Counter(
+    "frontdesk_realtime_closed_total", "Realtime WebSocket connections closed, by code", ["code"]
+)
+
+# Events read from the table per query while catching up.
+DISPATCH_BATCH_SIZE = 500
 
 
 class Gateway:
+    """Registry of open connections and the task that dispatches events to them."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.settings = runtime.settings
+        self._position = 0
+        self._connections: set[Connection] = set()
+        self._by_workspace: dict[uuid.UUID, set[Connection]] = {}
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def position(self) -> int:
+        """The highest event position dispatched by this process."""
+        return self._position
+
+    @property
+    def connections(self) -> list[Connection]:
+        return list(self._connections)
 
     async def start(self) -> None:
-        return None
+        """Begin at the newest position: clients that need older events ask for a replay."""
+        async with self.runtime.sessionmaker() as session:
+            self._position = await latest_position(session)
+        self.runtime.broker.subscribe(self._on_signal)
+        self._task = asyncio.create_task(self._run(), name="frontdesk-realtime-dispatcher")
+        log.info("realtime.started", position=self._position)
 
     async def stop(self) -> None:
+        """Stop dispatching and close every connection with 1001 (going away)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.runtime.broker.unsubscribe(self._on_signal)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        open_connections = list(self._connections)
+        for connection in open_connections:
+            connection.request_close(CloseCode.GOING_AWAY, "server shutting down")
+        if open_connections:
+            waiters = [asyncio.create_task(c.finished.wait()) for c in open_connections]
+            _done, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT_SECONDS + 1)
+            for waiter in pending:
+                waiter.cancel()
+        log.info("realtime.stopped", closed=len(open_connections))
+
+    # Dispatching
+
+    def _on_signal(self, position: int) -> None:
+        # -1 comes from a broker that reconnected and may have missed signals.
+        if position < 0 or position > self._position:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        interval = self.settings.realtime_poll_interval_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+            try:
+                await self.catch_up()
+                await self._close_expired_sessions()
+            except Exception as exc:
+                # The loop must survive a database outage; the next signal or poll retries.
+                log.error("realtime.dispatch_failed", error=repr(exc), exc_info=exc)
+                await asyncio.sleep(min(interval, 1.0))
+
+    async def catch_up(self) -> None:
+        """Dispatch every event after the current position, in position order."""
+        while True:
+            # One short session per batch, so the read never holds SQLite's write lock long.
+            async with self.runtime.sessionmaker() as session:
+                batch = await events_after(session, self._position, DISPATCH_BATCH_SIZE)
+            for event in batch:
+                await self._dispatch(event)
+                self._position = event.position or self._position
+            if len(batch) < DISPATCH_BATCH_SIZE:
+                return
+
+    async def _dispatch(self, event: Event) -> None:
+        if event.name.startswith("internal."):
+            self._apply_internal(event)
+            return
+        if event.workspace_id is None or event.position is None:
+            return
+        audience = self._by_workspace.get(event.workspace_id)
+        if not audience:
+            return
+        text = encode(event_payload(event))
+        for connection in list(audience):
+            if event.user_id is None or event.user_id == connection.user_id:
+                if connection.queue_full:
+                    # A client that keeps up empties its queue as soon as its writer task
+                    # runs. One pass of the event loop separates a burst from a slow consumer.
+                    await asyncio.sleep(0)
+                connection.offer(event.position, text)
+
+    def _apply_internal(self, event: Event) -> None:
+        data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
+        if event.name == "internal.sessions_revoked":
+            raw_ids = data.get("session_ids")
+            session_ids = {_parse_uuid(value) for value in raw_ids or []} - {None}
+            for connection in list(self._connections):
+                if connection.session_id in session_ids:
+                    connection.request_close(CloseCode.SESSION_ENDED, "session ended")
+        elif event.name == "internal.member_removed" and event.workspace_id is not None:
+            user_id = _parse_uuid(data.get("user_id"))
+            for connection in list(self._by_workspace.get(event.workspace_id, ())):
+                if connection.user_id == user_id:
+                    connection.request_close(CloseCode.NOT_A_MEMBER, "removed from workspace")
+
+    async def _close_expired_sessions(self) -> None:
+        """Close connections whose login session expired; re-read sessions that may be extended."""
+        now = self.runtime.clock.now()
+        due = [
+            c
+            for c in self._connections
+            if c.session_expires_at is not None and c.session_expires_at <= now
+        ]
+        if not due:
+            return
+        async with self.runtime.sessionmaker() as session:
+            rows = await session.scalars(
+                sa.select(AuthSession).where(AuthSession.id.in_({c.session_id for c in due}))
+            )
+            sessions = {row.id: row for row in rows}
+        for connection in due:
+            login = sessions.get(connection.session_id)
+            if login is None or login.revoked_at is not None or login.expires_at <= now:
+                connection.request_close(CloseCode.SESSION_ENDED, "session expired")
+            else:
+                connection.session_expires_at = login.expires_at
+
+    def _register(self, connection: Connection) -> None:
+        self._connections.add(connection)
+        self._by_workspace.setdefault(connection.workspace_id, set()).add(connection)
+        OPEN_CONNECTIONS.inc()
+
+    def _unregister(self, connection: Connection) -> None:
+        if connection not in self._connections:
+            return
+        self._connections.discard(connection)
+        members = self._by_workspace.get(connection.workspace_id)
+        if members is not None:
+            members.discard(connection)
+            if not members:
+                del self._by_workspace[connection.workspace_id]
+        OPEN_CONNECTIONS.dec()
+
+    # Serving one client
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """Run one client's connection from the handshake to the close."""
+        await websocket.accept()
+        reader = FrameReader(websocket)
+        connection: Connection | None = None
+        try:
+            if self._stopped.is_set():
+                raise Rejected(CloseCode.GOING_AWAY, "server shutting down")
+            frame = await self._receive_auth(websocket, reader)
+            connection = self._admit(websocket, reader, frame.token)
+            await self._open(connection, frame)
+            await connection.run()
+        except Rejected as rejected:
+            if connection is None:
+                await self._reject(websocket, rejected)
+            else:
+                connection.request_close(rejected.code, rejected.reason)
+        except (ClientGone, WebSocketDisconnect) as gone:
+            if connection is not None:
+                connection.client_gone = True
+                connection.request_close(gone.code, "client closed")
+        except Exception as exc:
+            log.error("realtime.connection_failed", error=repr(exc), exc_info=exc)
+            if connection is None:
+                await self._reject(websocket, Rejected(CloseCode.INTERNAL_ERROR, "internal error"))
+            else:
+                connection.request_close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            if connection is not None:
+                await self._finish(connection)
+
+    async def _receive_auth(self, websocket: WebSocket, reader: FrameReader) -> AuthFrame:
+        """Wait for the auth frame; pings before it get pongs and invalid frames get errors."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.realtime_auth_timeout_seconds
+        while True:
+            remaining = deadline - loop.time()
+            receiving = asyncio.ensure_future(reader.receive())
+            stopping = asyncio.ensure_future(self._stopped.wait())
+            done, pending = await asyncio.wait(
+                {receiving, stopping},
+                timeout=max(remaining, 0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if receiving not in done:
+                if stopping in done:
+                    raise Rejected(CloseCode.GOING_AWAY, "server shutting down")
+                raise Rejected(CloseCode.AUTH_TIMEOUT, "no auth frame in time")
+            frame = receiving.result()
+            if isinstance(frame, AuthFrame):
+                return frame
+            if isinstance(frame, PingFrame):
+                await send_with_timeout(websocket, PONG_FRAME)
+            else:
+                await send_with_timeout(websocket, error_frame(frame.code, frame.message))
+
+    def _admit(self, websocket: WebSocket, reader: FrameReader, token: str) -> Connection:
+        """Check the token's signature and register the connection for live events.
+
+        Registering before the database check closes a race: a logout or removal that commits
+        after the check is dispatched to this connection, and one that committed before it
+        fails the check.
+        """
+        try:
+            claims = decode_access_token(
+                self.runtime.secrets.secret_key, token, now=self.runtime.clock.now()
+            )
+        except InvalidAccessToken as exc:
+            raise Rejected(CloseCode.SESSION_ENDED, "invalid or expired token") from exc
+        if claims.workspace_id is None:
+            raise Rejected(CloseCode.NOT_A_MEMBER, "the token names no workspace")
+        connection = Connection(
+            websocket,
+            reader,
+            user_id=claims.user_id,
+            session_id=claims.session_id,
+            workspace_id=claims.workspace_id,
+            queue_size=self.settings.realtime_send_queue_size,
+        )
+        self._register(connection)
+        return connection
+
+    async def _open(self, connection: Connection, frame: AuthFrame) -> None:
+        """Check the session and membership, then send ready and the replay."""
+        async with self.runtime.sessionmaker() as session:
+            try:
+                actor, role = await resolve_token(session, self.runtime, frame.token)
+            except Unauthorized as exc:
+                raise Rejected(CloseCode.SESSION_ENDED, "session ended") from exc
+            if role is None:
+                raise Rejected(CloseCode.NOT_A_MEMBER, "not a member of the workspace")
+            # resolve_token loaded the session row, so this reads the identity map.
+            login = await session.get(AuthSession, actor.session_id)
+            connection.session_expires_at = login.expires_at if login is not None else None
+            plan = await plan_replay(
+                session,
+                last_event_id=frame.last_event_id,
+                user_id=connection.user_id,
+                workspace_id=connection.workspace_id,
+                now=self.runtime.clock.now(),
+                window_seconds=self.settings.event_replay_window_seconds,
+            )
+        connection.go_live(plan.caught_up_to)
+        if connection.closing.is_set():
+            return
+        await connection.send_text(
+            ready_frame(
+                user_id=str(connection.user_id),
+                workspace_id=str(connection.workspace_id),
+                role=role,
+                last_event_id=plan.caught_up_to,
+            )
+        )
+        if plan.resync:
+            await connection.send_text(resync_frame(last_event_id=plan.caught_up_to))
+        for event in plan.events:
+            if connection.closing.is_set():
+                break
+            await connection.send_event(encode(event_payload(event)))
+        log.info(
+            "realtime.connected",
+            connection_id=connection.id,
+            user_id=str(connection.user_id),
+            workspace_id=str(connection.workspace_id),
+            session_id=str(connection.session_id),
+            replayed=len(plan.events),
+            resync=plan.resync,
+        )
+
+    async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
+        log.info("realtime.rejected", code=int(rejected.code), reason=rejected.reason)
+        CLOSED_CONNECTIONS.labels(code=str(int(rejected.code))).inc()
+        await close_websocket(websocket, rejected.code, rejected.reason)
+
+    async def _finish(self, connection: Connection) -> None:
+        self._unregister(connection)
+        if not connection.client_gone:
+            await connection.close()
+        code = connection.close_code or CloseCode.NORMAL
+        CLOSED_CONNECTIONS.labels(code=str(int(code))).inc()
+        log.info(
+            "realtime.closed",
+            connection_id=connection.id,
+            user_id=str(connection.user_id),
+            workspace_id=str(connection.workspace_id),
+            code=int(code),
+            reason=connection.close_reason,
+            closed_by="client" if connection.client_gone else "server",
+            events_sent=connection.events_sent,
+        )
+        connection.finished.set()
+
+
+def _parse_uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
         return None
