@@ -218,3 +218,27 @@ async def test_non_member_assignee_ignored(runtime: Runtime) -> None:
         )
 
     assert await rows(runtime, Notification) == []
+
+
+async def test_created_query_count(runtime: Runtime) -> None:
+    team = await make_team(runtime, opted_in={"owner", "agent", "admin"})
+    enquiry = await make_enquiry(runtime, team.workspace_id)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    async with unit_of_work(runtime) as uow:
+        # Only the statements of the call count, not those of the commit and event publishing.
+        sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            await service.notify_enquiry_created(
+                uow, workspace_id=team.workspace_id, enquiry=enquiry
+            )
+        finally:
+            sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
+
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    # The members with their users and the workspace name, however many members there are.
+    assert len(selects) == 1, "\n\n".join(selects)
+    assert len(await rows(runtime, EmailMessage)) == 3

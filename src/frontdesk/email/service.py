@@ -284,9 +284,8 @@ async def send_enquiry_acknowledgement(
 
 
 async def _workspace_name(uow: UnitOfWork, workspace_id: uuid.UUID) -> str:
-    # session.get reads the identity map first, so emails to many members load it once.
-    workspace = await uow.session.get(Workspace, workspace_id)
-    return workspace.name if workspace else "your workspace"
+    name = await uow.session.scalar(sa.select(Workspace.name).where(Workspace.id == workspace_id))
+    return name or "your workspace"
 
 
 def _enquiry_id(enquiry: dict[str, Any]) -> uuid.UUID | None:
@@ -303,12 +302,16 @@ async def send_new_enquiry_email(
     enquiry: dict[str, Any],
     to: str,
     recipient_name: str,
+    workspace_name: str | None = None,
 ) -> EmailMessage:
-    """Queue the new-enquiry email to a member who turned it on in their preferences."""
+    """Queue the new-enquiry email to a member who turned it on in their preferences.
+
+    Callers that email many members pass ``workspace_name`` to save a query per email.
+    """
     rendered = composer.compose_new_enquiry(
         enquiry=enquiry,
         recipient_name=recipient_name,
-        workspace_name=await _workspace_name(uow, workspace_id),
+        workspace_name=workspace_name or await _workspace_name(uow, workspace_id),
     )
     return await _queue_rendered(
         uow,
@@ -327,12 +330,13 @@ async def send_enquiry_assigned_email(
     enquiry: dict[str, Any],
     to: str,
     recipient_name: str,
+    workspace_name: str | None = None,
 ) -> EmailMessage:
     """Queue the email telling a member that an enquiry was assigned to them."""
     rendered = composer.compose_enquiry_assigned(
         enquiry=enquiry,
         recipient_name=recipient_name,
-        workspace_name=await _workspace_name(uow, workspace_id),
+        workspace_name=workspace_name or await _workspace_name(uow, workspace_id),
     )
     return await _queue_rendered(
         uow,

@@ -22,7 +22,7 @@ from frontdesk.core.uow import UnitOfWork
 from frontdesk.email.service import send_enquiry_assigned_email, send_new_enquiry_email
 from frontdesk.notifications.models import Notification
 from frontdesk.notifications.schemas import NotificationOut, NotificationPage
-from frontdesk.workspaces.models import Membership
+from frontdesk.workspaces.models import Membership, Workspace
 
 log = structlog.get_logger()
 
@@ -102,17 +102,19 @@ def _add(
 
 async def _members(
     uow: UnitOfWork, workspace_id: uuid.UUID, *, user_id: uuid.UUID | None = None
-) -> list[tuple[Membership, User]]:
-    """Load the workspace's memberships with their users in one query."""
+) -> list[tuple[Membership, User, str]]:
+    """Load the workspace's memberships with their users and the workspace name in one query."""
     query = (
-        sa.select(Membership, User)
+        sa.select(Membership, User, Workspace.name)
         .join(User, User.id == Membership.user_id)
+        .join(Workspace, Workspace.id == Membership.workspace_id)
         .where(Membership.workspace_id == workspace_id)
         .order_by(Membership.created_at, Membership.user_id)
     )
     if user_id is not None:
         query = query.where(Membership.user_id == user_id)
-    return [(membership, user) for membership, user in (await uow.session.execute(query)).all()]
+    rows = (await uow.session.execute(query)).all()
+    return [(membership, user, name) for membership, user, name in rows]
 
 
 async def notify_enquiry_created(
@@ -126,7 +128,7 @@ async def notify_enquiry_created(
     data = {"enquiry": enquiry_summary(enquiry)}
     emailed = 0
     notified = 0
-    for membership, user in await _members(uow, workspace_id):
+    for membership, user, workspace_name in await _members(uow, workspace_id):
         if user.id == exclude_user_id:
             continue
         _add(uow, workspace_id=workspace_id, user_id=user.id, kind=ENQUIRY_CREATED, data=data)
@@ -138,6 +140,7 @@ async def notify_enquiry_created(
                 enquiry=enquiry,
                 to=user.email,
                 recipient_name=user.full_name,
+                workspace_name=workspace_name,
             )
             emailed += 1
     log.info(
@@ -164,7 +167,7 @@ async def notify_enquiry_assigned(
     if not members:
         # Only members are assigned; a removed member gets nothing.
         return
-    membership, user = members[0]
+    membership, user, workspace_name = members[0]
     data = {
         "enquiry": enquiry_summary(enquiry),
         "actor_id": str(actor_id) if actor_id else None,
@@ -177,6 +180,7 @@ async def notify_enquiry_assigned(
             enquiry=enquiry,
             to=user.email,
             recipient_name=user.full_name,
+            workspace_name=workspace_name,
         )
 
 
