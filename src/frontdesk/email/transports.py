@@ -1,8 +1,8 @@
 """Turn a stored message into MIME and deliver it over SMTP, classifying failures.
 
-``PermanentDeliveryError`` means that sending the same message again cannot succeed (a 5xx
-reply, an invalid recipient); ``TemporaryDeliveryError`` means a later attempt may (no
-connection, a timeout, a 4xx reply).
+``PermanentDeliveryError`` means that sending the same message again cannot succeed, as after
+a 5xx reply or for an invalid recipient. ``TemporaryDeliveryError`` means that a later attempt
+may succeed, as after a refused connection, a timeout or a 4xx reply.
 """
 
 from __future__ import annotations
