@@ -36,7 +36,12 @@ from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.protocol import REPLAY_LIMIT
 from frontdesk.runtime import Runtime
 from frontdesk.workspaces.models import Membership, Workspace
-from live_server import InProcessServer, serve_in_process
+from live_server import (
+    InProcessServer,
+    run_subprocess_server,
+    serve_in_process,
+    server_environment,
+)
 
 WAIT = 5.0
 # How long a test waits to show that no frame arrives. Delivery order is proved separately by
@@ -678,10 +683,20 @@ async def test_auth_timeout_closes(server: Server) -> None:
 async def test_auth_timeout_counts_from_connect(server: Server) -> None:
     """Pings before the auth frame get pongs but do not extend the deadline."""
     ws = await open_socket(server)
-    await ws.send(json.dumps({"type": "ping"}))
+    pongs = 0
 
-    assert await receive(ws) == {"type": "pong"}
-    assert await close_code(ws) == 4001
+    # Pinging every 0.1 s for up to 2 s: the connection must still close 0.5 s after opening.
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(2):
+            while True:
+                await ws.send(json.dumps({"type": "ping"}))
+                assert await receive(ws) == {"type": "pong"}
+                pongs += 1
+                await asyncio.sleep(0.1)
+
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4001
+    assert 1 <= pongs < 10
 
 
 async def test_invalid_tokens_close(server: Server) -> None:
@@ -771,6 +786,16 @@ async def test_many_invalid_frames_close(server: Server) -> None:
     assert await close_code(ws) == 4008
 
 
+async def test_frame_flood_closes(server: Server) -> None:
+    member = await add_member(server.runtime)
+    ws, _ = await connect_member(server, member)
+
+    for _ in range(121):
+        await ws.send(json.dumps({"type": "ping"}))
+
+    assert await close_code(ws) == 4008
+
+
 async def test_oversized_frame_closes(server: Server) -> None:
     member = await add_member(server.runtime)
     ws, _ = await connect_member(server, member)
@@ -838,6 +863,28 @@ async def test_member_removal_closes_socket(server: Server) -> None:
     await elsewhere_ws.close()
 
 
+async def test_leaving_workspace_closes_socket(server: Server) -> None:
+    leaver = await add_member(server.runtime)
+    colleague = await add_member(server.runtime, workspace_id=leaver.workspace_id)
+    ws, _ = await connect_member(server, leaver)
+    colleague_ws, _ = await connect_member(server, colleague)
+
+    async with httpx.AsyncClient(base_url=server.live.http_url) as http:
+        response = await http.delete(
+            f"/api/v1/members/{leaver.user_id}",
+            headers={"Authorization": f"Bearer {leaver.token}"},
+        )
+
+    assert response.status_code == 204, response.text
+    removed = await receive(ws)
+    assert removed["event"] == "member.removed"
+    assert removed["data"]["user_id"] == str(leaver.user_id)
+    assert await close_code(ws, timeout=2.0) == 4004
+    assert (await receive(colleague_ws))["event"] == "member.removed"
+    await assert_quiet(colleague_ws)
+    await colleague_ws.close()
+
+
 @pytest.mark.parametrize("realtime_settings", [{"realtime_poll_interval_seconds": 0.1}])
 async def test_session_expiry_closes(server: Server) -> None:
     member = await add_member(server.runtime, session_ttl=timedelta(minutes=5))
@@ -897,8 +944,134 @@ async def test_slow_consumer_disconnected(server: Server) -> None:
 async def test_stop_closes_with_going_away(server: Server) -> None:
     member = await add_member(server.runtime)
     ws, _ = await connect_member(server, member)
+    unauthenticated = await open_socket(server)
+    await asyncio.sleep(0.05)
 
     await server.gateway.stop()
+    late = await open_socket(server)
 
     assert await close_code(ws) == 1001
+    assert await close_code(unauthenticated) == 1001
+    assert await close_code(late) == 1001
     assert server.gateway.connections == []
+
+
+# End to end
+
+
+async def sign_up_with_form(http: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sign up an owner through the API and create a published form; return both bodies."""
+    signup = await http.post(
+        "/api/v1/auth/signup",
+        json={
+            "email": f"owner-{uuid.uuid4().hex[:8]}@example.com",
+            "password": "correct horse battery staple",
+            "full_name": "Studio Owner",
+            "workspace_name": "Studio Lumen",
+        },
+    )
+    assert signup.status_code == 201, signup.text
+    tokens: dict[str, Any] = signup.json()
+    form = await http.post(
+        "/api/v1/forms",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        json={
+            "name": "Contact",
+            "fields": [
+                {"key": "name", "type": "text", "label": "Name", "required": True},
+                {"key": "email", "type": "email", "label": "Email", "required": True},
+                {"key": "message", "type": "long_text", "label": "Message"},
+            ],
+        },
+    )
+    assert form.status_code == 201, form.text
+    return tokens, form.json()
+
+
+async def submit_form(http: httpx.AsyncClient, form: dict[str, Any]) -> None:
+    response = await http.post(
+        httpx.URL(form["public_url"]).path,
+        json={"name": "Camille", "email": "camille@example.org", "message": "A quote, please."},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_form_submission_reaches_client(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.live.http_url, timeout=10) as http:
+        tokens, form = await sign_up_with_form(http)
+        ws = await open_socket(server)
+        ready = await authenticate(ws, tokens["access_token"])
+
+        await submit_form(http, form)
+        frames = await receive_until(ws, lambda frame: frame.get("event") == "enquiry.created")
+        created = frames[-1]
+        enquiry_id = created["data"]["id"]
+        fetched = await http.get(
+            f"/api/v1/enquiries/{enquiry_id}",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+
+    assert ready["workspace_id"] == tokens["workspace"]["id"]
+    assert ready["role"] == "owner"
+    assert int(created["id"]) > int(ready["last_event_id"])
+    assert created["data"]["form_id"] == form["id"]
+    assert fetched.status_code == 200, fetched.text
+    assert created["data"] == fetched.json()
+    await ws.close()
+
+
+# Several processes
+
+
+async def test_event_crosses_processes(database_url: str, tmp_path: Path) -> None:
+    """A client of process B receives the enquiry submitted to process A, through NOTIFY."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several processes share events through Postgres LISTEN/NOTIFY")
+    await truncate_all(database_url)
+    secret_key = "cluster-" + uuid.uuid4().hex
+
+    def environment(name: str) -> dict[str, str]:
+        return server_environment(
+            database_url=database_url,
+            data_dir=tmp_path / name,
+            secret_key=secret_key,
+            broker="postgres",
+            # Far longer than the test waits: delivery within WAIT proves the NOTIFY path.
+            realtime_poll_interval_seconds="600",
+        )
+
+    async with (
+        run_subprocess_server(environment("a"), tmp_path / "a.log") as process_a,
+        run_subprocess_server(environment("b"), tmp_path / "b.log") as process_b,
+        httpx.AsyncClient(base_url=process_a.http_url, timeout=10) as http,
+    ):
+        tokens, form = await sign_up_with_form(http)
+        url_b = f"{process_b.ws_url}/api/v1/realtime"
+        url_a = f"{process_a.ws_url}/api/v1/realtime"
+        client_b = await connect(url_b, open_timeout=WAIT, proxy=None)
+        client_a = await connect(url_a, open_timeout=WAIT, proxy=None)
+        await authenticate(client_b, tokens["access_token"])
+        await authenticate(client_a, tokens["access_token"])
+
+        await submit_form(http, form)
+        try:
+            frames_b = await receive_until(
+                client_b, lambda frame: frame.get("event") == "enquiry.created"
+            )
+        except TimeoutError:
+            pytest.fail("process B delivered nothing:\n" + process_b.output())
+        frames_a = await receive_until(
+            client_a, lambda frame: frame.get("event") == "enquiry.created"
+        )
+
+        assert frames_b[-1] == frames_a[-1]
+        assert event_ids(frames_b) == event_ids(frames_a)
+
+        # A logout on process A closes the socket on process B as well.
+        logout = await http.post(
+            "/api/v1/auth/logout",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+        assert logout.status_code == 204, logout.text
+        assert await close_code(client_b) == 4003
+        assert await close_code(client_a) == 4003
