@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from frontdesk import jobs as _jobs  # noqa: F401  (registers every job handler)
+from frontdesk.auth.pages import pages_router as auth_pages_router
 from frontdesk.auth.routes import router as auth_router
 from frontdesk.config import Settings
 from frontdesk.contacts.routes import router as contacts_router
@@ -93,6 +94,7 @@ def create_app(
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
+    app.include_router(auth_pages_router)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Access tokens (JWT, HS256) and hashing of opaque tokens for storage."""
+"""Access tokens (JWT, HS256), hashing of opaque tokens for storage, and their errors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
+
+from frontdesk.core.errors import BadRequest
 
 ALGORITHM = "HS256"
 AUDIENCE = "frontdesk"
@@ -53,7 +55,13 @@ def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessCl
             secret,
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
-            options={"verify_exp": False, "require": ["sub", "sid", "exp", "aud"]},
+            # Expiry is checked below against the injectable clock; PyJWT would compare
+            # exp and iat with the system time instead.
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "require": ["sub", "sid", "exp", "aud"],
+            },
         )
         expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
         if expires_at <= now:
@@ -72,3 +80,15 @@ def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessCl
 def hash_token(token: str) -> str:
     """SHA-256 of a high-entropy token; such tokens need no slow hash."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InvalidToken(BadRequest):
+    """A one-time token (verification, reset, invitation) that is unknown, used or revoked."""
+
+    code = "invalid_token"
+    title = "Invalid token"
+
+
+class ExpiredToken(BadRequest):
+    code = "token_expired"
+    title = "Expired token"
