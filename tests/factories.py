@@ -107,7 +107,11 @@ async def create_form(
     fields: list[dict[str, Any]] | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
-    body = {"name": settings.pop("name", "Contact us"), "fields": fields or CONTACT_FIELDS, **settings}
+    body = {
+        "name": settings.pop("name", "Contact us"),
+        "fields": fields or CONTACT_FIELDS,
+        **settings,
+    }
     response = await client.post("/api/v1/forms", json=body, headers=staff.headers)
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
@@ -146,9 +150,7 @@ async def events_named(runtime: Runtime, name: str) -> list[Event]:
         return list((await session.execute(statement)).scalars())
 
 
-async def enquiries(
-    client: httpx.AsyncClient, staff: Staff, **params: Any
-) -> dict[str, Any]:
+async def enquiries(client: httpx.AsyncClient, staff: Staff, **params: Any) -> dict[str, Any]:
     response = await client.get("/api/v1/enquiries", params=params, headers=staff.headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -72,7 +72,12 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "fields",
         "too_long",
     ),
-    ("bad key", {"name": "F", "fields": _fields_with(field("Bad-Key"))}, "fields.2.key", "invalid_key"),
+    (
+        "bad key",
+        {"name": "F", "fields": _fields_with(field("Bad-Key"))},
+        "fields.2.key",
+        "invalid_key",
+    ),
     (
         "key starts with digit",
         {"name": "F", "fields": _fields_with(field("1st"))},
@@ -159,7 +164,10 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "min above max",
-        {"name": "F", "fields": _fields_with(field("n", "number", validation={"min": 5, "max": 1}))},
+        {
+            "name": "F",
+            "fields": _fields_with(field("n", "number", validation={"min": 5, "max": 1})),
+        },
         "fields.2.validation.max",
         "invalid_range",
     ),
@@ -181,7 +189,12 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "fields.2.validation.regex",
         "extra_forbidden",
     ),
-    ("unknown language", {"name": "F", "fields": CONTACT_FIELDS, "language": "xx"}, "language", "unsupported_language"),
+    (
+        "unknown language",
+        {"name": "F", "fields": CONTACT_FIELDS, "language": "xx"},
+        "language",
+        "unsupported_language",
+    ),
     (
         "relative redirect",
         {"name": "F", "fields": CONTACT_FIELDS, "redirect_url": "/thanks"},
@@ -222,7 +235,9 @@ async def test_invalid_definition_rejected(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     errors = response.json()["errors"]
-    assert {"field": path, "code": code} in [{"field": e["field"], "code": e["code"]} for e in errors]
+    assert {"field": path, "code": code} in [
+        {"field": e["field"], "code": e["code"]} for e in errors
+    ]
     assert await count_rows(runtime, Form) == 0
     assert await count_rows(runtime, FormVersion) == 0
 
@@ -249,7 +264,9 @@ async def test_published_change_adds_version(client: httpx.AsyncClient) -> None:
     assert renamed.status_code == 200
     assert renamed.json()["version"] == 2
 
-    settings_only = await client.patch(url, json={"success_message": "Thanks"}, headers=staff.headers)
+    settings_only = await client.patch(
+        url, json={"success_message": "Thanks"}, headers=staff.headers
+    )
     assert settings_only.json()["version"] == 2
 
     unpublished = await client.patch(
@@ -346,7 +363,9 @@ async def test_other_workspace_form_not_found(client: httpx.AsyncClient) -> None
     second = await owner(client)
     form = await create_form(client, first)
     url = f"/api/v1/forms/{form['id']}"
-    missing = await client.get("/api/v1/forms/0191d2a8-0000-7000-8000-000000000000", headers=second.headers)
+    missing = await client.get(
+        "/api/v1/forms/0191d2a8-0000-7000-8000-000000000000", headers=second.headers
+    )
     for response in (
         await client.get(url, headers=second.headers),
         await client.patch(url, json={"name": "X"}, headers=second.headers),
@@ -355,9 +374,9 @@ async def test_other_workspace_form_not_found(client: httpx.AsyncClient) -> None
     ):
         assert response.status_code == 404
         assert response.json()["code"] == "not_found"
-        assert response.json()["detail"].replace(form["id"], "ID") == missing.json()["detail"].replace(
-            "0191d2a8-0000-7000-8000-000000000000", "ID"
-        )
+        assert response.json()["detail"].replace(form["id"], "ID") == missing.json()[
+            "detail"
+        ].replace("0191d2a8-0000-7000-8000-000000000000", "ID")
     assert (await client.get("/api/v1/forms", headers=second.headers)).json()["items"] == []
 
 

@@ -143,8 +143,9 @@ async def _create_contact(
         async with uow.session.begin_nested():
             uow.session.add(contact)
     except IntegrityError:
-        # A concurrent submission created a contact with this email after our lookup; its
-        # transaction has committed (the unique index waited for it), so it is visible now.
+        # A concurrent submission created a contact with this email after the lookup. The
+        # unique index made this insert wait for that transaction to commit, so the row is
+        # visible now.
         assert email is not None
         existing = await find_contact_by_email(uow, workspace_id=workspace_id, email=email)
         if existing is None:

@@ -146,7 +146,7 @@ async def show_thanks(public_id: str, uow: UowDep) -> Response:
 
 @public_router.options("/f/{public_id}", status_code=204, response_class=Response)
 async def preflight(public_id: str, request: Request, uow: UowDep) -> Response:
-    """Answer a CORS preflight: allowed only for the form's origins and the global list."""
+    """Respond to a CORS preflight, which succeeds only for the form's origins and the global list."""
     form = await find_published_form(uow, public_id)
     if form is None:
         raise NotFound(_NOT_FOUND_DETAIL)
