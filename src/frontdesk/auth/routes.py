@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 
-from frontdesk.auth import service
+from frontdesk.auth import service, sessions
 from frontdesk.auth.dependencies import UserDep
 from frontdesk.auth.models import User
 from frontdesk.auth.schemas import (
@@ -27,7 +27,7 @@ from frontdesk.auth.schemas import (
     WorkspaceRef,
     problem_responses,
 )
-from frontdesk.auth.service import ClientInfo, IssuedTokens
+from frontdesk.auth.sessions import ClientInfo, IssuedTokens
 from frontdesk.core.api import ClientIpDep, UowDep
 
 router = APIRouter(tags=["auth"])
@@ -81,7 +81,7 @@ async def token(
     body: TokenRequest, uow: UowDep, client: ClientDep, response: Response
 ) -> TokenResponse:
     """Log in with a password, or exchange a refresh token (optionally switching workspace)."""
-    return _token_response(await service.grant_tokens(uow, body, client), response)
+    return _token_response(await sessions.grant_tokens(uow, body, client), response)
 
 
 @router.post("/auth/logout", status_code=204, responses=problem_responses(401))
@@ -89,13 +89,13 @@ async def log_out(
     user: UserDep, uow: UowDep, body: Annotated[LogoutRequest | None, Body()] = None
 ) -> None:
     """End this session, or every session of the account with ``{"all": true}``."""
-    await service.log_out(uow, user, everywhere=body.all if body else False)
+    await sessions.log_out(uow, user, everywhere=body.all if body else False)
 
 
 @router.get("/auth/sessions", responses=problem_responses(401))
 async def list_sessions(user: UserDep, uow: UowDep) -> list[SessionOut]:
     """List the account's active sessions (signed-in devices)."""
-    sessions = await service.list_sessions(uow, user)
+    active = await sessions.list_sessions(uow, user)
     return [
         SessionOut(
             id=login.id,
@@ -105,7 +105,7 @@ async def list_sessions(user: UserDep, uow: UowDep) -> list[SessionOut]:
             ip_address=login.ip_address,
             current=login.id == user.session_id,
         )
-        for login in sessions
+        for login in active
     ]
 
 
@@ -114,7 +114,7 @@ async def list_sessions(user: UserDep, uow: UowDep) -> list[SessionOut]:
 )
 async def revoke_session(session_id: uuid.UUID, user: UserDep, uow: UowDep) -> None:
     """Sign out one device of the account."""
-    await service.revoke_session(uow, user, session_id)
+    await sessions.revoke_session(uow, user, session_id)
 
 
 @router.post("/auth/password-reset", status_code=202, responses=problem_responses(422, 429))
