@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from auth_support import add_member, refresh, verified_owner
@@ -193,3 +196,56 @@ async def test_profile_update_rejects_bad_input(client: httpx.AsyncClient) -> No
     me = await client.get("/api/v1/me", headers=bearer(tokens))
     assert me.json()["full_name"] == "Kept Name"
     assert (await client.patch("/api/v1/me", json={"locale": "en"})).status_code == 401
+
+
+SOME_ID = str(uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/me"),
+        ("PATCH", "/api/v1/me"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/auth/sessions"),
+        ("DELETE", f"/api/v1/auth/sessions/{SOME_ID}"),
+        ("POST", "/api/v1/auth/password"),
+        ("POST", "/api/v1/auth/verify-email/resend"),
+        ("GET", "/api/v1/workspace"),
+        ("PATCH", "/api/v1/workspace"),
+        ("DELETE", "/api/v1/workspace"),
+        ("GET", "/api/v1/workspaces"),
+        ("POST", "/api/v1/workspace/transfer-ownership"),
+        ("GET", "/api/v1/members"),
+        ("PATCH", f"/api/v1/members/{SOME_ID}"),
+        ("DELETE", f"/api/v1/members/{SOME_ID}"),
+        ("POST", "/api/v1/invitations"),
+        ("GET", "/api/v1/invitations"),
+        ("POST", f"/api/v1/invitations/{SOME_ID}/resend"),
+        ("DELETE", f"/api/v1/invitations/{SOME_ID}"),
+        ("POST", "/api/v1/invitations/accept"),
+    ],
+)
+async def test_endpoint_requires_credentials(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await client.request(method, path, json={})
+
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "unauthorized"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_empty_workspace_update_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await signup(client, workspace_name="Same")
+
+    response = await client.patch("/api/v1/workspace", json={}, headers=bearer(owner))
+
+    assert response.status_code == 200
+    assert response.json()["name"] == "Same"
+    async with runtime.sessionmaker() as session:
+        assert (
+            await session.scalar(sa.select(Event).where(Event.name == "workspace.updated")) is None
+        )

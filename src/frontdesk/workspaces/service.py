@@ -87,6 +87,8 @@ async def update_workspace(uow: UnitOfWork, actor: Actor, changes: WorkspaceUpda
     """Apply the fields present in ``changes``; ``reply_to_email: null`` clears that address."""
     workspace = await _load_workspace(uow.session, actor.workspace_id)
     fields = changes.model_fields_set
+    if not fields:
+        return _workspace_out(workspace, actor.role)
     for required in ("name", "default_country"):
         if required in fields and getattr(changes, required) is None:
             raise ValidationFailed(required, "This field cannot be null.", "null")
