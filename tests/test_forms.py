@@ -385,3 +385,12 @@ async def test_malformed_form_id_is_422(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/forms/not-a-uuid", headers=staff.headers)
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "form_id"
+
+
+async def test_language_region_kept(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    form = await create_form(client, staff, language="pt_br")
+    assert form["language"] == "pt-BR"
+    page = await client.get(httpx.URL(form["public_url"]).path)
+    assert '<html lang="pt-BR">' in page.text
+    assert ">Enviar</button>" in page.text

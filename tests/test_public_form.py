@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import time
 from typing import Any
@@ -22,6 +24,7 @@ from factories import (
 )
 from frontdesk.contacts.models import Contact
 from frontdesk.enquiries.models import Enquiry
+from frontdesk.forms.i18n import SUPPORTED_LANGUAGES, TEXTS
 from frontdesk.runtime import Runtime
 
 CHOICES = [{"value": "small", "label": "Small"}, {"value": "large", "label": "Large"}]
@@ -104,6 +107,9 @@ async def test_page_renders_accessible_form(client: httpx.AsyncClient) -> None:
     assert "default-src 'none'" in policy
     assert "form-action 'self' http://frontdesk.test" in policy
     assert response.headers["cache-control"] == "no-store"
+    style = html.split("<style>")[1].split("</style>")[0]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in policy
 
 
 async def test_page_frame_ancestors_follow_origins(client: httpx.AsyncClient) -> None:
@@ -492,3 +498,10 @@ async def test_rate_limit_per_ip_across_forms(client: httpx.AsyncClient) -> None
             statuses.append((await submit(client, form, {"name": "Ada"})).status_code)
     assert statuses[:20] == [201] * 20
     assert statuses[20:] == [429] * 5
+
+
+def test_texts_cover_every_language() -> None:
+    assert set(SUPPORTED_LANGUAGES) >= {"en", "fr", "de", "es", "nl", "pt", "it"}
+    for language in SUPPORTED_LANGUAGES:
+        assert set(TEXTS[language]) == set(TEXTS["en"]), language
+        assert all(text.strip() for text in TEXTS[language].values()), language
