@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -198,7 +196,8 @@ async def test_profile_update_rejects_bad_input(client: httpx.AsyncClient) -> No
     assert (await client.patch("/api/v1/me", json={"locale": "en"})).status_code == 401
 
 
-SOME_ID = str(uuid.uuid4())
+# A fixed id, because xdist workers must collect identical test ids.
+SOME_ID = "0192a9f0-0000-7000-8000-000000000000"
 
 
 @pytest.mark.parametrize(
