@@ -66,18 +66,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
     data = (
         settings.data_dir.resolve() if settings.is_sqlite else "PostgreSQL (FRONTDESK_DATABASE_URL)"
     )
-    print(
-        f"Frontdesk listening on http://{settings.host}:{settings.port}\n"
-        f"  public URL: {settings.resolved_public_url}\n"
-        f"  data:       {data}\n"
-        f"  email:      {_describe_email(settings)}\n"
-        f"  worker:     {'off (--no-worker)' if args.no_worker else 'in this process'}\n"
-        f"  API docs:   {settings.resolved_public_url}/docs\n"
-        "Press Ctrl-C to stop; jobs in flight are finished first.",
-        flush=True,
-    )
+    lines = [
+        f"Frontdesk listening on http://{settings.host}:{settings.port}",
+        f"  public URL: {settings.resolved_public_url}",
+        f"  data:       {data}",
+        f"  email:      {_describe_email(settings)}",
+        f"  worker:     {'off (--no-worker)' if args.no_worker else 'in this process'}",
+        f"  API docs:   {settings.resolved_public_url}/docs",
+    ]
     if runtime.secrets.key_file is not None:
-        print(f"  keys:       {runtime.secrets.key_file} (generated; back it up with the database)")
+        lines.append(
+            f"  keys:       {runtime.secrets.key_file} (generated; back it up with the database)"
+        )
+    lines.append("Press Ctrl-C to stop; jobs in flight are finished first.")
+    print("\n".join(lines), flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -88,7 +90,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         ws_max_size=1024 * 1024,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises the signal after its graceful shutdown has finished.
+        pass
+    print("Frontdesk stopped.", flush=True)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -156,6 +163,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from frontdesk.demo import fill_demo_workspace
 
     settings = _settings(args)
+    # One log line per sample request would bury the summary.
+    configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
     if settings.is_sqlite:
         _migrate(settings)
     summary = asyncio.run(fill_demo_workspace(settings, email=args.email, password=args.password))

@@ -1,0 +1,196 @@
+"""The frontdesk command on the embedded default, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FRONTDESK_")}
+    env.update(
+        {
+            "FRONTDESK_DATA_DIR": str(data_dir),
+            "FRONTDESK_ARGON2_MEMORY_KIB": "8",
+            "FRONTDESK_ARGON2_TIME_COST": "1",
+            "FRONTDESK_LOG_FORMAT": "json",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_frontdesk(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "frontdesk", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"server exited early: {process.stdout.read() if process.stdout else ''}"
+            )
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not become healthy")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[subprocess.Popen[str], str, Path]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "frontdesk", "serve", "--port", str(port)],
+        env=command_env(data_dir),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        yield process, url, data_dir
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_serve_embedded_default_and_ctrl_c(served: tuple[subprocess.Popen[str], str, Path]) -> None:
+    process, url, data_dir = served
+    signup = httpx.post(
+        f"{url}/api/v1/auth/signup",
+        json={
+            "email": "owner@example.com",
+            "password": "a long enough password",
+            "full_name": "Owner",
+            "workspace_name": "Studio",
+        },
+        timeout=10,
+    )
+    assert signup.status_code == 201
+    assert (data_dir / "frontdesk.db").exists()
+    assert (data_dir / "secret-keys.json").exists()
+
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"Frontdesk listening on {url}" in output
+    assert f"data:       {data_dir.resolve()}" in output
+    assert "email:      local outbox" in output
+    # The verification link of the embedded outbox is printed for a local user.
+    assert "/verify-email?token=" in output
+    assert '"event": "worker.stopped"' in output
+
+
+def test_backup_while_serving(
+    served: tuple[subprocess.Popen[str], str, Path], tmp_path: Path
+) -> None:
+    _process, url, data_dir = served
+    response = httpx.post(
+        f"{url}/api/v1/auth/signup",
+        json={
+            "email": "b@example.com",
+            "password": "a long enough password",
+            "full_name": "B",
+            "workspace_name": "B",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 201
+    destination = tmp_path / "backup" / "copy.db"
+    result = run_frontdesk("backup", str(destination), env=command_env(data_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    copy = sqlite3.connect(destination)
+    try:
+        assert copy.execute("SELECT email FROM users").fetchall() == [("b@example.com",)]
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        copy.close()
+
+
+def test_demo_fills_workspace(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    result = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Added 9 sample enquiries" in result.stdout
+    database = sqlite3.connect(data_dir / "frontdesk.db")
+    try:
+        statuses = {row[0] for row in database.execute("SELECT status FROM enquiries")}
+        assert {"new", "open", "awaiting_customer", "won", "lost", "closed"} <= statuses
+        assert database.execute("SELECT count(*) FROM forms").fetchone() == (2,)
+        assert database.execute("SELECT count(*) FROM contacts").fetchone() == (8,)
+    finally:
+        database.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"FRONTDESK_ENV": "production", "FRONTDESK_SMTP_HOST": "127.0.0.1"},
+            "FRONTDESK_SECRET_KEY",
+        ),
+        (
+            {"FRONTDESK_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/test"},
+            "FRONTDESK_SECRET_KEY",
+        ),
+    ],
+)
+def test_serve_refuses_missing_secrets(tmp_path: Path, extra: dict[str, str], message: str) -> None:
+    result = run_frontdesk("serve", env=command_env(tmp_path / "data", **extra), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "data" / "secret-keys.json").exists()
+
+
+def test_serve_refuses_outbox_in_production(tmp_path: Path) -> None:
+    extra = {
+        "FRONTDESK_ENV": "production",
+        "FRONTDESK_SECRET_KEY": "k" * 40,
+        "FRONTDESK_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=",
+    }
+    result = run_frontdesk("serve", env=command_env(tmp_path / "data", **extra), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "SMTP" in result.stderr
+
+
+def test_create_admin_then_login(tmp_path: Path) -> None:
+    env = command_env(tmp_path / "data", FRONTDESK_ADMIN_PASSWORD="admin password 1")
+    result = run_frontdesk("create-admin", "Root@Example.com", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    database = sqlite3.connect(tmp_path / "data" / "frontdesk.db")
+    try:
+        rows = database.execute("SELECT email, is_instance_admin FROM users").fetchall()
+    finally:
+        database.close()
+    assert rows == [("root@example.com", 1)]
