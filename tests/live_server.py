@@ -1,8 +1,8 @@
 """Run Frontdesk on a real socket for tests: in this event loop, or as a uvicorn subprocess.
 
-Both bind 127.0.0.1 on a free port and return once the server accepts requests. Use the in-process
-server to inspect the app's state from the test; use the subprocess when the test needs
-separate processes (several servers on one database, a crash).
+Both bind 127.0.0.1 on a free port and return once the server accepts requests. The
+in-process server lets a test inspect the app's state. The subprocess serves tests that need
+separate processes, such as several servers on one database or a crash.
 """
 
 from __future__ import annotations
@@ -26,11 +26,17 @@ from fastapi import FastAPI
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    """Return a port that was free a moment ago; another process may still take it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """Bind and listen on a free port of 127.0.0.1.
+
+    The servers get this socket rather than a port number, so no other process can take the
+    port between choosing it and binding it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(128)
+    return sock
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,7 @@ async def serve_in_process(
     app: FastAPI, *, startup_timeout: float = 10.0
 ) -> AsyncIterator[InProcessServer]:
     """Serve ``app`` with uvicorn in the running event loop; the lifespan runs too."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
+    sock = listening_socket()
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(app, lifespan="on", log_config=None, log_level="warning")
     server = uvicorn.Server(config)
@@ -143,26 +147,32 @@ class SubprocessServer:
 async def run_subprocess_server(
     environment: dict[str, str], log_path: Path, *, startup_timeout: float = 30.0
 ) -> AsyncIterator[SubprocessServer]:
-    """Start ``uvicorn --factory frontdesk.app:app_from_env`` and wait for /healthz."""
-    port = free_port()
+    """Start ``uvicorn --factory frontdesk.app:app_from_env`` and wait for /healthz.
+
+    uvicorn serves a socket that this process opened and hands down (``--fd``).
+    """
+    sock = listening_socket()
+    port = int(sock.getsockname()[1])
     log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "frontdesk.app:app_from_env",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env=environment,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "frontdesk.app:app_from_env",
+                "--fd",
+                str(sock.fileno()),
+                "--no-access-log",
+            ],
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=[sock.fileno()],
+        )
+    finally:
+        sock.close()
     server = SubprocessServer(process=process, port=port, log_path=log_path)
     try:
         await _wait_healthy(server, startup_timeout)
@@ -173,7 +183,7 @@ async def run_subprocess_server(
 
 
 async def _wait_healthy(server: SubprocessServer, timeout: float) -> None:
-    async with httpx.AsyncClient(base_url=server.http_url, timeout=2.0) as client:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=2.0, trust_env=False) as client:
         try:
             async with asyncio.timeout(timeout):
                 while True:

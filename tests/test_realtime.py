@@ -460,7 +460,7 @@ async def test_resume_joins_live_without_gaps(server: Server) -> None:
     start = await record(
         server.runtime, "enquiry.created", enquiry("start"), workspace_id=member.workspace_id
     )
-    total = 60
+    total = 30
 
     async def produce() -> list[int]:
         positions = []
@@ -473,15 +473,17 @@ async def test_resume_joins_live_without_gaps(server: Server) -> None:
                     workspace_id=member.workspace_id,
                 )
             )
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.01)
         return positions
 
     producer = asyncio.create_task(produce())
-    await asyncio.sleep(0.01)
-    ws, _ = await connect_member(server, member, last_event_id=str(start))
-    produced = await asyncio.wait_for(producer, WAIT)
+    await asyncio.sleep(0.05)
+    ws, ready = await connect_member(server, member, last_event_id=str(start))
+    produced = await asyncio.wait_for(producer, 2 * WAIT)
     frames = await receive_until(ws, lambda frame: frame.get("id") == str(produced[-1]))
 
+    # Some events came through the replay and the rest live: the join was exercised.
+    assert start < int(ready["last_event_id"]) < produced[-1]
     assert event_ids(frames) == produced
     await assert_quiet(ws)
     await ws.close()
@@ -813,7 +815,7 @@ async def test_logout_closes_socket(server: Server) -> None:
     ws, _ = await connect_member(server, member)
     other_ws, _ = await connect_member(server, other_device)
 
-    async with httpx.AsyncClient(base_url=server.live.http_url) as http:
+    async with httpx.AsyncClient(base_url=server.live.http_url, trust_env=False) as http:
         response = await http.post(
             "/api/v1/auth/logout", headers={"Authorization": f"Bearer {member.token}"}
         )
@@ -869,7 +871,7 @@ async def test_leaving_workspace_closes_socket(server: Server) -> None:
     ws, _ = await connect_member(server, leaver)
     colleague_ws, _ = await connect_member(server, colleague)
 
-    async with httpx.AsyncClient(base_url=server.live.http_url) as http:
+    async with httpx.AsyncClient(base_url=server.live.http_url, trust_env=False) as http:
         response = await http.delete(
             f"/api/v1/members/{leaver.user_id}",
             headers={"Authorization": f"Bearer {leaver.token}"},
@@ -930,7 +932,7 @@ async def test_slow_consumer_disconnected(server: Server) -> None:
 
     assert slow_connection.close_code == 4010
     assert await close_code(slow, timeout=10) == 4010
-    async with httpx.AsyncClient(base_url=server.live.http_url) as http:
+    async with httpx.AsyncClient(base_url=server.live.http_url, trust_env=False) as http:
         assert (await http.get("/healthz")).status_code == 200
     marker = await record(
         server.runtime, "enquiry.updated", enquiry("marker"), workspace_id=member.workspace_id
@@ -997,7 +999,9 @@ async def submit_form(http: httpx.AsyncClient, form: dict[str, Any]) -> None:
 
 
 async def test_form_submission_reaches_client(server: Server) -> None:
-    async with httpx.AsyncClient(base_url=server.live.http_url, timeout=10) as http:
+    async with httpx.AsyncClient(
+        base_url=server.live.http_url, timeout=10, trust_env=False
+    ) as http:
         tokens, form = await sign_up_with_form(http)
         ws = await open_socket(server)
         ready = await authenticate(ws, tokens["access_token"])
@@ -1043,7 +1047,7 @@ async def test_event_crosses_processes(database_url: str, tmp_path: Path) -> Non
     async with (
         run_subprocess_server(environment("a"), tmp_path / "a.log") as process_a,
         run_subprocess_server(environment("b"), tmp_path / "b.log") as process_b,
-        httpx.AsyncClient(base_url=process_a.http_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=process_a.http_url, timeout=10, trust_env=False) as http,
     ):
         tokens, form = await sign_up_with_form(http)
         url_b = f"{process_b.ws_url}/api/v1/realtime"

@@ -248,4 +248,4 @@ async def close_websocket(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
     except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError) as exc:
-        log.info("realtime.close_failed", code=code, error=repr(exc))
+        log.info("realtime.close_failed", code=int(code), error=repr(exc))

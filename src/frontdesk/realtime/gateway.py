@@ -298,6 +298,8 @@ class Gateway:
             workspace_id=claims.workspace_id,
             queue_size=self.settings.realtime_send_queue_size,
         )
+        # Every later log line of this connection's task carries its id.
+        structlog.contextvars.bind_contextvars(connection_id=connection.id)
         self._register(connection)
         return connection
 
