@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from auth_support import PASSWORD, last_token, log_in, new_email, verified_owner
-from conftest import bearer, signup
+from conftest import bearer, run_jobs, signup
 from frontdesk.core.clock import FrozenClock
 from frontdesk.runtime import Runtime
 
@@ -67,6 +67,7 @@ async def test_pages_without_token_explain(client: httpx.AsyncClient) -> None:
 async def test_reset_page_get_shows_form(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await signup(client, email=EMAIL)
     await client.post("/api/v1/auth/password-reset", json={"email": EMAIL})
+    await run_jobs(runtime)
     token = await last_token(runtime, EMAIL, "password_reset")
 
     page = await client.get("/reset-password", params={"token": token})
@@ -95,6 +96,7 @@ async def test_reset_page_rejects_bad_passwords(
 ) -> None:
     await signup(client, email=EMAIL)
     await client.post("/api/v1/auth/password-reset", json={"email": EMAIL})
+    await run_jobs(runtime)
     token = await last_token(runtime, EMAIL, "password_reset")
 
     mismatch = await client.post(
@@ -116,6 +118,7 @@ async def test_reset_page_rejects_bad_passwords(
 async def test_reset_page_with_used_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await signup(client, email=EMAIL)
     await client.post("/api/v1/auth/password-reset", json={"email": EMAIL})
+    await run_jobs(runtime)
     token = await last_token(runtime, EMAIL, "password_reset")
     form = {
         "token": token,

@@ -6,10 +6,11 @@ import httpx
 import sqlalchemy as sa
 
 from auth_support import PASSWORD, emails_to, last_token, log_in, refresh, token_in
-from conftest import bearer, signup
+from conftest import bearer, run_jobs, signup
 from frontdesk.auth.models import OneTimeToken
 from frontdesk.config import Settings
 from frontdesk.core.clock import FrozenClock
+from frontdesk.core.models import Job
 from frontdesk.core.passwords import PasswordHasher
 from frontdesk.runtime import Runtime
 
@@ -17,8 +18,16 @@ EMAIL = "recover@example.com"
 NEW_PASSWORD = "completely different words"
 
 
-async def request_reset(client: httpx.AsyncClient, email: str) -> httpx.Response:
-    return await client.post("/api/v1/auth/password-reset", json={"email": email})
+async def request_reset(client: httpx.AsyncClient, runtime: Runtime, email: str) -> httpx.Response:
+    """Request a reset link and run the job that emails it."""
+    response = await client.post("/api/v1/auth/password-reset", json={"email": email})
+    await run_jobs(runtime)
+    return response
+
+
+async def count_jobs(runtime: Runtime) -> int:
+    async with runtime.sessionmaker() as session:
+        return int(await session.scalar(sa.select(sa.func.count()).select_from(Job)) or 0)
 
 
 async def confirm_reset(
@@ -31,37 +40,51 @@ async def confirm_reset(
 
 async def test_reset_request_answers_alike(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await signup(client, email=EMAIL)
+    jobs_before = await count_jobs(runtime)
 
-    known = await request_reset(client, EMAIL)
-    unknown = await request_reset(client, "stranger@example.com")
+    known = await client.post("/api/v1/auth/password-reset", json={"email": EMAIL})
+    jobs_after_known = await count_jobs(runtime)
+    unknown = await client.post(
+        "/api/v1/auth/password-reset", json={"email": "stranger@example.com"}
+    )
+    jobs_after_unknown = await count_jobs(runtime)
 
     assert known.status_code == 202
     assert unknown.status_code == 202
     assert known.content == unknown.content
     assert known.headers["content-type"] == unknown.headers["content-type"]
+    # Both requests did the same work: one job each, no token and no email yet.
+    assert jobs_after_known - jobs_before == 1
+    assert jobs_after_unknown - jobs_after_known == 1
+    assert len(await emails_to(runtime, EMAIL, "password_reset")) == 0
+    await run_jobs(runtime)
     assert len(await emails_to(runtime, EMAIL, "password_reset")) == 1
     assert await emails_to(runtime, "stranger@example.com") == []
 
 
-async def test_reset_request_rate_limit_is_alike(client: httpx.AsyncClient) -> None:
+async def test_reset_request_rate_limit_is_alike(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     await signup(client, email=EMAIL)
     for _ in range(5):
-        assert (await request_reset(client, EMAIL)).status_code == 202
-        assert (await request_reset(client, "stranger@example.com")).status_code == 202
+        assert (await request_reset(client, runtime, EMAIL)).status_code == 202
+        assert (await request_reset(client, runtime, "stranger@example.com")).status_code == 202
 
-    known = await request_reset(client, EMAIL)
-    unknown = await request_reset(client, "stranger@example.com")
+    known = await request_reset(client, runtime, EMAIL)
+    unknown = await request_reset(client, runtime, "stranger@example.com")
 
     assert known.status_code == 429
     assert unknown.status_code == 429
     assert known.headers["retry-after"] == unknown.headers["retry-after"]
 
 
-async def test_reset_request_is_limited_per_ip(client: httpx.AsyncClient) -> None:
+async def test_reset_request_is_limited_per_ip(client: httpx.AsyncClient, runtime: Runtime) -> None:
     for number in range(20):
-        assert (await request_reset(client, f"person{number}@example.com")).status_code == 202
+        assert (
+            await request_reset(client, runtime, f"person{number}@example.com")
+        ).status_code == 202
 
-    response = await request_reset(client, "one-more@example.com")
+    response = await request_reset(client, runtime, "one-more@example.com")
 
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) > 0
@@ -72,7 +95,7 @@ async def test_reset_confirm_sets_password_and_ends_sessions(
 ) -> None:
     tokens = await signup(client, email=EMAIL)
     other = (await log_in(client, EMAIL)).json()
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     token = await last_token(runtime, EMAIL, "password_reset")
 
     response = await confirm_reset(client, token)
@@ -90,7 +113,7 @@ async def test_reset_confirm_sets_password_and_ends_sessions(
 
 async def test_reset_token_works_once(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await signup(client, email=EMAIL)
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     token = await last_token(runtime, EMAIL, "password_reset")
     assert (await confirm_reset(client, token)).status_code == 204
 
@@ -103,8 +126,8 @@ async def test_reset_token_works_once(client: httpx.AsyncClient, runtime: Runtim
 
 async def test_reset_invalidates_older_links(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await signup(client, email=EMAIL)
-    await request_reset(client, EMAIL)
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     first, second = await emails_to(runtime, EMAIL, "password_reset")
     assert (await confirm_reset(client, token_in(second))).status_code == 204
     response = await confirm_reset(client, token_in(first), "an older link's password")
@@ -117,7 +140,7 @@ async def test_reset_token_expires(
     client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
 ) -> None:
     await signup(client, email=EMAIL)
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     token = await last_token(runtime, EMAIL, "password_reset")
     clock.advance(seconds=runtime.settings.reset_token_ttl_seconds + 1)
 
@@ -130,7 +153,7 @@ async def test_reset_token_expires(
 
 async def test_reset_confirm_rejects_bad_input(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await signup(client, email=EMAIL)
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     token = await last_token(runtime, EMAIL, "password_reset")
 
     short = await confirm_reset(client, token, "short")
@@ -151,7 +174,7 @@ async def test_password_change_voids_pending_reset_links(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     tokens = await signup(client, email=EMAIL)
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     token = await last_token(runtime, EMAIL, "password_reset")
     changed = await client.post(
         "/api/v1/auth/password",
@@ -199,7 +222,7 @@ async def test_verify_email_rejects_reset_token(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     await signup(client, email=EMAIL)
-    await request_reset(client, EMAIL)
+    await request_reset(client, runtime, EMAIL)
     reset_token = await last_token(runtime, EMAIL, "password_reset")
 
     response = await client.post("/api/v1/auth/verify-email", json={"token": reset_token})
