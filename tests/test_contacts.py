@@ -229,9 +229,10 @@ async def test_update_email_taken_is_409(client: httpx.AsyncClient, runtime: Run
         ({"email": "nope"}, "email"),
         ({"phone": "12"}, "phone"),
         ({"name": "x" * 201}, "name"),
+        ({"notes": "a\x00b"}, "notes"),
         ({"age": 3}, "age"),
     ],
-    ids=["email", "phone", "name", "unknown"],
+    ids=["email", "phone", "name", "nul-notes", "unknown"],
 )
 async def test_update_invalid_is_422(
     client: httpx.AsyncClient, runtime: Runtime, body: dict[str, Any], path: str

@@ -325,8 +325,18 @@ async def test_manual_enquiry(client: httpx.AsyncClient, runtime: Runtime) -> No
             },
             "assignee_id",
         ),
+        ({"contact": {"name": "Ada"}, "message": "Hi\x00"}, "message"),
+        ({"contact": {"name": "Ad\x00a"}, "message": "Hi"}, "contact.name"),
     ],
-    ids=["no-contact", "bad-email", "bad-phone", "empty-message", "non-member"],
+    ids=[
+        "no-contact",
+        "bad-email",
+        "bad-phone",
+        "empty-message",
+        "non-member",
+        "nul-message",
+        "nul-name",
+    ],
 )
 async def test_manual_enquiry_invalid(
     client: httpx.AsyncClient, runtime: Runtime, body: dict[str, Any], path: str

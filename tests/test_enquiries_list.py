@@ -188,6 +188,8 @@ async def test_cursor_pages_have_no_gaps(client: httpx.AsyncClient, clock: Froze
         ({"cursor": "bm9wZQ"}, "cursor"),
         ({"tag": "x" * 51}, "tag"),
         ({"contact_id": "1"}, "contact_id"),
+        ({"q": "a\x00b"}, "q"),
+        ({"source": "form\x00"}, "source"),
     ],
     ids=[
         "status",
@@ -199,6 +201,8 @@ async def test_cursor_pages_have_no_gaps(client: httpx.AsyncClient, clock: Froze
         "cursor",
         "tag",
         "contact",
+        "nul-q",
+        "nul-source",
     ],
 )
 async def test_invalid_filters(

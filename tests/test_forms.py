@@ -213,6 +213,30 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "allowed_origins.0",
         "invalid_origin",
     ),
+    ("nul in name", {"name": "Book\x00ing", "fields": CONTACT_FIELDS}, "name", "value_error"),
+    (
+        "nul in label",
+        {"name": "F", "fields": _fields_with(field("x", label="Na\x00me"))},
+        "fields.2.label",
+        "value_error",
+    ),
+    (
+        "control in option",
+        {
+            "name": "F",
+            "fields": _fields_with(
+                field("x", "choice", options=[{"value": "a\x07", "label": "A"}])
+            ),
+        },
+        "fields.2.options.0.value",
+        "value_error",
+    ),
+    (
+        "nul in origin",
+        {"name": "F", "fields": CONTACT_FIELDS, "allowed_origins": ["https://a\x00.example"]},
+        "allowed_origins.0",
+        "value_error",
+    ),
     (
         "wildcard origin",
         {"name": "F", "fields": CONTACT_FIELDS, "allowed_origins": ["*"]},

@@ -147,7 +147,7 @@ async def test_honeypot_avoids_field_named_website(client: httpx.AsyncClient) ->
 async def test_unknown_and_unpublished_are_404(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     form = await create_form(client, staff, published=False)
-    for path in ("/f/nope", form_path(form), f"{form_path(form)}/thanks"):
+    for path in ("/f/nope", "/f/%00", "/f/a%20b", form_path(form), f"{form_path(form)}/thanks"):
         page = await client.get(path)
         assert page.status_code == 404
         assert page.headers["content-type"].startswith("text/html")

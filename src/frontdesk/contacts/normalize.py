@@ -1,11 +1,16 @@
-"""Normalization of the values that identify a contact: email addresses, phones, search text."""
+"""Normalization of contact values (email addresses, phones, search text) and checks of text
+input shared by the forms, contacts and enquiries APIs."""
 
 from __future__ import annotations
 
 import unicodedata
+from typing import Annotated
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator
+
+from frontdesk.core.errors import ValidationFailed
 
 
 class InvalidValue(ValueError):
@@ -51,3 +56,35 @@ def fold_text(value: str) -> str:
     stored text and the query are folded the same way, so LIKE compares them exactly.
     """
     return unicodedata.normalize("NFKC", value).casefold()
+
+
+def _reject_controls(value: str, allowed: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
+        raise ValueError("Remove the control characters (such as NUL) from this text.")
+    return value
+
+
+def _single_line(value: str) -> str:
+    return _reject_controls(value, "")
+
+
+def _multiline(value: str) -> str:
+    return _reject_controls(value, "\n\r\t")
+
+
+# Text fields of request bodies. Control characters are rejected because they have no use in
+# these texts and PostgreSQL cannot store NUL in a text or JSONB value.
+SINGLE_LINE_CHECK = AfterValidator(_single_line)
+MULTILINE_CHECK = AfterValidator(_multiline)
+SingleLineText = Annotated[str, SINGLE_LINE_CHECK]
+MultilineText = Annotated[str, MULTILINE_CHECK]
+
+
+def check_query_text(value: str | None, field: str) -> str | None:
+    """Return a query parameter if it has no control characters; raise ValidationFailed."""
+    if value is None:
+        return None
+    try:
+        return _single_line(value)
+    except ValueError as exc:
+        raise ValidationFailed(field, str(exc), "invalid_characters") from exc

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.contacts import service
+from frontdesk.contacts.normalize import check_query_text
 from frontdesk.contacts.schemas import ContactDetail, ContactOut, ContactUpdate
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
@@ -37,7 +38,11 @@ async def list_contacts(
 ) -> Page[ContactOut]:
     """List the workspace's contacts, newest first."""
     contacts, next_cursor = await service.list_contacts(
-        uow, workspace_id=actor.workspace_id, q=q, limit=limit, cursor=cursor
+        uow,
+        workspace_id=actor.workspace_id,
+        q=check_query_text(q, "q"),
+        limit=limit,
+        cursor=cursor,
     )
     return Page[ContactOut](
         items=[ContactOut.model_validate(contact) for contact in contacts],

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from frontdesk.contacts.normalize import MultilineText, SingleLineText
+
 
 class ContactSummary(BaseModel):
     """The contact as shown inside an enquiry."""
@@ -34,7 +36,7 @@ class ContactUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=64)
-    notes: str | None = Field(default=None, max_length=20_000)
+    name: SingleLineText | None = Field(default=None, max_length=200)
+    email: SingleLineText | None = Field(default=None, max_length=320)
+    phone: SingleLineText | None = Field(default=None, max_length=64)
+    notes: MultilineText | None = Field(default=None, max_length=20_000)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from frontdesk.auth.dependencies import AgentDep
+from frontdesk.contacts.normalize import check_query_text
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -80,7 +81,9 @@ async def list_enquiries(
     assignee: Annotated[
         str | None, Query(description="A user id, 'me' or 'none' (unassigned).")
     ] = None,
-    source: Annotated[str | None, Query(max_length=30, description="form or manual")] = None,
+    source: Annotated[
+        str | None, Query(max_length=30, pattern="^[a-z_]+$", description="form or manual")
+    ] = None,
     created_after: Annotated[
         datetime | None, Query(description="ISO 8601; included. Without an offset: UTC.")
     ] = None,
@@ -112,7 +115,7 @@ async def list_enquiries(
         source=source or None,
         created_after=_as_utc(created_after),
         created_before=_as_utc(created_before),
-        q=q,
+        q=check_query_text(q, "q"),
         tag=normalized_tag,
         contact_id=contact_id,
     )

@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from frontdesk.contacts.normalize import MultilineText, SingleLineText
 from frontdesk.contacts.schemas import ContactSummary
 
 EnquiryStatus = Literal["new", "open", "awaiting_customer", "won", "lost", "closed"]
@@ -50,7 +51,7 @@ class EnquiryUpdate(BaseModel):
     assignee_id: uuid.UUID | None = Field(
         default=None, description="A member of the workspace, or null to unassign."
     )
-    subject: str | None = Field(default=None, max_length=300)
+    subject: SingleLineText | None = Field(default=None, max_length=300)
 
 
 class TagsIn(BaseModel):
@@ -82,9 +83,9 @@ class Timeline(BaseModel):
 class ManualContact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=64)
+    name: SingleLineText | None = Field(default=None, max_length=200)
+    email: SingleLineText | None = Field(default=None, max_length=320)
+    phone: SingleLineText | None = Field(default=None, max_length=64)
 
 
 class EnquiryCreate(BaseModel):
@@ -93,8 +94,8 @@ class EnquiryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     contact: ManualContact = Field(default_factory=ManualContact)
-    message: str = Field(min_length=1, max_length=20_000)
-    subject: str | None = Field(default=None, max_length=300)
+    message: MultilineText = Field(min_length=1, max_length=20_000)
+    subject: SingleLineText | None = Field(default=None, max_length=300)
     status: EnquiryStatus = "new"
     assignee_id: uuid.UUID | None = None
     tags: list[str] = Field(default_factory=list, max_length=20)

@@ -75,7 +75,12 @@ def _clean_referrer(value: str | None, public_url: str) -> str | None:
         return None
     value = value.strip()
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 2000:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or len(value) > 2000
+        or not value.isprintable()
+    ):
         return None
     if value.startswith(f"{public_url}/f/"):
         return None

@@ -8,6 +8,8 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from frontdesk.contacts.normalize import SINGLE_LINE_CHECK, MultilineText, SingleLineText
+
 FieldType = Literal[
     "text",
     "long_text",
@@ -27,14 +29,25 @@ MAX_OPTIONS = 200
 MAX_ALLOWED_ORIGINS = 20
 MAX_LENGTH_LIMIT = 100_000
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Stripping and length checks run before the control-character check.
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE_CHECK
+]
+
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), SINGLE_LINE_CHECK
+]
 
 
 class FieldOption(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    value: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        SINGLE_LINE_CHECK,
+    ]
+    label: Label
 
 
 class FieldValidation(BaseModel):
@@ -46,7 +59,7 @@ class FieldValidation(BaseModel):
     max_length: int | None = Field(default=None, ge=1, le=MAX_LENGTH_LIMIT)
     min: int | float | None = None
     max: int | float | None = None
-    pattern: str | None = Field(
+    pattern: SingleLineText | None = Field(
         default=None,
         max_length=1000,
         description="RE2 syntax; the whole answer must match (full match).",
@@ -58,9 +71,9 @@ class FieldDefinition(BaseModel):
 
     key: str = Field(description="Unique in the form; matches ^[a-z][a-z0-9_]{0,62}$.")
     type: FieldType
-    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    label: Label
     required: bool = False
-    help: str | None = Field(default=None, max_length=2000)
+    help: MultilineText | None = Field(default=None, max_length=2000)
     options: list[FieldOption] | None = None
     validation: FieldValidation | None = None
 
@@ -71,12 +84,14 @@ class FormCreate(BaseModel):
     name: Name
     fields: list[FieldDefinition]
     published: bool = True
-    language: str = Field(default="en", description="en, fr, de, es, nl, pt or it; region allowed.")
-    redirect_url: str | None = Field(
+    language: SingleLineText = Field(
+        default="en", description="en, fr, de, es, nl, pt or it; region allowed."
+    )
+    redirect_url: SingleLineText | None = Field(
         default=None, description="Absolute http(s) URL the browser goes to after a submission."
     )
-    success_message: str | None = Field(default=None, max_length=2000)
-    allowed_origins: list[str] = Field(
+    success_message: MultilineText | None = Field(default=None, max_length=2000)
+    allowed_origins: list[SingleLineText] = Field(
         default_factory=list,
         description="Origins allowed to submit JSON from a browser, like https://studio.example.",
     )
@@ -90,10 +105,10 @@ class FormUpdate(BaseModel):
     name: Name | None = None
     fields: list[FieldDefinition] | None = None
     published: bool | None = None
-    language: str | None = None
-    redirect_url: str | None = None
-    success_message: str | None = Field(default=None, max_length=2000)
-    allowed_origins: list[str] | None = None
+    language: SingleLineText | None = None
+    redirect_url: SingleLineText | None = None
+    success_message: MultilineText | None = Field(default=None, max_length=2000)
+    allowed_origins: list[SingleLineText] | None = None
 
 
 class FormOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -17,6 +18,9 @@ from frontdesk.forms.schemas import FieldDefinition, FormCreate, FormOut, FormUp
 from frontdesk.forms.validation import check_fields, normalize_settings
 
 log = structlog.get_logger()
+
+# Public ids are new_token() output: URL-safe base64 characters.
+_PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 def public_url(settings: Settings, form: Form) -> str:
@@ -151,7 +155,7 @@ async def get_form(uow: UnitOfWork, *, workspace_id: uuid.UUID, form_id: uuid.UU
 
 async def find_published_form(uow: UnitOfWork, public_id: str) -> Form | None:
     """Return the published form with this public id, or None."""
-    if not public_id or len(public_id) > 40:
+    if not _PUBLIC_ID.match(public_id):
         return None
     statement = sa.select(Form).where(Form.public_id == public_id, Form.published.is_(True))
     return (await uow.session.execute(statement)).scalar_one_or_none()
