@@ -11,5 +11,5 @@ from frontdesk.core.uow import UnitOfWork
 
 @job_handler(service.PASSWORD_RESET_JOB)
 async def send_password_reset(uow: UnitOfWork, payload: dict[str, Any]) -> None:
-    # A retry after a crash may send a second link; each one works until the password changes.
+    # A retry after a crash may send a second link; each works until it expires or is used.
     await service.send_password_reset(uow, email=str(payload["email"]))
