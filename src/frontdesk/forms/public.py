@@ -117,7 +117,7 @@ def _log_spam(form: Form, reason: str) -> None:
     log.info("form.spam_rejected", form_id=str(form.id), reason=reason)
 
 
-@public_router.get("/f/{public_id}", response_class=Response, include_in_schema=True)
+@public_router.get("/f/{public_id}", response_class=Response)
 async def show_form(public_id: str, request: Request, uow: UowDep) -> Response:
     """Serve the form page: plain HTML that works without JavaScript and can be framed."""
     form = await find_published_form(uow, public_id)
