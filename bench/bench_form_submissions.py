@@ -136,7 +136,12 @@ async def bench_frontdesk(database_url: str, data_dir: Path, count: int, concurr
                     "fields": [
                         {"key": "name", "type": "text", "label": "Name", "required": True},
                         {"key": "email", "type": "email", "label": "Email", "required": True},
-                        {"key": "message", "type": "long_text", "label": "Message", "required": True},
+                        {
+                            "key": "message",
+                            "type": "long_text",
+                            "label": "Message",
+                            "required": True,
+                        },
                     ],
                 },
             )
@@ -165,11 +170,17 @@ async def bench_baseline(database_url: str, count: int, concurrency: int) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=2000, help="submissions per side (default 2000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--count", type=int, default=2000, help="submissions per side (default 2000)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--database-url", help="default: a new SQLite file in a temporary folder")
-    parser.add_argument("--smoke", action="store_true", help="20 submissions, to check that it runs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="20 submissions, to check that it runs"
+    )
     args = parser.parse_args()
     count = 20 if args.smoke else args.count
 
@@ -181,7 +192,9 @@ def main() -> None:
         frontdesk = asyncio.run(bench_frontdesk(database_url, data_dir, count, args.concurrency))
 
     backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
-    print(f"form submissions, {count} per side, {args.concurrency} in flight, {backend}, Python {sys.version.split()[0]}")
+    print(
+        f"form submissions, {count} per side, {args.concurrency} in flight, {backend}, Python {sys.version.split()[0]}"
+    )
     print(f"  baseline (validate + insert one row): {baseline:8.1f} per second")
     print(f"  frontdesk (full submission path):     {frontdesk:8.1f} per second")
     print(f"  ratio frontdesk / baseline:           {frontdesk / baseline:8.2f}")

@@ -70,6 +70,11 @@ class UUIDPrimaryKey:
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """Name of the session's database dialect: "sqlite" or "postgresql"."""
+    return session.get_bind().dialect.name
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, foreign keys and write-ahead transactions."""
     if url.startswith("sqlite"):

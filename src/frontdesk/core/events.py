@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Event
 
 log = structlog.get_logger()
@@ -30,7 +31,7 @@ async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]
     highest: int | None = None
     while True:
         async with sessionmaker() as session:
-            if session.bind.dialect.name == "postgresql":
+            if dialect_name(session) == "postgresql":
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
             pending = (
                 await session.scalars(

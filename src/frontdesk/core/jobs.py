@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter
 
+from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Job
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 
@@ -107,7 +108,7 @@ async def schedule_periodic(uow: UnitOfWork) -> None:
 
 async def _insert_ignoring_duplicate(uow: UnitOfWork, name: str, key: str) -> None:
     now = uow.now()
-    dialect = uow.session.bind.dialect.name
+    dialect = dialect_name(uow.session)
     values = {
         "id": uuid.uuid4(),
         "name": name,

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from frontdesk.core.clock import Clock
+from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import RateLimited
 from frontdesk.core.models import RateLimitCounter
 
@@ -59,7 +60,7 @@ class DatabaseRateLimitStore:
 
     async def hit(self, key: str, window_start: int, window_seconds: int) -> int:
         async with self._sessionmaker() as session:
-            dialect = session.bind.dialect.name
+            dialect = dialect_name(session)
             values = {
                 "key": key,
                 "window_start": window_start,
@@ -70,12 +71,16 @@ class DatabaseRateLimitStore:
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-            statement = insert(RateLimitCounter).values(values)
-            statement = statement.on_conflict_do_update(
-                index_elements=["key", "window_start"],
-                set_={"count": RateLimitCounter.count + 1},
-            ).returning(RateLimitCounter.count)
-            count = (await session.execute(statement)).scalar_one()
+            upsert = (
+                insert(RateLimitCounter)
+                .values(values)
+                .on_conflict_do_update(
+                    index_elements=["key", "window_start"],
+                    set_={"count": RateLimitCounter.count + 1},
+                )
+                .returning(RateLimitCounter.count)
+            )
+            count = (await session.execute(upsert)).scalar_one()
             await session.commit()
             return int(count)
 

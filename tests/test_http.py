@@ -1,0 +1,90 @@
+"""HTTP plumbing: client address behind proxies, body limits, request ids, metrics."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from frontdesk.core.http import client_ip
+
+PROXIES = [ip_network("10.0.0.0/8"), ip_network("198.51.100.0/24")]
+
+
+def request_from(peer: str, forwarded: str | None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    return Request({"type": "http", "client": (peer, 1234), "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("203.0.113.5", None, "203.0.113.5"),
+        # Not from a trusted proxy: the header is ignored.
+        ("203.0.113.5", "192.0.2.1", "203.0.113.5"),
+        ("10.1.2.3", "192.0.2.1", "192.0.2.1"),
+        # A client-supplied left part is skipped: the first untrusted hop from the right wins.
+        ("10.1.2.3", "6.6.6.6, 192.0.2.1, 10.9.9.9", "192.0.2.1"),
+        ("10.1.2.3", "not-an-address", "10.1.2.3"),
+        ("10.1.2.3", "", "10.1.2.3"),
+    ],
+)
+def test_client_ip(peer: str, forwarded: str | None, expected: str) -> None:
+    assert client_ip(request_from(peer, forwarded), PROXIES) == expected
+
+
+def test_client_ip_without_trusted_proxies() -> None:
+    assert client_ip(request_from("10.1.2.3", "192.0.2.1"), []) == "10.1.2.3"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"max_body_bytes": 1000}
+
+
+async def test_body_over_limit_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/token", content=b"x" * 2000, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_streamed_body_over_limit_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> Any:
+        for _ in range(5):
+            yield b"y" * 400
+
+    response = await client.post(
+        "/api/v1/auth/token", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_request_id_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "trace-123"})
+    assert response.headers["x-request-id"] == "trace-123"
+    generated = await client.get("/healthz")
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_metrics_exposed(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert (
+        'frontdesk_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}'
+        in response.text
+    )
+
+
+async def test_openapi_and_docs_served(client: httpx.AsyncClient) -> None:
+    spec = await client.get("/api/v1/openapi.json")
+    assert spec.status_code == 200
+    assert spec.json()["info"]["title"] == "Frontdesk"
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
