@@ -34,6 +34,7 @@ from pydantic import BaseModel, EmailStr
 from frontdesk.app import create_app
 from frontdesk.config import Settings
 from frontdesk.core.db import create_engine
+from frontdesk.core.logging import configure_logging
 from frontdesk.core.migrate import upgrade
 
 
@@ -113,6 +114,7 @@ async def bench_frontdesk(database_url: str, data_dir: Path, count: int, concurr
         log_level="WARNING",
         log_format="console",
     )
+    configure_logging(settings)
     app = create_app(settings, run_worker=False)
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):

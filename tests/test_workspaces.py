@@ -24,7 +24,8 @@ async def test_workspace_visible_to_any_member(client: httpx.AsyncClient, runtim
     assert body["id"] == owner["workspace"]["id"]
     assert body["name"] == "Studio North"
     assert body["role"] == "agent"
-    assert body["reply_to_email"] is None
+    # Sign-up makes the owner's address the Reply-To of customer emails.
+    assert body["reply_to_email"] == owner["user"]["email"]
     assert (await client.get("/api/v1/workspace")).status_code == 401
 
 

@@ -95,6 +95,7 @@ async def sign_up(uow: UnitOfWork, body: SignupRequest, client: ClientInfo) -> I
             name=body.workspace_name,
             default_country=body.default_country,
             owner_id=user.id,
+            reply_to_email=user.email,
         )
         workspace = WorkspaceRef(id=created.id, name=created.name, role="owner")
         await _send_verification(uow, user)

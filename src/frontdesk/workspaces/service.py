@@ -49,12 +49,26 @@ def check_may_manage_role(actor: Actor, *roles: str | None) -> None:
 
 
 async def create_workspace(
-    uow: UnitOfWork, *, name: str, default_country: str, owner_id: uuid.UUID
+    uow: UnitOfWork,
+    *,
+    name: str,
+    default_country: str,
+    owner_id: uuid.UUID,
+    reply_to_email: str | None = None,
 ) -> Workspace:
-    """Create a workspace with ``owner_id`` as its first owner."""
+    """Create a workspace with ``owner_id`` as its first owner.
+
+    ``reply_to_email`` becomes the Reply-To of customer emails; sign-up passes the owner's
+    address so that customers' replies reach a person from the first enquiry on.
+    """
     now = uow.now()
     workspace = Workspace(
-        name=name, default_country=default_country, settings={}, created_at=now, updated_at=now
+        name=name,
+        default_country=default_country,
+        reply_to_email=reply_to_email,
+        settings={},
+        created_at=now,
+        updated_at=now,
     )
     uow.session.add(workspace)
     await uow.session.flush()
