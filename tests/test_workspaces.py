@@ -48,6 +48,7 @@ async def test_admin_updates_workspace(client: httpx.AsyncClient, runtime: Runti
         event = await session.scalar(sa.select(Event).where(Event.name == "workspace.updated"))
         assert event is not None
         assert event.data["name"] == "Renamed"
+        assert "role" not in event.data
         assert str(event.workspace_id) == owner["workspace"]["id"]
 
     cleared = await client.patch(

@@ -116,7 +116,9 @@ async def update_workspace(uow: UnitOfWork, actor: Actor, changes: WorkspaceUpda
     await uow.session.flush()
 
     result = _workspace_out(workspace, actor.role)
-    uow.record_event("workspace.updated", result.model_dump(mode="json"), workspace_id=workspace.id)
+    # Every member receives the event, so it leaves out the role, which is the caller's own.
+    event_data = result.model_dump(mode="json", exclude={"role"})
+    uow.record_event("workspace.updated", event_data, workspace_id=workspace.id)
     return result
 
 
