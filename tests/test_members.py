@@ -300,3 +300,44 @@ async def test_transfer_ownership_rules(
     assert to_self.status_code == 422
     assert to_self.json()["errors"][0]["field"] == "user_id"
     assert (await roles(client, team["owner"]))[user_id(team["owner"])] == "owner"
+
+
+async def test_removed_member_enquiries_unassigned(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await verified_owner(client, runtime)
+    agent = await add_member(client, runtime, owner, "agent")
+    form = await client.post(
+        "/api/v1/forms",
+        headers=bearer(owner),
+        json={
+            "name": "Contact",
+            "fields": [{"key": "email", "type": "email", "label": "Email", "required": True}],
+        },
+    )
+    assert form.status_code == 201
+    submitted = await client.post(
+        httpx.URL(form.json()["public_url"]).path, json={"email": "c@example.com"}
+    )
+    assert submitted.status_code == 201
+    enquiry_id = (await client.get("/api/v1/enquiries", headers=bearer(owner))).json()["items"][0][
+        "id"
+    ]
+    assigned = await client.patch(
+        f"/api/v1/enquiries/{enquiry_id}",
+        headers=bearer(owner),
+        json={"assignee_id": agent["user"]["id"]},
+    )
+    assert assigned.json()["assignee"]["id"] == agent["user"]["id"]
+
+    removed = await client.delete(f"/api/v1/members/{agent['user']['id']}", headers=bearer(owner))
+
+    assert removed.status_code == 204
+    enquiry = (await client.get(f"/api/v1/enquiries/{enquiry_id}", headers=bearer(owner))).json()
+    assert enquiry["assignee"] is None
+    timeline = (
+        await client.get(f"/api/v1/enquiries/{enquiry_id}/timeline", headers=bearer(owner))
+    ).json()
+    last = timeline["items"][-1]
+    assert last["type"] == "assigned"
+    assert last["data"] == {"from": agent["user"]["id"], "to": None}

@@ -406,3 +406,26 @@ async def create_manual_enquiry(
         tags=tags,
         actor_id=actor_id,
     )
+
+
+async def unassign_member(
+    uow: UnitOfWork, *, workspace_id: uuid.UUID, user_id: uuid.UUID, actor_id: uuid.UUID | None
+) -> int:
+    """Unassign every enquiry of the workspace assigned to ``user_id``; returns how many.
+
+    Called when a member leaves or is removed, so that their enquiries show up again under
+    ``assignee=none`` instead of pointing at someone who can no longer answer them.
+    """
+    enquiries = (
+        await uow.session.scalars(
+            sa.select(Enquiry).where(
+                Enquiry.workspace_id == workspace_id, Enquiry.assignee_id == user_id
+            )
+        )
+    ).all()
+    for enquiry in enquiries:
+        enquiry.assignee_id = None
+        await _record_update(
+            uow, enquiry, actor_id, [("assigned", {"from": str(user_id), "to": None})]
+        )
+    return len(enquiries)

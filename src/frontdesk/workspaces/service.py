@@ -20,6 +20,7 @@ from frontdesk.auth.models import AuthSession, User
 from frontdesk.auth.schemas import WorkspaceRef
 from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from frontdesk.core.uow import UnitOfWork
+from frontdesk.enquiries.service import unassign_member
 from frontdesk.workspaces.models import Membership, Workspace
 from frontdesk.workspaces.schemas import (
     MemberOut,
@@ -268,6 +269,9 @@ async def remove_member(uow: UnitOfWork, actor: Actor, user_id: uuid.UUID) -> No
     removed = member_out(membership, user)
     await uow.session.delete(membership)
     await uow.session.flush()
+    await unassign_member(
+        uow, workspace_id=actor.workspace_id, user_id=user_id, actor_id=actor.user_id
+    )
     uow.record_event(
         "member.removed", removed.model_dump(mode="json"), workspace_id=actor.workspace_id
     )
