@@ -32,7 +32,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
+        moment = datetime.fromisoformat(created_at)
+        # Issued cursors always carry an offset, and the UTC columns reject naive times.
+        if moment.tzinfo is None:
+            raise ValueError("the cursor's time has no UTC offset")
+        return moment, uuid.UUID(str(row_id))
     except (ValueError, TypeError) as exc:
         raise ValidationFailed(
             "cursor",

@@ -31,10 +31,16 @@ _RETRY_ERRORS: dict[int | str, dict[str, object]] = {
 
 MessageStatus = Literal["queued", "sent", "failed"]
 JobStatus = Literal["pending", "running", "succeeded", "dead"]
+# Control characters are never part of a valid filter, and PostgreSQL rejects NUL in text.
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 ToQuery = Annotated[
-    str | None, Query(max_length=320, description="Recipient address, case-insensitive.")
+    str | None,
+    Query(max_length=320, pattern=NO_CONTROLS, description="Recipient address, case-insensitive."),
 ]
-KindQuery = Annotated[str | None, Query(max_length=50, description="Kind of email.")]
+KindQuery = Annotated[
+    str | None, Query(max_length=50, pattern=NO_CONTROLS, description="Kind of email.")
+]
+JobNameQuery = Annotated[str | None, Query(max_length=100, pattern=NO_CONTROLS)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 CursorQuery = Annotated[str | None, Query(max_length=500)]
 
@@ -112,7 +118,7 @@ async def list_workspace_jobs(
     uow: UowDep,
     actor: AdminDep,
     status: JobStatus | None = None,
-    name: Annotated[str | None, Query(max_length=100)] = None,
+    name: JobNameQuery = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> JobPage:
@@ -139,7 +145,7 @@ async def list_all_jobs(
     uow: UowDep,
     admin: InstanceAdminDep,
     status: JobStatus | None = None,
-    name: Annotated[str | None, Query(max_length=100)] = None,
+    name: JobNameQuery = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> JobPage:
