@@ -1,0 +1,676 @@
+"""Per-endpoint cases of the route matrix (tests/test_route_matrix.py).
+
+``CASES`` has one entry per route, keyed by (method, path template): the access the route
+must require, one valid request with its success status, and invalid requests with the 4xx
+status and the field that the problem must name. ``EXCLUDED`` lists the routes that the matrix
+does not call, each with the reason. The matrix fails for a route that is in neither, so a
+new endpoint must add its cases here.
+
+A request value written as ``Ref(name)`` is created by the test just before the request (see
+``RESOLVERS`` in test_route_matrix.py). A path parameter that a case does not set is
+``Ref(<parameter name>)``: a fresh resource in the caller's workspace.
+
+Callers: ``anonymous``; ``owner``, ``admin`` and ``agent`` of workspace A (verified owner);
+``new_owner``, a new unverified owner of a new workspace, for requests that end sessions or
+destroy the workspace; ``instance_admin``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OMIT: Any = object()
+"""Marks a request without a body."""
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a different long passphrase"
+ORIGIN = "https://studio.example"
+NOT_A_UUID = "not-a-uuid"
+UNKNOWN_ID = "0190c2d4-0000-7000-8000-000000000000"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A value that the test creates before the request, such as a fresh form's id."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request and the status it must get.
+
+    An invalid case names the ``field`` that the problem must name, or the problem ``code``
+    when the problem names no field. ``bug`` marks a case that fails because of a known
+    defect on the ``bug_on`` dialects: the test expects the failure there, and fails once
+    the case passes, so that the mark is removed with the fix.
+    """
+
+    status: int
+    caller: str = "owner"
+    body: Any = OMIT
+    query: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    path: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    content: bytes | None = None
+    field: str | None = None
+    code: str | None = None
+    bug: str | None = None
+    bug_on: tuple[str, ...] = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class RouteCases:
+    """The cases of one route.
+
+    ``access`` is the minimum the route requires: public, user (any signed-in user), agent,
+    admin, owner (member roles in the token's workspace) or instance_admin. ``denied`` contains
+    requests that pass the route's dependency but that the service must reject: 403 for a
+    role rule, 404 for another member's resource.
+    """
+
+    access: str
+    ok: Case
+    invalid: tuple[Case, ...] = ()
+    denied: tuple[Case, ...] = ()
+
+
+def ok(status: int, **request: Any) -> Case:
+    return Case(status=status, **request)
+
+
+def bad(status: int, field: str, **request: Any) -> Case:
+    return Case(status=status, field=field, **request)
+
+
+def bad_token(**request: Any) -> Case:
+    """Build the case of an unknown one-time token: 400 ``invalid_token``, naming no field."""
+    return Case(status=400, code="invalid_token", **request)
+
+
+FORM_FIELDS: list[dict[str, Any]] = [
+    {"key": "name", "type": "text", "label": "Your name", "required": True},
+    {"key": "email", "type": "email", "label": "Email"},
+    {"key": "message", "type": "long_text", "label": "Message"},
+]
+ANSWERS = {"name": "Camille", "email": "camille@example.org", "message": "Wedding photos?"}
+ENQUIRY = {
+    "message": "Called about wedding photos.",
+    "contact": {"name": "Camille", "email": "camille@example.org"},
+}
+SIGNUP = {
+    "email": Ref("new_email"),
+    "password": PASSWORD,
+    "full_name": "Ada Lovelace",
+    "workspace_name": "Analytical Studio",
+}
+
+
+def cursor(created_at: Any, row_id: Any) -> str:
+    """Encode a cursor the way the API does, with any values."""
+    raw = json.dumps([created_at, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+LIST_QUERY_ERRORS = (
+    bad(422, "limit", query={"limit": 0}),
+    bad(422, "limit", query={"limit": 201}),
+    bad(422, "cursor", query={"cursor": "not a cursor"}),
+    # Well-formed cursors with values that the API never issues: a time without a UTC
+    # offset, and a number in place of the row id.
+    bad(422, "cursor", query={"cursor": cursor("2026-01-01T00:00:00", UNKNOWN_ID)}),
+    bad(422, "cursor", query={"cursor": cursor("2026-01-01T00:00:00+00:00", 5)}),
+)
+
+
+def id_errors(*names: str, caller: str = "owner", **request: Any) -> tuple[Case, ...]:
+    """Build one case per path parameter with a malformed id, keeping the others valid."""
+    return tuple(
+        bad(422, name, caller=caller, path={name: NOT_A_UUID}, **request) for name in names
+    )
+
+
+CASES: dict[tuple[str, str], RouteCases] = {
+    # --- Accounts ---------------------------------------------------------------------------
+    ("POST", "/api/v1/auth/signup"): RouteCases(
+        access="public",
+        ok=ok(201, caller="anonymous", body=SIGNUP),
+        invalid=(
+            bad(422, "email", caller="anonymous", body={**SIGNUP, "email": "not-an-email"}),
+            bad(422, "password", caller="anonymous", body={**SIGNUP, "password": "short"}),
+            bad(422, "full_name", caller="anonymous", body={**SIGNUP, "full_name": "  "}),
+            bad(422, "workspace_name", caller="anonymous", body={**SIGNUP, "workspace_name": None}),
+            bad(
+                422,
+                "invitation_token",
+                caller="anonymous",
+                body={**SIGNUP, "invitation_token": Ref("invitation_token")},
+            ),
+            bad(
+                422, "default_country", caller="anonymous", body={**SIGNUP, "default_country": "XX"}
+            ),
+            bad(422, "nickname", caller="anonymous", body={**SIGNUP, "nickname": "ada"}),
+            bad(409, "email", caller="anonymous", body={**SIGNUP, "email": Ref("owner_email")}),
+            bad_token(
+                caller="anonymous",
+                body={
+                    **{k: v for k, v in SIGNUP.items() if k != "workspace_name"},
+                    "invitation_token": "unknown-token",
+                },
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/auth/token"): RouteCases(
+        access="public",
+        ok=ok(
+            200,
+            caller="anonymous",
+            body={"grant_type": "password", "email": Ref("owner_email"), "password": PASSWORD},
+        ),
+        invalid=(
+            bad(422, "grant_type", caller="anonymous", body={"grant_type": "magic"}),
+            bad(
+                422,
+                "password",
+                caller="anonymous",
+                body={"grant_type": "password", "email": Ref("owner_email")},
+            ),
+            bad(422, "refresh_token", caller="anonymous", body={"grant_type": "refresh_token"}),
+            Case(
+                400,
+                caller="anonymous",
+                code="invalid_grant",
+                body={"grant_type": "password", "email": "ada\x00@example.com", "password": "x"},
+                bug="the user lookup sends NUL to PostgreSQL, which rejects it: 500",
+                bug_on=("postgresql",),
+            ),
+            bad(
+                422,
+                "workspace_id",
+                caller="anonymous",
+                body={
+                    "grant_type": "refresh_token",
+                    "refresh_token": "unknown",
+                    "workspace_id": NOT_A_UUID,
+                },
+            ),
+            bad(422, "body", caller="anonymous", content=b"{not json"),
+        ),
+    ),
+    ("POST", "/api/v1/auth/logout"): RouteCases(
+        access="user",
+        ok=ok(204, caller="new_owner", body={"all": False}),
+        invalid=(
+            bad(422, "all", caller="new_owner", body={"all": "sometimes"}),
+            bad(422, "everywhere", caller="new_owner", body={"everywhere": True}),
+        ),
+    ),
+    ("GET", "/api/v1/auth/sessions"): RouteCases(access="user", ok=ok(200)),
+    ("DELETE", "/api/v1/auth/sessions/{session_id}"): RouteCases(
+        access="user",
+        ok=ok(204),
+        invalid=id_errors("session_id"),
+        denied=(Case(404, path={"session_id": Ref("admin_session_id")}),),
+    ),
+    ("POST", "/api/v1/auth/password-reset"): RouteCases(
+        access="public",
+        ok=ok(202, caller="anonymous", body={"email": Ref("owner_email")}),
+        invalid=(
+            bad(422, "email", caller="anonymous", body={"email": ""}),
+            bad(422, "email", caller="anonymous", body={}),
+            bad(
+                422,
+                "email",
+                caller="anonymous",
+                body={"email": "ada\x00@example.com"},
+                bug=(
+                    "the address is not checked: SQLite stores a job for it (202), and "
+                    "PostgreSQL cannot store NUL in the job payload (500)"
+                ),
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/auth/password-reset/confirm"): RouteCases(
+        access="public",
+        ok=ok(
+            204, caller="anonymous", body={"token": Ref("reset_token"), "password": NEW_PASSWORD}
+        ),
+        invalid=(
+            bad(
+                422,
+                "password",
+                caller="anonymous",
+                body={"token": Ref("reset_token"), "password": "short"},
+            ),
+            bad(422, "token", caller="anonymous", body={"token": "", "password": NEW_PASSWORD}),
+            bad_token(
+                caller="anonymous", body={"token": "unknown-token", "password": NEW_PASSWORD}
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/auth/password"): RouteCases(
+        access="user",
+        ok=ok(
+            204,
+            caller="new_owner",
+            body={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        ),
+        invalid=(
+            bad(
+                422,
+                "current_password",
+                caller="new_owner",
+                body={"current_password": "wrong password", "new_password": NEW_PASSWORD},
+            ),
+            bad(
+                422,
+                "new_password",
+                caller="new_owner",
+                body={"current_password": PASSWORD, "new_password": "short"},
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/auth/verify-email"): RouteCases(
+        access="public",
+        ok=ok(204, caller="anonymous", body={"token": Ref("verification_token")}),
+        invalid=(
+            bad(422, "token", caller="anonymous", body={"token": ""}),
+            bad(422, "token", caller="anonymous", body={"token": "x" * 201}),
+            bad_token(caller="anonymous", body={"token": "unknown-token"}),
+        ),
+    ),
+    ("POST", "/api/v1/auth/verify-email/resend"): RouteCases(
+        access="user", ok=ok(202, caller="new_owner")
+    ),
+    ("GET", "/api/v1/me"): RouteCases(access="user", ok=ok(200)),
+    ("PATCH", "/api/v1/me"): RouteCases(
+        access="user",
+        ok=ok(200, body={"full_name": "Ada Lovelace", "locale": "pt_BR"}),
+        invalid=(
+            bad(422, "locale", body={"locale": "not a locale!"}),
+            bad(422, "full_name", body={"full_name": None}),
+            bad(422, "full_name", body={"full_name": "line\nbreak"}),
+            bad(422, "email", body={"email": "new@example.com"}),
+        ),
+    ),
+    # --- Workspaces, members, invitations ---------------------------------------------------
+    ("GET", "/api/v1/workspace"): RouteCases(access="agent", ok=ok(200)),
+    ("PATCH", "/api/v1/workspace"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"name": "Studio A", "reply_to_email": "desk@studio.example"}),
+        invalid=(
+            bad(422, "default_country", body={"default_country": "XX"}),
+            bad(422, "reply_to_email", body={"reply_to_email": "not-an-email"}),
+            bad(422, "name", body={"name": None}),
+            bad(422, "name", body={"name": ""}),
+        ),
+    ),
+    ("DELETE", "/api/v1/workspace"): RouteCases(access="owner", ok=ok(204, caller="new_owner")),
+    ("GET", "/api/v1/workspaces"): RouteCases(access="user", ok=ok(200)),
+    ("POST", "/api/v1/workspace/transfer-ownership"): RouteCases(
+        access="owner",
+        ok=ok(200, caller="new_owner", body={"user_id": Ref("user_id")}),
+        invalid=(
+            bad(422, "user_id", caller="new_owner", body={"user_id": NOT_A_UUID}),
+            bad(422, "user_id", caller="new_owner", body={"user_id": Ref("caller_id")}),
+            bad(422, "user_id", caller="new_owner", body={}),
+        ),
+    ),
+    ("GET", "/api/v1/members"): RouteCases(access="agent", ok=ok(200)),
+    ("PATCH", "/api/v1/members/{user_id}"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"role": "admin"}),
+        invalid=(
+            bad(422, "role", body={"role": "king"}),
+            bad(422, "role", body={}),
+            *id_errors("user_id", body={"role": "admin"}),
+        ),
+        denied=(
+            Case(403, caller="admin", path={"user_id": Ref("owner_id")}, body={"role": "agent"}),
+            Case(403, caller="admin", body={"role": "owner"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/members/{user_id}"): RouteCases(
+        access="agent",
+        ok=ok(204),
+        invalid=id_errors("user_id"),
+        denied=(
+            Case(403, caller="agent"),
+            Case(403, caller="admin", path={"user_id": Ref("owner_id")}),
+        ),
+    ),
+    ("POST", "/api/v1/invitations"): RouteCases(
+        access="admin",
+        ok=ok(201, body={"email": Ref("new_email"), "role": "agent"}),
+        invalid=(
+            bad(422, "email", body={"email": "not-an-email", "role": "agent"}),
+            bad(422, "role", body={"email": Ref("new_email"), "role": "boss"}),
+            bad(422, "email", body={"role": "agent"}),
+        ),
+        denied=(
+            Case(403, caller="admin", body={"email": Ref("new_email"), "role": "owner"}),
+            Case(403, caller="new_owner", body={"email": Ref("new_email"), "role": "agent"}),
+        ),
+    ),
+    ("GET", "/api/v1/invitations"): RouteCases(access="admin", ok=ok(200)),
+    ("GET", "/api/v1/invitations/lookup"): RouteCases(
+        access="public",
+        ok=ok(200, caller="anonymous", query={"token": Ref("invitation_token")}),
+        invalid=(
+            bad(422, "token", caller="anonymous"),
+            bad(422, "token", caller="anonymous", query={"token": ""}),
+            bad_token(caller="anonymous", query={"token": "unknown-token"}),
+        ),
+    ),
+    ("POST", "/api/v1/invitations/accept"): RouteCases(
+        access="user",
+        ok=ok(200, caller="new_owner", body={"token": Ref("invitation_token")}),
+        invalid=(
+            bad(422, "token", caller="new_owner", body={"token": ""}),
+            bad(422, "token", caller="new_owner", body={}),
+            bad_token(caller="new_owner", body={"token": "unknown-token"}),
+        ),
+    ),
+    ("POST", "/api/v1/invitations/{invitation_id}/resend"): RouteCases(
+        access="admin",
+        ok=ok(200),
+        invalid=id_errors("invitation_id"),
+        denied=(Case(403, caller="admin", path={"invitation_id": Ref("owner_invitation_id")}),),
+    ),
+    ("DELETE", "/api/v1/invitations/{invitation_id}"): RouteCases(
+        access="admin",
+        ok=ok(204),
+        invalid=id_errors("invitation_id"),
+        denied=(Case(403, caller="admin", path={"invitation_id": Ref("owner_invitation_id")}),),
+    ),
+    # --- Contacts and enquiries ---------------------------------------------------------------
+    ("GET", "/api/v1/contacts"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"q": "example", "limit": 10}),
+        invalid=(
+            bad(422, "q", query={"q": "x" * 201}),
+            bad(422, "q", query={"q": "a\x00b"}),
+            *LIST_QUERY_ERRORS,
+        ),
+    ),
+    ("GET", "/api/v1/contacts/{contact_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("contact_id")
+    ),
+    ("PATCH", "/api/v1/contacts/{contact_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"name": "Camille Martin", "phone": "+33 1 42 68 53 00", "notes": "VIP"}),
+        invalid=(
+            bad(422, "email", body={"email": "not-an-email"}),
+            bad(422, "phone", body={"phone": "call me maybe"}),
+            bad(422, "notes", body={"notes": "x" * 20_001}),
+            bad(422, "nickname", body={"nickname": "Cam"}),
+            *id_errors("contact_id", body={"name": "Camille"}),
+        ),
+    ),
+    ("GET", "/api/v1/enquiries"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"status": "new,open", "assignee": "none", "tag": "VIP"}),
+        invalid=(
+            bad(422, "status", query={"status": "bogus"}),
+            bad(422, "assignee", query={"assignee": "bob"}),
+            bad(422, "created_after", query={"created_after": "yesterday"}),
+            bad(
+                422,
+                "created_after",
+                query={"created_after": "0001-01-01T00:00:00+01:00"},
+                bug="converting a time before year 1 UTC raises OverflowError: 500",
+            ),
+            bad(
+                422,
+                "created_before",
+                query={"created_before": "9999-12-31T23:59:59-01:00"},
+                bug="converting a time after year 9999 UTC raises OverflowError: 500",
+            ),
+            bad(422, "q", query={"q": "a\x00b"}),
+            bad(422, "source", query={"source": "a\x00b"}),
+            bad(422, "contact_id", query={"contact_id": NOT_A_UUID}),
+            bad(422, "tag", query={"tag": "x" * 51}),
+            *LIST_QUERY_ERRORS,
+        ),
+    ),
+    ("POST", "/api/v1/enquiries"): RouteCases(
+        access="agent",
+        ok=ok(
+            201,
+            body={**ENQUIRY, "tags": ["phone"]},
+        ),
+        invalid=(
+            bad(422, "message", body={**ENQUIRY, "message": ""}),
+            bad(422, "status", body={**ENQUIRY, "status": "bogus"}),
+            bad(422, "assignee_id", body={**ENQUIRY, "assignee_id": UNKNOWN_ID}),
+            bad(422, "contact.email", body={**ENQUIRY, "contact": {"email": "not-an-email"}}),
+            bad(422, "contact", body={"message": "Hello"}),
+            bad(422, "tags.0", body={**ENQUIRY, "tags": ["x" * 51]}),
+        ),
+    ),
+    ("GET", "/api/v1/enquiries/{enquiry_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("enquiry_id")
+    ),
+    ("PATCH", "/api/v1/enquiries/{enquiry_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"status": "open", "assignee_id": Ref("caller_id")}),
+        invalid=(
+            bad(422, "status", body={"status": "bogus"}),
+            bad(422, "assignee_id", body={"assignee_id": UNKNOWN_ID}),
+            bad(422, "subject", body={"subject": "x" * 301}),
+            *id_errors("enquiry_id", body={"status": "open"}),
+        ),
+    ),
+    ("POST", "/api/v1/enquiries/{enquiry_id}/tags"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"tags": ["VIP", "wedding"]}),
+        invalid=(
+            bad(422, "tags", body={"tags": []}),
+            bad(422, "tags.0", body={"tags": ["x" * 51]}),
+            bad(422, "tags", body={"tags": "vip"}),
+            *id_errors("enquiry_id", body={"tags": ["vip"]}),
+        ),
+    ),
+    ("DELETE", "/api/v1/enquiries/{enquiry_id}/tags/{tag}"): RouteCases(
+        access="agent",
+        ok=ok(200),
+        invalid=(bad(422, "tag", path={"tag": "x" * 51}), *id_errors("enquiry_id")),
+    ),
+    ("GET", "/api/v1/enquiries/{enquiry_id}/timeline"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("enquiry_id")
+    ),
+    # --- Forms --------------------------------------------------------------------------------
+    ("POST", "/api/v1/forms"): RouteCases(
+        access="admin",
+        ok=ok(201, body={"name": "Contact us", "fields": FORM_FIELDS, "allowed_origins": [ORIGIN]}),
+        invalid=(
+            bad(422, "name", body={"name": "", "fields": FORM_FIELDS}),
+            bad(
+                422,
+                "fields.0.key",
+                body={"name": "Contact", "fields": [{**FORM_FIELDS[0], "key": "Bad Key"}]},
+            ),
+            bad(
+                422,
+                "fields.1.key",
+                body={"name": "Contact", "fields": [FORM_FIELDS[0], FORM_FIELDS[0]]},
+            ),
+            bad(
+                422,
+                "fields.0.type",
+                body={"name": "Contact", "fields": [{**FORM_FIELDS[0], "type": "video"}]},
+            ),
+            bad(
+                422,
+                "redirect_url",
+                body={"name": "Contact", "fields": FORM_FIELDS, "redirect_url": "javascript:x"},
+            ),
+            bad(422, "language", body={"name": "Contact", "fields": FORM_FIELDS, "language": "??"}),
+            bad(
+                422,
+                "allowed_origins.0",
+                body={"name": "Contact", "fields": FORM_FIELDS, "allowed_origins": ["nope"]},
+            ),
+        ),
+    ),
+    ("GET", "/api/v1/forms"): RouteCases(access="agent", ok=ok(200)),
+    ("GET", "/api/v1/forms/{form_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("form_id")
+    ),
+    ("PATCH", "/api/v1/forms/{form_id}"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"name": "Say hello", "success_message": "Thanks!"}),
+        invalid=(
+            bad(422, "name", body={"name": None}),
+            bad(422, "fields", body={"fields": []}),
+            bad(422, "redirect_url", body={"redirect_url": "ftp://studio.example"}),
+            *id_errors("form_id", body={"name": "Say hello"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/forms/{form_id}"): RouteCases(
+        access="admin", ok=ok(204), invalid=id_errors("form_id")
+    ),
+    ("GET", "/api/v1/forms/{form_id}/versions"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("form_id")
+    ),
+    # --- Notifications ------------------------------------------------------------------------
+    ("GET", "/api/v1/notifications"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"unread": "true", "limit": 5}),
+        invalid=(bad(422, "unread", query={"unread": "perhaps"}), *LIST_QUERY_ERRORS),
+    ),
+    ("POST", "/api/v1/notifications/read-all"): RouteCases(access="agent", ok=ok(200)),
+    ("GET", "/api/v1/notifications/preferences"): RouteCases(access="agent", ok=ok(200)),
+    ("PUT", "/api/v1/notifications/preferences"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"enquiry.assigned": {"email": False}}),
+        invalid=(
+            bad(422, "enquiry.deleted", body={"enquiry.deleted": {"email": True}}),
+            bad(422, "enquiry.created.sms", body={"enquiry.created": {"sms": True}}),
+            bad(422, "enquiry.created.email", body={"enquiry.created": {"email": "yes"}}),
+            bad(422, "body", body=["enquiry.created"]),
+        ),
+    ),
+    ("POST", "/api/v1/notifications/{notification_id}/read"): RouteCases(
+        access="agent",
+        ok=ok(200),
+        invalid=id_errors("notification_id"),
+        denied=(Case(404, path={"notification_id": Ref("admin_notification_id")}),),
+    ),
+    # --- Outbox and jobs ----------------------------------------------------------------------
+    ("GET", "/api/v1/outbox"): RouteCases(
+        access="admin",
+        ok=ok(200, query={"status": "queued", "kind": "invitation"}),
+        invalid=(
+            bad(422, "status", query={"status": "lost"}),
+            bad(422, "to", query={"to": "x" * 321}),
+            bad(422, "to", query={"to": "ada\x00@example.com"}),
+            bad(422, "kind", query={"kind": "invitation\x00"}),
+            *LIST_QUERY_ERRORS,
+        ),
+    ),
+    ("GET", "/api/v1/outbox/{email_id}"): RouteCases(
+        access="admin", ok=ok(200), invalid=id_errors("email_id")
+    ),
+    ("GET", "/api/v1/admin/outbox"): RouteCases(
+        access="instance_admin",
+        ok=ok(200, caller="instance_admin", query={"kind": "verification"}),
+        invalid=(
+            bad(422, "status", caller="instance_admin", query={"status": "lost"}),
+            bad(422, "cursor", caller="instance_admin", query={"cursor": "not a cursor"}),
+            bad(422, "to", caller="instance_admin", query={"to": "ada\x00@example.com"}),
+        ),
+    ),
+    ("GET", "/api/v1/admin/outbox/{email_id}"): RouteCases(
+        access="instance_admin",
+        ok=ok(200, caller="instance_admin"),
+        invalid=id_errors("email_id", caller="instance_admin"),
+    ),
+    ("GET", "/api/v1/jobs"): RouteCases(
+        access="admin",
+        ok=ok(200, query={"status": "dead", "name": "email.send"}),
+        invalid=(
+            bad(422, "status", query={"status": "zombie"}),
+            bad(422, "name", query={"name": "email.send\x00"}),
+            *LIST_QUERY_ERRORS,
+        ),
+    ),
+    ("POST", "/api/v1/jobs/{job_id}/retry"): RouteCases(
+        access="admin", ok=ok(200), invalid=id_errors("job_id")
+    ),
+    ("GET", "/api/v1/admin/jobs"): RouteCases(
+        access="instance_admin",
+        ok=ok(200, caller="instance_admin", query={"status": "dead"}),
+        invalid=(
+            bad(422, "status", caller="instance_admin", query={"status": "zombie"}),
+            bad(422, "limit", caller="instance_admin", query={"limit": 0}),
+            bad(422, "name", caller="instance_admin", query={"name": "email.send\x00"}),
+        ),
+    ),
+    ("POST", "/api/v1/admin/jobs/{job_id}/retry"): RouteCases(
+        access="instance_admin",
+        ok=ok(200, caller="instance_admin"),
+        invalid=id_errors("job_id", caller="instance_admin"),
+    ),
+    # --- Public form endpoints (JSON) ---------------------------------------------------------
+    ("OPTIONS", "/f/{public_id}"): RouteCases(
+        access="public",
+        ok=ok(
+            204,
+            caller="anonymous",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+        ),
+        invalid=(
+            bad(
+                403,
+                "allowed_origins",
+                caller="anonymous",
+                headers={
+                    "Origin": "https://other.example",
+                    "Access-Control-Request-Method": "POST",
+                },
+            ),
+        ),
+    ),
+    ("POST", "/f/{public_id}"): RouteCases(
+        access="public",
+        ok=ok(201, caller="anonymous", body=ANSWERS),
+        invalid=(
+            bad(422, "name", caller="anonymous", body={**ANSWERS, "name": ""}),
+            bad(422, "email", caller="anonymous", body={**ANSWERS, "email": "not-an-email"}),
+            bad(422, "body", caller="anonymous", body=["Camille"]),
+            bad(
+                422,
+                "body",
+                caller="anonymous",
+                content=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ),
+        ),
+    ),
+}
+
+EXCLUDED: dict[tuple[str, str], str] = {
+    ("GET", "/api/v1/openapi.json"): "generated API description; tests/test_http.py reads it",
+    ("GET", "/docs"): "Swagger UI page; tests/test_http.py loads it",
+    ("GET", "/docs/oauth2-redirect"): "Swagger UI helper page with no input",
+    ("GET", "/healthz"): "health probe without input or authentication",
+    ("GET", "/readyz"): "readiness probe without input or authentication",
+    ("GET", "/metrics"): "Prometheus text format, not JSON; tests/test_http.py reads it",
+    ("WEBSOCKET", "/api/v1/realtime"): (
+        "WebSocket: authenticates in its first frame and closes with a code, not an HTTP "
+        "status; tests/test_realtime.py covers invalid tokens and frames"
+    ),
+    ("GET", "/f/{public_id}"): "HTML form page; tests/test_public_form.py",
+    ("GET", "/f/{public_id}/thanks"): "HTML page; tests/test_public_form.py",
+    ("GET", "/verify-email"): "HTML page for an email link; tests/test_auth_pages.py",
+    ("POST", "/verify-email"): "HTML form post answered with a page; tests/test_auth_pages.py",
+    ("GET", "/reset-password"): "HTML page for an email link; tests/test_auth_pages.py",
+    ("POST", "/reset-password"): "HTML form post answered with a page; tests/test_auth_pages.py",
+    ("GET", "/accept-invitation"): "HTML page for an email link; tests/test_auth_pages.py",
+}
