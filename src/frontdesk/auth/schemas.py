@@ -59,6 +59,14 @@ def _clean_name(value: str) -> str:
     return value
 
 
+def _reject_control_characters(value: str) -> str:
+    if _CONTROL_CHARACTERS.search(value):
+        raise PydanticCustomError(
+            "control_characters", "This field must not contain line breaks or control characters."
+        )
+    return value
+
+
 def _normalize_email(value: str) -> str:
     # Addresses are stored and compared lower-cased, so the local part's case never matters.
     return value.lower()
@@ -117,7 +125,9 @@ class TokenRequest(RequestBody):
     """An OAuth 2-style grant. Which other fields are required depends on ``grant_type``."""
 
     grant_type: Literal["password", "refresh_token"]
-    email: Annotated[str, Field(max_length=320)] | None = None
+    email: (
+        Annotated[str, Field(max_length=320), AfterValidator(_reject_control_characters)] | None
+    ) = None
     password: Annotated[str, Field(max_length=LOGIN_PASSWORD_MAX_LENGTH)] | None = None
     refresh_token: OpaqueToken | None = None
     workspace_id: uuid.UUID | None = Field(
@@ -169,7 +179,9 @@ class SessionOut(BaseModel):
 
 
 class PasswordResetRequest(RequestBody):
-    email: Annotated[str, Field(min_length=1, max_length=320)]
+    email: Annotated[
+        str, Field(min_length=1, max_length=320), AfterValidator(_reject_control_characters)
+    ]
 
 
 class PasswordResetConfirm(RequestBody):

@@ -85,9 +85,13 @@ async def sign_up(uow: UnitOfWork, body: SignupRequest, client: ClientInfo) -> I
         raise _email_taken() from exc
 
     if body.invitation_token is not None:
-        workspace = await invitations.join_by_invitation(
-            uow, token=body.invitation_token, user_id=user.id, email=user.email
-        )
+        try:
+            workspace = await invitations.join_by_invitation(
+                uow, token=body.invitation_token, user_id=user.id, email=user.email
+            )
+        except (InvalidToken, ExpiredToken) as exc:
+            # On sign-up the token travels in invitation_token, so the error names that field.
+            raise type(exc)(exc.detail, field="invitation_token") from exc
     else:
         assert body.workspace_name is not None
         created = await workspaces.create_workspace(

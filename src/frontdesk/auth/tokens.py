@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import jwt
 
-from frontdesk.core.errors import BadRequest
+from frontdesk.core.errors import BadRequest, FieldError
 
 ALGORITHM = "HS256"
 AUDIENCE = "frontdesk"
@@ -88,7 +88,13 @@ class InvalidToken(BadRequest):
     code = "invalid_token"
     title = "Invalid token"
 
+    def __init__(self, detail: str, *, field: str = "token") -> None:
+        super().__init__(detail, errors=[FieldError(field=field, message=detail, code=self.code)])
+
 
 class ExpiredToken(BadRequest):
     code = "token_expired"
     title = "Expired token"
+
+    def __init__(self, detail: str, *, field: str = "token") -> None:
+        super().__init__(detail, errors=[FieldError(field=field, message=detail, code=self.code)])

@@ -63,11 +63,19 @@ def _parse_assignee(value: str | None) -> uuid.UUID | Literal["me", "none"] | No
         ) from exc
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
+def _as_utc(value: datetime | None, parameter: str) -> datetime | None:
     """Read a datetime without an offset as UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        # For example 0001-01-01T00:00:00+01:00, which falls before year 1 in UTC.
+        raise ValidationFailed(
+            parameter,
+            "The time is out of range once converted to UTC; use years 1 to 9999.",
+            "out_of_range",
+        ) from exc
 
 
 @router.get("", response_model=Page[EnquiryOut], responses=_ERRORS)
@@ -113,8 +121,8 @@ async def list_enquiries(
         statuses=_parse_statuses(status),
         assignee=_parse_assignee(assignee),
         source=source or None,
-        created_after=_as_utc(created_after),
-        created_before=_as_utc(created_before),
+        created_after=_as_utc(created_after, "created_after"),
+        created_before=_as_utc(created_before, "created_before"),
         q=check_query_text(q, "q"),
         tag=normalized_tag,
         contact_id=contact_id,
