@@ -105,7 +105,7 @@ async def bench_frontdesk(database_url: str, data_dir: Path, count: int, concurr
         _env_file=None,
         database_url=database_url,
         data_dir=data_dir,
-        secret_key="bench-" + os.urandom(8).hex(),
+        secret_key="bench-" + os.urandom(24).hex(),
         encryption_keys="b1:" + base64.b64encode(os.urandom(32)).decode(),
         rate_limits_enabled=False,
         form_min_fill_seconds=0,

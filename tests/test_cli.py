@@ -143,6 +143,12 @@ def test_demo_fills_workspace(tmp_path: Path) -> None:
     result = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Added 9 sample enquiries" in result.stdout
+    again = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already has its sample data" in again.stdout
+    # The database holds personal data: only its owner may read it.
+    assert oct((data_dir / "frontdesk.db").stat().st_mode & 0o777) == "0o600"
+    assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
     database = sqlite3.connect(data_dir / "frontdesk.db")
     try:
         statuses = {row[0] for row in database.execute("SELECT status FROM enquiries")}

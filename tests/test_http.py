@@ -88,3 +88,55 @@ async def test_openapi_and_docs_served(client: httpx.AsyncClient) -> None:
     assert spec.json()["info"]["title"] == "Frontdesk"
     docs = await client.get("/docs")
     assert docs.status_code == 200
+
+
+async def test_form_encoded_body_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/token", data={"grant_type": "password", "username": "a"}
+    )
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "Content-Type: application/json" in response.json()["detail"]
+
+
+async def test_wrong_method_names_allowed(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/v1/auth/signup")
+    assert response.status_code == 405
+    assert response.json()["detail"] == "DELETE is not allowed on /api/v1/auth/signup; use POST."
+
+
+async def test_oversized_body_has_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/token",
+        content=b"x" * 2000,
+        headers={"content-type": "application/json", "X-Request-ID": "big-1"},
+    )
+    assert response.status_code == 413
+    assert response.json()["request_id"] == "big-1"
+
+
+async def test_garbage_token_message(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/me", headers={"Authorization": "Bearer not-a-token"})
+    assert response.status_code == 401
+    assert (
+        response.json()["detail"]
+        == "The access token is invalid; log in with POST /api/v1/auth/token to get one."
+    )
+
+
+async def test_malformed_email_message(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/signup",
+        json={
+            "email": "no-at-sign",
+            "password": "long enough pass",
+            "full_name": "A",
+            "workspace_name": "B",
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {
+        "field": "email",
+        "message": "Enter a valid email address, like name@example.com.",
+        "code": "value_error",
+    }

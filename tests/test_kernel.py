@@ -135,7 +135,7 @@ def test_secrets_generated_on_embedded_default(tmp_path: Path) -> None:
     [
         {"env": "production"},
         {"database_url": "postgresql+asyncpg://postgres@127.0.0.1/test"},
-        {"env": "production", "secret_key": "configured"},
+        {"env": "production", "secret_key": "configured-" + "k" * 32},
     ],
 )
 def test_secrets_required_outside_embedded(tmp_path: Path, overrides: dict[str, str]) -> None:
@@ -143,6 +143,11 @@ def test_secrets_required_outside_embedded(tmp_path: Path, overrides: dict[str, 
     with pytest.raises(MissingSecretError, match="FRONTDESK_ENCRYPTION_KEYS"):
         resolve_secrets(settings)
     assert not (tmp_path / "secret-keys.json").exists()
+
+
+def test_short_secret_key_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        Settings(_env_file=None, data_dir=tmp_path, secret_key="too-short")  # type: ignore[call-arg]
 
 
 def test_backup_copies_live_database(tmp_path: Path) -> None:

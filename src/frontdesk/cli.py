@@ -39,9 +39,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _migrate(settings: Settings) -> None:
     from frontdesk.core.migrate import upgrade
+    from frontdesk.runtime import prepare_data_dir
 
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
     upgrade(settings.resolved_database_url)
 
 

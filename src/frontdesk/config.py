@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 keys shorter than the 32-byte hash output weaken the signature (RFC 7518, 3.2).
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters; 'frontdesk generate-secrets' makes one"
+            )
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:

@@ -92,10 +92,16 @@ class DemoSummary:
     workspace: str
     forms: list[str]
     enquiries: int
+    already_filled: bool = False
 
     def __str__(self) -> str:
+        added = (
+            f"The workspace '{self.workspace}' already has its sample data; nothing was added."
+            if self.already_filled
+            else f"Added {self.enquiries} sample enquiries to the workspace '{self.workspace}'."
+        )
         lines = [
-            f"Added {self.enquiries} sample enquiries to the workspace '{self.workspace}'.",
+            added,
             f"Log in as {self.email} with password {self.password}.",
             "Public forms:",
             *(f"  {url}" for url in self.forms),
@@ -155,6 +161,17 @@ async def fill_demo_workspace(settings: Settings, *, email: str, password: str) 
             headers = {"Authorization": f"Bearer {tokens['access_token']}"}
             owner_id = tokens["user"]["id"]
             workspace_name = tokens["workspace"]["name"]
+
+            existing = _check(await client.get("/api/v1/forms", headers=headers))["items"]
+            if any(form["name"] == BOOKING_FORM["name"] for form in existing):
+                return DemoSummary(
+                    email=email,
+                    password=password,
+                    workspace=workspace_name,
+                    forms=[form["public_url"] for form in existing],
+                    enquiries=0,
+                    already_filled=True,
+                )
 
             forms = [
                 _check(await client.post("/api/v1/forms", headers=headers, json=definition))

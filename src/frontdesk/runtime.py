@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -71,11 +73,26 @@ class Runtime:
         await self.engine.dispose()
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data folder and an empty database file readable by this user only.
+
+    SQLite gives its -wal and -shm files the permissions of the database file, so the
+    personal data and password hashes in them stay private too.
+    """
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite") and ":memory:" not in url:
+        database = Path(url.split("///", 1)[1])
+        if not database.exists():
+            database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Create the runtime's objects; nothing connects until ``start``."""
     secrets = resolve_secrets(settings)
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     sessionmaker = create_sessionmaker(engine)
     clock = clock or SystemClock()

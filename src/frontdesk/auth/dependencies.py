@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.auth.models import AuthSession, User
-from frontdesk.auth.tokens import InvalidAccessToken, decode_access_token
+from frontdesk.auth.tokens import ExpiredAccessToken, InvalidAccessToken, decode_access_token
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Forbidden, Unauthorized
 from frontdesk.runtime import Runtime
@@ -63,8 +63,15 @@ async def resolve_token(
     now = runtime.clock.now()
     try:
         claims = decode_access_token(runtime.secrets.secret_key, token, now=now)
+    except ExpiredAccessToken as exc:
+        raise Unauthorized(
+            "The access token has expired; get a new one with the refresh_token grant of "
+            "POST /api/v1/auth/token."
+        ) from exc
     except InvalidAccessToken as exc:
-        raise Unauthorized(f"The access token is invalid or expired ({exc}); refresh it.") from exc
+        raise Unauthorized(
+            "The access token is invalid; log in with POST /api/v1/auth/token to get one."
+        ) from exc
     login = await session.get(AuthSession, claims.session_id)
     if (
         login is None

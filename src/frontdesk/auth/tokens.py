@@ -47,6 +47,10 @@ class InvalidAccessToken(Exception):
     pass
 
 
+class ExpiredAccessToken(InvalidAccessToken):
+    pass
+
+
 def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessClaims:
     """Verify signature, audience and expiry against ``now`` (the injectable clock)."""
     try:
@@ -65,7 +69,7 @@ def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessCl
         )
         expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
         if expires_at <= now:
-            raise InvalidAccessToken("the access token has expired")
+            raise ExpiredAccessToken("the access token has expired")
         workspace = claims.get("wid")
         return AccessClaims(
             user_id=uuid.UUID(claims["sub"]),

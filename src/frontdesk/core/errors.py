@@ -170,7 +170,11 @@ _VALIDATION_MESSAGES = {
     "missing": "This field is required.",
     "json_invalid": "The body is not valid JSON.",
     "extra_forbidden": "This field is not allowed; remove it.",
+    "uuid_parsing": "Use an id in UUID form, such as 01a242cf-2ef3-7317-a8ce-e8c709823530.",
+    "uuid_type": "Use an id in UUID form, such as 01a242cf-2ef3-7317-a8ce-e8c709823530.",
 }
+
+EMAIL_MESSAGE = "Enter a valid email address, like name@example.com."
 
 
 def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
@@ -178,6 +182,9 @@ def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
     for item in exc.errors():
         kind = str(item.get("type", "invalid"))
         message = _VALIDATION_MESSAGES.get(kind) or str(item.get("msg", "Invalid value."))
+        if message.startswith("value is not a valid email address"):
+            # email-validator's own reason is technical; the field name already says which.
+            message = EMAIL_MESSAGE
         errors.append(
             FieldError(field=_field_name(item.get("loc", ())), message=message, code=kind)
         )
@@ -193,6 +200,14 @@ _HTTP_CODES = {
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
 }
+
+
+def _is_body_not_json(request: Request, errors: list[FieldError]) -> bool:
+    """True when a JSON endpoint received a body of another content type (a form post)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type or content_type == "application/json" or content_type.endswith("+json"):
+        return False
+    return any(error.field == "body" for error in errors)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -211,6 +226,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _request_validation_errors(exc)
+        if _is_body_not_json(request, errors):
+            return problem_response(
+                request,
+                status=415,
+                code="unsupported_media_type",
+                title="Unsupported media type",
+                detail="Send a JSON body with the header 'Content-Type: application/json'.",
+            )
         detail = (
             f"Invalid value for '{errors[0].field}': {errors[0].message}"
             if len(errors) == 1
@@ -231,6 +254,9 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No route matches {request.method} {request.url.path}."
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}."
         return problem_response(
             request,
             status=exc.status_code,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.core.errors import problem_response
@@ -80,7 +80,7 @@ class BodySizeLimitMiddleware:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            None,
+            Request(scope),
             status=413,
             code="payload_too_large",
             title="Payload too large",
