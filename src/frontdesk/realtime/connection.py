@@ -24,6 +24,7 @@ from frontdesk.realtime.protocol import (
     FrameError,
     PingFrame,
     Rejected,
+    departure_reason,
     error_frame,
     parse_client_frame,
 )
@@ -218,7 +219,7 @@ class Connection:
 
     def _mark_client_gone(self, code: int) -> None:
         self.client_gone = True
-        self.request_close(code, "client closed")
+        self.request_close(code, departure_reason(code))
 
     async def close(self) -> None:
         """Send the close frame with the requested code unless the client has left."""

@@ -39,6 +39,7 @@ from frontdesk.realtime.protocol import (
     CloseCode,
     PingFrame,
     Rejected,
+    departure_reason,
     encode,
     error_frame,
     ready_frame,
@@ -236,7 +237,7 @@ class Gateway:
         except (ClientGone, WebSocketDisconnect) as gone:
             if connection is not None:
                 connection.client_gone = True
-                connection.request_close(gone.code, "client closed")
+                connection.request_close(gone.code, departure_reason(gone.code))
         except Exception as exc:
             log.error("realtime.connection_failed", error=repr(exc), exc_info=exc)
             if connection is None:
@@ -368,7 +369,11 @@ class Gateway:
             workspace_id=str(connection.workspace_id),
             code=int(code),
             reason=connection.close_reason,
-            closed_by="client" if connection.client_gone else "server",
+            closed_by=(
+                "client"
+                if connection.client_gone and code != CloseCode.SERVICE_RESTART
+                else "server"
+            ),
             events_sent=connection.events_sent,
         )
         connection.finished.set()

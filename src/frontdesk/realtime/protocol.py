@@ -18,6 +18,8 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     INTERNAL_ERROR = 1011
+    # Sent by uvicorn itself to open WebSockets when the server shuts down.
+    SERVICE_RESTART = 1012
     AUTH_TIMEOUT = 4001
     # Invalid or expired access token, or the login session ended (logout, revocation, expiry).
     SESSION_ENDED = 4003
@@ -28,6 +30,13 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 4009
     # The client read too slowly: its send queue filled up or one send timed out.
     SLOW_CONSUMER = 4010
+
+
+def departure_reason(code: int) -> str:
+    """Describe why a connection ended from the code seen on the disconnect."""
+    if code == CloseCode.SERVICE_RESTART:
+        return "server restarting"
+    return "client closed"
 
 
 # Largest text frame accepted from a client, in bytes of UTF-8. Clients only send auth and
