@@ -35,6 +35,10 @@ class Runtime:
     clock: Clock
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # For code that only reads, such as the realtime gateway. On SQLite its transactions do
+    # not take the write lock; on Postgres it is the same as ``sessionmaker``.
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine
     hasher: PasswordHasher
     limiter: RateLimiter
     cipher: EnvelopeCipher
@@ -71,6 +75,8 @@ class Runtime:
             await self.broker.stop()
             self._started = False
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -95,6 +101,11 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         prepare_data_dir(settings)
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     sessionmaker = create_sessionmaker(engine)
+    read_engine = (
+        create_engine(settings.resolved_database_url, read_only=True)
+        if settings.is_sqlite
+        else engine
+    )
     clock = clock or SystemClock()
     store: RateLimitStore = (
         DatabaseRateLimitStore(sessionmaker)
@@ -112,6 +123,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         clock=clock,
         engine=engine,
         sessionmaker=sessionmaker,
+        read_engine=read_engine,
+        read_sessionmaker=create_sessionmaker(read_engine),
         hasher=PasswordHasher(
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,

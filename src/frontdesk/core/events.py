@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Event
@@ -33,26 +34,40 @@ async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]
         async with sessionmaker() as session:
             if dialect_name(session) == "postgresql":
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
-            pending = (
-                await session.scalars(
-                    sa.select(Event.id)
-                    .where(Event.position.is_(None))
-                    .order_by(Event.id)
-                    .limit(BATCH_SIZE)
-                )
-            ).all()
-            if not pending:
+            positions = list((await session.scalars(_numbering_statement())).all())
+            if not positions:
                 await session.rollback()
                 return highest
-            current = await session.scalar(sa.select(sa.func.max(Event.position))) or 0
-            for offset, event_id in enumerate(pending, start=1):
-                await session.execute(
-                    sa.update(Event).where(Event.id == event_id).values(position=current + offset)
-                )
             await session.commit()
-            highest = current + len(pending)
-            if len(pending) < BATCH_SIZE:
+            highest = max(positions)
+            if len(positions) < BATCH_SIZE:
                 return highest
+
+
+def _numbering_statement() -> sa.Update:
+    """Build one UPDATE that numbers the oldest unnumbered events after the highest position.
+
+    Aliases keep the subqueries from being correlated with the table being updated.
+    """
+    pending = aliased(Event)
+    numbered = aliased(Event)
+    current = sa.select(sa.func.coalesce(sa.func.max(numbered.position), 0)).scalar_subquery()
+    batch = (
+        sa.select(
+            pending.id.label("event_id"),
+            (current + sa.func.row_number().over(order_by=pending.id)).label("new_position"),
+        )
+        .where(pending.position.is_(None))
+        .order_by(pending.id)
+        .limit(BATCH_SIZE)
+        .subquery()
+    )
+    return (
+        sa.update(Event)
+        .where(Event.id == batch.c.event_id)
+        .values(position=batch.c.new_position)
+        .returning(Event.position)
+    )
 
 
 async def latest_position(session: AsyncSession) -> int:

@@ -85,7 +85,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Begin at the newest position: clients that need older events ask for a replay."""
-        async with self.runtime.sessionmaker() as session:
+        async with self.runtime.read_sessionmaker() as session:
             self._position = await latest_position(session)
         self.runtime.broker.subscribe(self._on_signal)
         self._task = asyncio.create_task(self._run(), name="frontdesk-realtime-dispatcher")
@@ -137,7 +137,7 @@ class Gateway:
         """Dispatch every event after the current position, in position order."""
         while True:
             # One short session per batch, so the read never holds SQLite's write lock long.
-            async with self.runtime.sessionmaker() as session:
+            async with self.runtime.read_sessionmaker() as session:
                 batch = await events_after(session, self._position, DISPATCH_BATCH_SIZE)
             for event in batch:
                 await self._dispatch(event)
@@ -187,7 +187,7 @@ class Gateway:
         ]
         if not due:
             return
-        async with self.runtime.sessionmaker() as session:
+        async with self.runtime.read_sessionmaker() as session:
             rows = await session.scalars(
                 sa.select(AuthSession).where(AuthSession.id.in_({c.session_id for c in due}))
             )
@@ -306,7 +306,7 @@ class Gateway:
 
     async def _open(self, connection: Connection, frame: AuthFrame) -> None:
         """Check the session and membership, then send ready and the replay."""
-        async with self.runtime.sessionmaker() as session:
+        async with self.runtime.read_sessionmaker() as session:
             try:
                 actor, role = await resolve_token(session, self.runtime, frame.token)
             except Unauthorized as exc:
