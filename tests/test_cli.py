@@ -200,3 +200,49 @@ def test_create_admin_then_login(tmp_path: Path) -> None:
     finally:
         database.close()
     assert rows == [("root@example.com", 1)]
+
+
+def test_worker_sends_queued_email_and_stops(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = command_env(data_dir)
+    assert run_frontdesk("migrate", env=env, cwd=tmp_path).returncode == 0
+    # The demo runs no worker, so its acknowledgements wait in the queue.
+    assert run_frontdesk("demo", env=env, cwd=tmp_path).returncode == 0
+    database = sqlite3.connect(data_dir / "frontdesk.db")
+    try:
+        queued = database.execute(
+            "SELECT count(*) FROM email_messages WHERE status = 'queued'"
+        ).fetchone()[0]
+    finally:
+        database.close()
+    assert queued > 0
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "frontdesk", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        remaining = queued
+        while remaining and time.monotonic() < deadline:
+            time.sleep(0.2)
+            database = sqlite3.connect(data_dir / "frontdesk.db")
+            try:
+                remaining = database.execute(
+                    "SELECT count(*) FROM email_messages WHERE status = 'queued'"
+                ).fetchone()[0]
+            finally:
+                database.close()
+        assert remaining == 0
+        worker.send_signal(signal.SIGINT)
+        output, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+    assert worker.returncode == 0, output
+    assert '"event": "worker.stopped"' in output
