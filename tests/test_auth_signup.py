@@ -142,7 +142,8 @@ async def test_signup_rejects_non_json_body(client: httpx.AsyncClient) -> None:
         headers={"content-type": "text/plain"},
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
 
 
 async def test_signup_password_message_names_the_minimum(client: httpx.AsyncClient) -> None:
