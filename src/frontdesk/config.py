@@ -114,6 +114,24 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 300.0
     shutdown_grace_seconds: float = 30.0
 
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = Field(
+        default=None, description="Folder of the local backend. Default: DATA_DIR/files."
+    )
+    storage_max_object_bytes: int = 50 * 1024 * 1024
+    storage_workspace_quota_bytes: int = 5 * 1024 * 1024 * 1024
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_force_path_style: bool = False
+    s3_multipart_part_bytes: int = 8 * 1024 * 1024
+    clamd_host: str | None = None
+    clamd_port: int = 3310
+    clamd_timeout_seconds: float = 30.0
+    preview_max_pixels: int = 40_000_000
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
 
@@ -155,6 +173,10 @@ class Settings(BaseSettings):
     def is_embedded_default(self) -> bool:
         """True on SQLite in development: the only place where secrets may be generated."""
         return self.is_sqlite and self.env == Environment.development
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "files"
 
     @property
     def resolved_public_url(self) -> str:
