@@ -28,6 +28,9 @@ from frontdesk.core.migrate import upgrade
 from frontdesk.models import Base
 from frontdesk.runtime import Runtime
 
+# The ``storage_backend`` fixture (every storage backend) for any test module.
+pytest_plugins = ["storage_backends"]
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "FRONTDESK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

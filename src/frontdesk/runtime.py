@@ -24,6 +24,8 @@ from frontdesk.core.ratelimit import (
 )
 from frontdesk.core.secrets import Secrets, resolve_secrets
 from frontdesk.realtime.brokers import Broker, MemoryBroker, PostgresBroker
+from frontdesk.storage.backends import build_backend
+from frontdesk.storage.backends.base import StorageBackend
 
 log = structlog.get_logger()
 
@@ -43,6 +45,7 @@ class Runtime:
     limiter: RateLimiter
     cipher: EnvelopeCipher
     broker: Broker
+    storage: StorageBackend
     worker: Worker | None = None
     _started: bool = field(default=False, repr=False)
 
@@ -74,6 +77,7 @@ class Runtime:
         if self._started:
             await self.broker.stop()
             self._started = False
+        await self.storage.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -133,4 +137,5 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         limiter=RateLimiter(store, clock, enabled=settings.rate_limits_enabled),
         cipher=EnvelopeCipher(secrets.encryption_keys),
         broker=broker,
+        storage=build_backend(settings),
     )

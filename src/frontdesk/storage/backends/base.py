@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class BlobNotFound(Exception):  # noqa: N818
+class BlobNotFound(Exception):
     """No blob is stored at the path."""
 
 
-class BlobTooLarge(Exception):  # noqa: N818
+class BlobTooLarge(Exception):
     """The stream went past the size limit; nothing was stored."""
 
 
