@@ -8,6 +8,7 @@ from frontdesk.email.models import EmailMessage
 from frontdesk.enquiries.models import Enquiry, EnquiryActivity, EnquiryTag
 from frontdesk.forms.models import Form, FormVersion
 from frontdesk.notifications.models import Notification
+from frontdesk.storage.links import StorageLinkUse, StorageSigningKey
 from frontdesk.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "OneTimeToken",
     "RateLimitCounter",
     "RefreshToken",
+    "StorageLinkUse",
+    "StorageSigningKey",
     "User",
     "Workspace",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:11:01.482730
+Create Date: 2026-12-04 21:26:42.899335
 """
 
 from collections.abc import Sequence
@@ -319,6 +319,40 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_one_time_tokens_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "storage_link_uses",
+        sa.Column("link_id", sa.String(length=40), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("used_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_storage_link_uses_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("link_id", name=op.f("pk_storage_link_uses")),
+    )
+    with op.batch_alter_table("storage_link_uses", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_storage_link_uses_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
+        "storage_signing_keys",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("key_id", sa.String(length=40), nullable=False),
+        sa.Column("secret_encrypted", sa.Text(), nullable=False),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_storage_signing_keys_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "key_id", name=op.f("pk_storage_signing_keys")),
+    )
+    op.create_table(
         "enquiries",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
         sa.Column("contact_id", sa.Uuid(), nullable=True),
@@ -554,6 +588,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_enquiries_contact_id"))
 
     op.drop_table("enquiries")
+    op.drop_table("storage_signing_keys")
+    with op.batch_alter_table("storage_link_uses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_storage_link_uses_workspace_id"))
+
+    op.drop_table("storage_link_uses")
     with op.batch_alter_table("one_time_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_one_time_tokens_user_id"))
 
