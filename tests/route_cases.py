@@ -531,6 +531,122 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ("GET", "/api/v1/forms/{form_id}/versions"): RouteCases(
         access="agent", ok=ok(200), invalid=id_errors("form_id")
     ),
+    # --- Storage ------------------------------------------------------------------------------
+    ("POST", "/api/v1/storage/buckets"): RouteCases(
+        access="admin",
+        ok=ok(201, body={"name": Ref("bucket_name"), "allowed_content_types": ["image/*"]}),
+        invalid=(
+            bad(422, "name", body={"name": "Bad Name"}),
+            bad(422, "name", body={"name": "-dash-first"}),
+            bad(422, "visibility", body={"name": "photos", "visibility": "secret"}),
+            bad(422, "max_object_bytes", body={"name": "photos", "max_object_bytes": 0}),
+            bad(
+                422,
+                "allowed_content_types.0",
+                body={"name": "pics", "allowed_content_types": ["png"]},
+            ),
+        ),
+    ),
+    ("GET", "/api/v1/storage/buckets"): RouteCases(access="agent", ok=ok(200)),
+    ("GET", "/api/v1/storage/buckets/{bucket_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("bucket_id")
+    ),
+    ("PATCH", "/api/v1/storage/buckets/{bucket_id}"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"visibility": "public", "max_object_bytes": 1000}),
+        invalid=(
+            bad(422, "visibility", body={"visibility": None}),
+            bad(422, "allowed_content_types.0", body={"allowed_content_types": ["*/*/*"]}),
+            *id_errors("bucket_id", body={"visibility": "public"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/storage/buckets/{bucket_id}"): RouteCases(
+        access="admin", ok=ok(204), invalid=id_errors("bucket_id")
+    ),
+    ("POST", "/api/v1/storage/buckets/{bucket_id}/objects"): RouteCases(
+        access="agent",
+        ok=ok(
+            201,
+            query={"key": "notes/hello world?.txt"},
+            content=b"hello",
+            headers={"Content-Type": "text/plain"},
+        ),
+        invalid=(
+            bad(422, "key", content=b"hello", headers={"Content-Type": "text/plain"}),
+            *(
+                bad(
+                    422,
+                    "key",
+                    query={"key": key},
+                    content=b"x",
+                    headers={"Content-Type": "text/plain"},
+                )
+                for key in ("", "/etc/passwd", "a/../b", "a//b", "a\\b", "tab\tkey")
+            ),
+            *id_errors(
+                "bucket_id",
+                query={"key": "a.txt"},
+                content=b"x",
+                headers={"Content-Type": "text/plain"},
+            ),
+        ),
+    ),
+    ("GET", "/api/v1/storage/buckets/{bucket_id}/objects"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"prefix": "notes/"}),
+        invalid=(
+            bad(422, "limit", query={"limit": 0}),
+            bad(422, "limit", query={"limit": 201}),
+            bad(422, "cursor", query={"cursor": "not a cursor"}),
+            bad(422, "cursor", query={"cursor": cursor(5, UNKNOWN_ID)}),
+            bad(422, "cursor", query={"cursor": cursor("a", 5)}),
+            *id_errors("bucket_id"),
+        ),
+    ),
+    ("GET", "/api/v1/storage/objects/{object_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("object_id")
+    ),
+    ("PATCH", "/api/v1/storage/objects/{object_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"metadata": {"source": "scanner"}}),
+        invalid=(
+            bad(422, "metadata", body={"metadata": {f"k{i}": "v" for i in range(21)}}),
+            bad(422, "metadata", body={"metadata": {"big": "x" * 1100}}),
+            bad(422, "metadata.a", body={"metadata": {"a": 1}}),
+            *id_errors("object_id", body={"metadata": {}}),
+        ),
+    ),
+    ("DELETE", "/api/v1/storage/objects/{object_id}"): RouteCases(
+        access="agent", ok=ok(204), invalid=id_errors("object_id")
+    ),
+    ("POST", "/api/v1/storage/objects/{object_id}/move"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"key": "moved/file.txt"}),
+        invalid=(
+            bad(422, "key", body={"key": "../escape"}),
+            bad(422, "key", body={}),
+            bad(422, "bucket_id", body={"key": "a.txt", "bucket_id": UNKNOWN_ID}),
+            *id_errors("object_id", body={"key": "a.txt"}),
+        ),
+    ),
+    ("POST", "/api/v1/storage/objects/{object_id}/copy"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"key": "copies/file.txt"}),
+        invalid=(
+            bad(422, "key", body={"key": "a/./b"}),
+            bad(422, "bucket_id", body={"key": "a.txt", "bucket_id": NOT_A_UUID}),
+            *id_errors("object_id", body={"key": "a.txt"}),
+        ),
+    ),
+    ("GET", "/api/v1/storage/objects/{object_id}/content"): RouteCases(
+        access="agent",
+        ok=ok(206, headers={"Range": "bytes=0-1"}),
+        invalid=(
+            Case(status=416, code="range_not_satisfiable", headers={"Range": "bytes=900-"}),
+            *id_errors("object_id"),
+        ),
+    ),
+    ("GET", "/api/v1/storage/usage"): RouteCases(access="agent", ok=ok(200)),
     # --- Notifications ------------------------------------------------------------------------
     ("GET", "/api/v1/notifications"): RouteCases(
         access="agent",

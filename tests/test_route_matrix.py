@@ -485,6 +485,30 @@ async def _reset_token(world: World, team: Team, caller: Person | None) -> str:
     return await world.token_sent_to(email, "password_reset")
 
 
+async def _bucket_name(world: World, team: Team, caller: Person | None) -> str:
+    return f"bucket-{uuid.uuid4().hex[:12]}"
+
+
+async def _bucket_id(world: World, team: Team, caller: Person | None) -> str:
+    bucket = await world.post(
+        "/api/v1/storage/buckets",
+        team.owner.headers,
+        json={"name": await _bucket_name(world, team, caller)},
+    )
+    return str(bucket["id"])
+
+
+async def _object_id(world: World, team: Team, caller: Person | None) -> str:
+    bucket_id = await _bucket_id(world, team, caller)
+    stored = await world.post(
+        f"/api/v1/storage/buckets/{bucket_id}/objects",
+        team.owner.headers | {"Content-Type": "text/plain"},
+        params={"key": "notes/file.txt"},
+        content=b"hello, world",
+    )
+    return str(stored["id"])
+
+
 # Path parameters must have an entry here: the 404 check fills them with workspace B's
 # resources, and valid requests with fresh resources of the caller's workspace.
 ID_FACTORIES: dict[str, Resolver] = {
@@ -499,12 +523,15 @@ ID_FACTORIES: dict[str, Resolver] = {
     "job_id": _job_id,
     "session_id": _session_id,
     "tag": _tag,
+    "bucket_id": _bucket_id,
+    "object_id": _object_id,
 }
 # Values that must differ on every use, such as the address of a new account.
-UNIQUE_VALUES = {"new_email"}
+UNIQUE_VALUES = {"new_email", "bucket_name"}
 RESOLVERS: dict[str, Resolver] = {
     **ID_FACTORIES,
     "new_email": _new_email,
+    "bucket_name": _bucket_name,
     "owner_email": _owner_email,
     "owner_id": _owner_id,
     "caller_id": _caller_id,

@@ -28,6 +28,7 @@ from frontdesk.notifications.routes import router as notifications_router
 from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.routes import router as realtime_router
 from frontdesk.runtime import Runtime, build_runtime
+from frontdesk.storage.routes import router as storage_router
 from frontdesk.workspaces.routes import router as workspaces_router
 
 log = structlog.get_logger()
@@ -91,6 +92,7 @@ def create_app(
         notifications_router,
         email_router,
         realtime_router,
+        storage_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)

@@ -9,11 +9,13 @@ from frontdesk.enquiries.models import Enquiry, EnquiryActivity, EnquiryTag
 from frontdesk.forms.models import Form, FormVersion
 from frontdesk.notifications.models import Notification
 from frontdesk.storage.links import StorageLinkUse, StorageSigningKey
+from frontdesk.storage.models import Bucket, StoredObject
 from frontdesk.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
     "AuthSession",
     "Base",
+    "Bucket",
     "Contact",
     "EmailMessage",
     "Enquiry",
@@ -31,6 +33,7 @@ __all__ = [
     "RefreshToken",
     "StorageLinkUse",
     "StorageSigningKey",
+    "StoredObject",
     "User",
     "Workspace",
 ]

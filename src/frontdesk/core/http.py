@@ -38,6 +38,16 @@ def _is_trusted(address: str, networks: list[IPv4Network | IPv6Network]) -> bool
     return any(parsed in network for network in networks)
 
 
+def _is_storage_upload(scope: Scope) -> bool:
+    """Whether the request is an object upload, which the storage limits cap instead."""
+    path: str = scope.get("path", "")
+    return (
+        scope.get("method") == "POST"
+        and path.startswith("/api/v1/storage/buckets/")
+        and path.endswith("/objects")
+    )
+
+
 class BodySizeLimitMiddleware:
     """Reject request bodies over ``max_bytes`` with 413, by header or while streaming."""
 
@@ -46,7 +56,7 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _is_storage_upload(scope):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

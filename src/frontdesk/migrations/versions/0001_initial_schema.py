@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 21:26:42.899335
+Create Date: 2026-12-04 21:32:51.458349
 """
 
 from collections.abc import Sequence
@@ -319,6 +319,36 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_one_time_tokens_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "storage_buckets",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=63), nullable=False),
+        sa.Column("visibility", sa.String(length=10), nullable=False),
+        sa.Column("max_object_bytes", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "allowed_content_types",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_storage_buckets_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_storage_buckets")),
+        sa.UniqueConstraint(
+            "workspace_id", "name", name=op.f("uq_storage_buckets_workspace_id_name")
+        ),
+    )
+    with op.batch_alter_table("storage_buckets", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_storage_buckets_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "storage_link_uses",
         sa.Column("link_id", sa.String(length=40), nullable=False),
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -460,6 +490,58 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "storage_objects",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("bucket_id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "key",
+            sa.String(length=1024).with_variant(
+                sa.VARCHAR(length=1024, collation="C"), "postgresql"
+            ),
+            nullable=False,
+        ),
+        sa.Column("content_type", sa.String(length=255), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=True),
+        sa.Column(
+            "user_metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bucket_id"],
+            ["storage_buckets.id"],
+            name=op.f("fk_storage_objects_bucket_id_storage_buckets"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["users.id"],
+            name=op.f("fk_storage_objects_owner_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_storage_objects_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_storage_objects")),
+        sa.UniqueConstraint("bucket_id", "key", name=op.f("uq_storage_objects_bucket_id_key")),
+    )
+    with op.batch_alter_table("storage_objects", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_storage_objects_bucket_id"), ["bucket_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_storage_objects_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "email_messages",
         sa.Column("workspace_id", sa.Uuid(), nullable=True),
         sa.Column("kind", sa.String(length=50), nullable=False),
@@ -576,6 +658,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_email_messages_recipient")
 
     op.drop_table("email_messages")
+    with op.batch_alter_table("storage_objects", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_storage_objects_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_storage_objects_bucket_id"))
+
+    op.drop_table("storage_objects")
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_session_id"))
 
@@ -593,6 +680,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_storage_link_uses_workspace_id"))
 
     op.drop_table("storage_link_uses")
+    with op.batch_alter_table("storage_buckets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_storage_buckets_workspace_id"))
+
+    op.drop_table("storage_buckets")
     with op.batch_alter_table("one_time_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_one_time_tokens_user_id"))
 

@@ -1,0 +1,111 @@
+"""Streaming uploads: the size limit, the quota and the content type, all while streaming.
+
+The first bytes are buffered until the content type is known, so a rejected type stores
+nothing. The rest streams to the backend, which raises BlobTooLarge past the limit and
+leaves nothing behind; the row is added only after the blob is complete.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+
+from frontdesk.core.errors import PayloadTooLarge
+from frontdesk.core.ids import uuid7
+from frontdesk.core.uow import UnitOfWork
+from frontdesk.storage import service
+from frontdesk.storage.backends.base import BlobTooLarge
+from frontdesk.storage.keys import normalize_key
+from frontdesk.storage.models import Bucket, StoredObject
+from frontdesk.storage.sniffing import SNIFF_BYTES, TEXT_TYPES, check_utf8, sniff_type
+
+
+async def _read_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, bool]:
+    """Read at least SNIFF_BYTES (or everything); return them and whether the stream ended."""
+    head = bytearray()
+    while len(head) < SNIFF_BYTES:
+        try:
+            head += await anext(chunks)
+        except StopAsyncIteration:
+            return bytes(head), True
+    return bytes(head), False
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes], complete: bool) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    if not complete:
+        async for chunk in rest:
+            yield chunk
+
+
+async def upload_object(
+    uow: UnitOfWork,
+    *,
+    workspace_id: uuid.UUID,
+    bucket_id: uuid.UUID,
+    key: str,
+    overwrite: bool,
+    claimed_type: str,
+    chunks: AsyncIterable[bytes],
+    owner_id: uuid.UUID,
+) -> tuple[StoredObject, Bucket]:
+    """Store a streamed upload as a new object of the bucket."""
+    bucket = await service.get_bucket(uow, workspace_id=workspace_id, bucket_id=bucket_id)
+    key = normalize_key(key)
+    await service.claim_key(uow, bucket, key, overwrite=overwrite)
+
+    instance_limit = uow.settings.storage_max_object_bytes
+    object_limit = service.object_limit(bucket, instance_limit)
+    current = await service.usage(uow, workspace_id=workspace_id)
+    existing = await service.find_object_by_key(uow, bucket, key) if overwrite else None
+    quota_room = current.quota_bytes - current.bytes_used + (existing.size if existing else 0)
+    max_bytes = max(0, min(object_limit, quota_room))
+
+    stream = aiter(chunks)
+    head, complete = await _read_head(stream)
+    content_type = sniff_type(head, complete=complete, claimed=claimed_type, key=key)
+    # The size is checked while streaming; here only the type counts.
+    service.check_accepts(bucket, content_type=content_type, size=0, max_bytes=instance_limit)
+
+    body = _prepend(head, stream, complete)
+    if content_type in TEXT_TYPES:
+        body = check_utf8(body)
+
+    object_id = uuid7()
+    path = service.blob_path(workspace_id, object_id)
+    try:
+        written = await uow.rt.storage.write(
+            path, body, max_bytes=max_bytes, content_type=content_type
+        )
+    except BlobTooLarge as exc:
+        if max_bytes < object_limit:
+            raise service.quota_exceeded(current) from exc
+        raise PayloadTooLarge(
+            f"The upload is larger than {object_limit} bytes, the limit of bucket "
+            f"'{bucket.name}'; send a smaller file.",
+            code="object_too_large",
+        ) from exc
+
+    now = uow.now()
+    stored = StoredObject(
+        id=object_id,
+        workspace_id=workspace_id,
+        bucket_id=bucket.id,
+        key=key,
+        content_type=content_type,
+        size=written.size,
+        sha256=written.sha256,
+        owner_id=owner_id,
+        user_metadata={},
+        created_at=now,
+        updated_at=now,
+    )
+    # The key may have been taken while the bytes streamed.
+    try:
+        existing = await service.claim_key(uow, bucket, key, overwrite=overwrite)
+    except BaseException:
+        await uow.rt.storage.delete(path)
+        raise
+    await service.add_object(uow, stored, bucket, existing=existing)
+    return stored, bucket
