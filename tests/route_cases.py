@@ -103,6 +103,12 @@ ENQUIRY = {
     "message": "Called about wedding photos.",
     "contact": {"name": "Camille", "email": "camille@example.org"},
 }
+UPLOAD_LINK = {
+    "key": "inbox/from-client.txt",
+    "expires_in": 600,
+    "max_bytes": 1000,
+    "content_types": ["text/plain"],
+}
 SIGNUP = {
     "email": Ref("new_email"),
     "password": PASSWORD,
@@ -762,6 +768,50 @@ CASES: dict[tuple[str, str], RouteCases] = {
             ),
         ),
     ),
+    # --- Signed links, previews and scans -----------------------------------------------------
+    ("POST", "/api/v1/storage/objects/{object_id}/links"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"expires_in": 600}),
+        invalid=(
+            bad(422, "expires_in", body={"expires_in": 59}),
+            bad(422, "expires_in", body={"expires_in": 7 * 24 * 3600 + 1}),
+            bad(422, "expires_in", body={"expires_in": "soon"}),
+            bad(422, "lifetime", body={"lifetime": 600}),
+            *id_errors("object_id", body={"expires_in": 600}),
+        ),
+    ),
+    ("POST", "/api/v1/storage/buckets/{bucket_id}/upload-links"): RouteCases(
+        access="agent",
+        ok=ok(201, body=UPLOAD_LINK),
+        invalid=(
+            bad(422, "key", body={**UPLOAD_LINK, "key": "../secret.txt"}),
+            bad(422, "key", body={"expires_in": 600}),
+            bad(422, "max_bytes", body={**UPLOAD_LINK, "max_bytes": 0}),
+            bad(422, "max_bytes", body={**UPLOAD_LINK, "max_bytes": 10**15}),
+            bad(422, "content_types.0", body={**UPLOAD_LINK, "content_types": ["not a type"]}),
+            bad(422, "expires_in", body={**UPLOAD_LINK, "expires_in": 30}),
+            *id_errors("bucket_id", body=UPLOAD_LINK),
+        ),
+    ),
+    ("POST", "/api/v1/storage/signing-keys/rotate"): RouteCases(access="admin", ok=ok(200)),
+    ("GET", "/api/v1/storage/objects/{object_id}/preview"): RouteCases(
+        access="agent",
+        ok=ok(
+            200,
+            path={"object_id": Ref("image_object_id")},
+            query={"width": 64, "height": 64, "format": "png"},
+        ),
+        invalid=(
+            bad(422, "width", query={"width": 0}),
+            bad(422, "height", query={"height": 5000}),
+            bad(422, "format", query={"format": "bmp"}),
+            bad(415, "content"),
+            *id_errors("object_id"),
+        ),
+    ),
+    ("GET", "/api/v1/storage/objects/{object_id}/scan"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("object_id")
+    ),
 }
 
 EXCLUDED: dict[tuple[str, str], str] = {
@@ -782,4 +832,12 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ("GET", "/reset-password"): "HTML page for an email link; tests/test_auth_pages.py",
     ("POST", "/reset-password"): "HTML form post answered with a page; tests/test_auth_pages.py",
     ("GET", "/accept-invitation"): "HTML page for an email link; tests/test_auth_pages.py",
+    ("GET", "/storage/links/{token}"): (
+        "public download of an object's bytes with a signed link, not JSON; "
+        "tests/test_storage_links_api.py covers every rejection"
+    ),
+    ("PUT", "/storage/links/{token}"): (
+        "public upload of raw bytes with a signed link; tests/test_storage_links_api.py covers "
+        "every rejection"
+    ),
 }

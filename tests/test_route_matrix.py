@@ -8,6 +8,7 @@ Every request goes through ``send``, which fails the test on any 5xx response.
 
 from __future__ import annotations
 
+import io
 import re
 import tempfile
 import uuid
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from PIL import Image
 from starlette.routing import WebSocketRoute
 
 from conftest import bearer, make_settings, run_jobs, truncate_all
@@ -509,6 +511,28 @@ async def _object_id(world: World, team: Team, caller: Person | None) -> str:
     return str(stored["id"])
 
 
+async def _image_object_id(world: World, team: Team, caller: Person | None) -> str:
+    bucket_id = await _bucket_id(world, team, caller)
+    image = io.BytesIO()
+    Image.new("RGB", (120, 80), (10, 120, 200)).save(image, format="PNG")
+    stored = await world.post(
+        f"/api/v1/storage/buckets/{bucket_id}/objects",
+        team.owner.headers | {"Content-Type": "image/png"},
+        params={"key": "photos/blue.png"},
+        content=image.getvalue(),
+    )
+    return str(stored["id"])
+
+
+async def _link_token(world: World, team: Team, caller: Person | None) -> str:
+    """Create an object and return the token of its download link."""
+    object_id = await _object_id(world, team, caller)
+    link = await world.post(
+        f"/api/v1/storage/objects/{object_id}/links", team.owner.headers, json={"expires_in": 600}
+    )
+    return str(link["url"]).rsplit("/", 1)[1]
+
+
 # Path parameters must have an entry here: the 404 check fills them with workspace B's
 # resources, and valid requests with fresh resources of the caller's workspace.
 ID_FACTORIES: dict[str, Resolver] = {
@@ -525,6 +549,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "tag": _tag,
     "bucket_id": _bucket_id,
     "object_id": _object_id,
+    "token": _link_token,
 }
 # Values that must differ on every use, such as the address of a new account.
 UNIQUE_VALUES = {"new_email", "bucket_name"}
@@ -532,6 +557,7 @@ RESOLVERS: dict[str, Resolver] = {
     **ID_FACTORIES,
     "new_email": _new_email,
     "bucket_name": _bucket_name,
+    "image_object_id": _image_object_id,
     "owner_email": _owner_email,
     "owner_id": _owner_id,
     "caller_id": _caller_id,

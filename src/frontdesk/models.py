@@ -10,6 +10,7 @@ from frontdesk.forms.models import Form, FormVersion
 from frontdesk.notifications.models import Notification
 from frontdesk.storage.links import StorageLinkUse, StorageSigningKey
 from frontdesk.storage.models import Bucket, StoredObject
+from frontdesk.storage.scanning import ObjectScan
 from frontdesk.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Job",
     "Membership",
     "Notification",
+    "ObjectScan",
     "OneTimeToken",
     "RateLimitCounter",
     "RefreshToken",

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from frontdesk.core.db import Base
 from frontdesk.core.errors import Forbidden
+from frontdesk.core.jobs import periodic
 from frontdesk.core.uow import UnitOfWork
 
 log = structlog.get_logger()
@@ -414,3 +415,11 @@ async def prune_link_uses(uow: UnitOfWork) -> int:
         sa.delete(StorageLinkUse).where(StorageLinkUse.expires_at <= uow.now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@periodic("storage.link_uses.prune", every_seconds=3600)
+async def prune_link_uses_job(uow: UnitOfWork, payload: dict[str, Any]) -> None:
+    """Delete, once an hour, the use records of upload links that have expired."""
+    deleted = await prune_link_uses(uow)
+    if deleted:
+        log.info("storage.link_uses_pruned", count=deleted)
