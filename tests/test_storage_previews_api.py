@@ -83,7 +83,7 @@ async def test_bomb_rejected(client: httpx.AsyncClient, staff: Staff, bucket_id:
     assert "decompression bomb" in problem["detail"]
 
 
-async def test_limit_setting_applies(
+async def test_bomb_detail_names_size(
     client: httpx.AsyncClient, staff: Staff, bucket_id: str
 ) -> None:
     stored = await upload(client, staff, bucket_id, "big.png", bomb_png(7000, 7000))
