@@ -827,6 +827,10 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ),
     ("GET", "/f/{public_id}"): "HTML form page; tests/test_public_form.py",
     ("GET", "/f/{public_id}/thanks"): "HTML page; tests/test_public_form.py",
+    ("GET", "/storage/public/{workspace_id}/{bucket_name}/{key}"): (
+        "public file address without authentication, where a workspace id in the path is the "
+        "point rather than another workspace's resource; tests/test_storage_api.py covers it"
+    ),
     ("GET", "/verify-email"): "HTML page for an email link; tests/test_auth_pages.py",
     ("POST", "/verify-email"): "HTML form post answered with a page; tests/test_auth_pages.py",
     ("GET", "/reset-password"): "HTML page for an email link; tests/test_auth_pages.py",

@@ -500,6 +500,14 @@ async def _bucket_id(world: World, team: Team, caller: Person | None) -> str:
     return str(bucket["id"])
 
 
+async def _workspace_id(world: World, team: Team, caller: Person | None) -> str:
+    return str(team.workspace_id)
+
+
+async def _key(world: World, team: Team, caller: Person | None) -> str:
+    return "notes/file.txt"
+
+
 async def _object_id(world: World, team: Team, caller: Person | None) -> str:
     bucket_id = await _bucket_id(world, team, caller)
     stored = await world.post(
@@ -550,13 +558,15 @@ ID_FACTORIES: dict[str, Resolver] = {
     "bucket_id": _bucket_id,
     "object_id": _object_id,
     "token": _link_token,
+    "workspace_id": _workspace_id,
+    "bucket_name": _bucket_name,
+    "key": _key,
 }
 # Values that must differ on every use, such as the address of a new account.
 UNIQUE_VALUES = {"new_email", "bucket_name"}
 RESOLVERS: dict[str, Resolver] = {
     **ID_FACTORIES,
     "new_email": _new_email,
-    "bucket_name": _bucket_name,
     "image_object_id": _image_object_id,
     "owner_email": _owner_email,
     "owner_id": _owner_id,

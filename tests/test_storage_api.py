@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -607,18 +607,21 @@ async def test_move_rename_and_across_buckets(client: httpx.AsyncClient, runtime
     assert moved.json()["bucket_id"] == target["id"]
     assert stored_files(runtime) == files_before
 
+    other = await upload_ok(client, staff, source["id"], "c.txt", b"other")
     taken = await client.post(
         f"/api/v1/storage/objects/{text['id']}/move",
         headers=staff.headers,
-        json={"key": "a.png"},
+        json={"key": "c.txt"},
     )
-    assert taken.status_code == 200  # a.png left the source bucket
-    conflict = await client.post(
+    assert problem(taken, 409)["code"] == "key_exists"
+    replaced = await client.post(
         f"/api/v1/storage/objects/{text['id']}/move",
         headers=staff.headers,
-        json={"key": "photo.png", "bucket_id": source["id"]},
+        json={"key": "c.txt", "overwrite": True},
     )
-    assert conflict.status_code == 200
+    assert replaced.status_code == 200, replaced.text
+    gone = await client.get(f"/api/v1/storage/objects/{other['id']}", headers=staff.headers)
+    problem(gone, 404)
 
 
 async def test_copy_duplicates_bytes(client: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -693,3 +696,33 @@ async def test_quota_enforced(client: httpx.AsyncClient, runtime: Runtime) -> No
     assert usage.json() == {"bytes_used": 180_000, "object_count": 2, "quota_bytes": QUOTA}
     # Overwriting frees the old object's bytes.
     await upload_ok(client, staff, bucket["id"], "2.bin", b"d" * 95_000, overwrite="true")
+
+
+# --- Public buckets -------------------------------------------------------------------------
+
+
+async def test_public_bucket_download(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    public = await create_bucket(client, staff, name="site", visibility="public")
+    private = await create_bucket(client, staff, name="vault")
+    key = "press kit/what? #1 & 100%.txt"
+    await upload_ok(client, staff, public["id"], key, b"public words")
+    await upload_ok(client, staff, private["id"], key, b"private words")
+    encoded = quote(key, safe="/")
+
+    response = await client.get(f"/storage/public/{staff.workspace_id}/site/{encoded}")
+    assert response.status_code == 200, response.text
+    assert response.content == b"public words"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    ranged = await client.get(
+        f"/storage/public/{staff.workspace_id}/site/{encoded}", headers={"Range": "bytes=-5"}
+    )
+    assert ranged.status_code == 206
+    assert ranged.content == b"words"
+
+    for path in [
+        f"/storage/public/{staff.workspace_id}/vault/{encoded}",
+        f"/storage/public/{uuid.uuid4()}/site/{encoded}",
+        f"/storage/public/{staff.workspace_id}/site/press%20kit/other.txt",
+    ]:
+        problem(await client.get(path), 404)

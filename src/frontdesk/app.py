@@ -29,6 +29,7 @@ from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.routes import router as realtime_router
 from frontdesk.runtime import Runtime, build_runtime
 from frontdesk.storage.link_routes import router as storage_links_router
+from frontdesk.storage.routes import public_router as storage_public_router
 from frontdesk.storage.routes import router as storage_router
 from frontdesk.workspaces.routes import router as workspaces_router
 
@@ -97,6 +98,7 @@ def create_app(
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
+    app.include_router(storage_public_router)
     app.include_router(storage_links_router)
     app.include_router(auth_pages_router)
     return app

@@ -188,6 +188,15 @@ def cmd_backup(args: argparse.Namespace) -> None:
     print(f"Copied {source} to {args.file} ({pages} pages), consistent as of now.")
 
 
+def cmd_storage_check(args: argparse.Namespace) -> None:
+    from frontdesk.storage.consistency import format_report, run_check
+
+    report = asyncio.run(run_check(_settings(args), fix=args.fix))
+    print(format_report(report, fix=args.fix))
+    if report.missing_blobs or (report.orphan_blobs and not args.fix):
+        raise SystemExit(1)
+
+
 def cmd_generate_secrets(_args: argparse.Namespace) -> None:
     print(f"FRONTDESK_SECRET_KEY={secrets.token_urlsafe(48)}")
     print(f"FRONTDESK_ENCRYPTION_KEYS=k1:{base64.b64encode(os.urandom(32)).decode()}")
@@ -230,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     backup = commands.add_parser("backup", help="copy the embedded database safely while it runs")
     backup.add_argument("file", help="destination file; overwritten if it exists")
     backup.set_defaults(handler=cmd_backup)
+
+    storage = commands.add_parser("storage", help="maintain stored files")
+    storage_commands = storage.add_subparsers(dest="storage_command", required=True)
+    check = storage_commands.add_parser(
+        "check", help="report blobs without a row and rows without a blob (exit 1 if any)"
+    )
+    check.add_argument("--fix", action="store_true", help="delete orphan blobs (never rows)")
+    check.set_defaults(handler=cmd_storage_check)
 
     generate = commands.add_parser(
         "generate-secrets", help="print new FRONTDESK_SECRET_KEY and FRONTDESK_ENCRYPTION_KEYS"

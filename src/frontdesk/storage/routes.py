@@ -28,6 +28,8 @@ from frontdesk.storage.schemas import (
 from frontdesk.storage.uploads import upload_object
 
 router = APIRouter(prefix="/storage", tags=["storage"])
+# Mounted at the root, without the /api/v1 prefix: these addresses are for browsers.
+public_router = APIRouter(prefix="/storage/public", tags=["storage"])
 
 UPLOAD_PATH_PREFIX = "/api/v1/storage/buckets/"
 
@@ -237,3 +239,24 @@ async def download(
 async def usage(uow: UowDep, actor: AgentDep) -> Usage:
     """Return the workspace's stored bytes, object count and quota."""
     return await service.usage(uow, workspace_id=actor.workspace_id)
+
+
+@public_router.get(
+    "/{workspace_id}/{bucket_name}/{key:path}",
+    response_class=Response,
+    responses={
+        404: {"model": Problem, "description": "No such object in a public bucket."},
+        416: {"model": Problem, "description": "The range starts past the end of the object."},
+    },
+)
+async def download_public(
+    uow: UowDep, request: Request, workspace_id: uuid.UUID, bucket_name: str, key: str
+) -> Response:
+    """Download an object of a public bucket without authentication.
+
+    The key is the rest of the path, percent-encoded where needed (`?` as `%3F`, `#` as `%23`).
+    """
+    stored = await service.get_public_object(
+        uow, workspace_id=workspace_id, bucket_name=bucket_name, key=key
+    )
+    return await object_response(uow.rt.storage, stored, request.headers)

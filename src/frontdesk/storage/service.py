@@ -27,7 +27,6 @@ from frontdesk.storage.schemas import (
     BucketCreate,
     BucketOut,
     BucketUpdate,
-    CheckReport,
     ObjectOut,
     ObjectTransfer,
     Usage,
@@ -172,6 +171,26 @@ async def get_object_by_id(uow: UnitOfWork, object_id: uuid.UUID) -> tuple[Store
     bucket = await uow.session.get(Bucket, stored.bucket_id)
     assert bucket is not None
     return stored, bucket
+
+
+async def get_public_object(
+    uow: UnitOfWork, *, workspace_id: uuid.UUID, bucket_name: str, key: str
+) -> StoredObject:
+    """Load an object of a public bucket by address; anything else is the same NotFound."""
+    not_found = NotFound("No such object in a public bucket.")
+    bucket = await uow.session.scalar(
+        sa.select(Bucket).where(
+            Bucket.workspace_id == workspace_id,
+            Bucket.name == bucket_name,
+            Bucket.visibility == "public",
+        )
+    )
+    if bucket is None:
+        raise not_found
+    stored = await find_object_by_key(uow, bucket, unicodedata.normalize("NFC", key))
+    if stored is None:
+        raise not_found
+    return stored
 
 
 async def find_object_by_key(uow: UnitOfWork, bucket: Bucket, key: str) -> StoredObject | None:
@@ -450,53 +469,3 @@ async def add_object(
         "storage.object.created", _event_data(stored, bucket), workspace_id=stored.workspace_id
     )
     log.info("storage.object_created", object_id=str(stored.id), bucket_id=str(bucket.id))
-
-
-# --- Consistency check ----------------------------------------------------------------------
-
-TEMP_FILE_MAX_AGE_SECONDS = 3600
-
-
-async def check_consistency(uow: UnitOfWork, *, fix: bool) -> CheckReport:
-    """Compare object rows with backend blobs in every workspace.
-
-    Reports blobs without a row (orphans) and rows without a blob (missing). With ``fix`` it
-    deletes the orphan blobs, never rows, and sweeps temporary files older than an hour.
-    """
-    backend = uow.rt.storage
-    # Blobs are listed before rows are read: an upload writes its blob first, so a row read
-    # here whose blob was not listed is an upload that finished in between, not a loss.
-    blobs = {path async for path in backend.list_paths()}
-    rows = await uow.session.execute(sa.select(StoredObject.workspace_id, StoredObject.id))
-    expected = {blob_path(workspace_id, object_id): object_id for workspace_id, object_id in rows}
-    orphans = sorted(blobs - expected.keys())
-    missing = []
-    for path, object_id in expected.items():
-        if path not in blobs:
-            try:
-                await backend.size(path)
-            except BlobNotFound:
-                missing.append(object_id)
-    deleted = 0
-    swept = 0
-    if fix:
-        # NOTE: an upload whose blob is written but whose row has not committed yet looks like
-        # an orphan, so --fix deletes it and that upload's object then reports a missing blob.
-        for path in orphans:
-            await backend.delete(path)
-            deleted += 1
-        sweep = getattr(backend, "sweep_temp_files", None)
-        if sweep is not None:
-            swept = await sweep(older_than_seconds=TEMP_FILE_MAX_AGE_SECONDS)
-    log.info(
-        "storage.checked",
-        orphan_blobs=len(orphans),
-        missing_blobs=len(missing),
-        deleted_blobs=deleted,
-    )
-    return CheckReport(
-        orphan_blobs=orphans,
-        missing_blobs=sorted(missing),
-        deleted_blobs=deleted,
-        swept_temp_files=swept,
-    )
