@@ -166,7 +166,7 @@ async def test_agent_cannot_manage_buckets(client: httpx.AsyncClient, runtime: R
     assert deleted.status_code == 204
 
 
-async def test_other_workspace_is_404(client: httpx.AsyncClient) -> None:
+async def test_other_workspace_is_404(client: httpx.AsyncClient, runtime: Runtime) -> None:
     alice, bob = await owner(client), await owner(client)
     bucket = await create_bucket(client, alice)
     stored = await upload_ok(client, alice, bucket["id"], "private.txt", b"secret")
@@ -196,15 +196,7 @@ async def test_other_workspace_is_404(client: httpx.AsyncClient) -> None:
         json={"key": "stolen.txt", "bucket_id": bucket["id"]},
     )
     assert field_names(problem(response, 422)) == ["bucket_id"]
-    assert await count_rows(runtime_of(client), StoredObject) == 2
-
-
-def runtime_of(client: httpx.AsyncClient) -> Runtime:
-    transport = client._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    app: FastAPI = transport.app  # type: ignore[assignment]
-    runtime: Runtime = app.state.runtime
-    return runtime
+    assert await count_rows(runtime, StoredObject) == 2
 
 
 # --- Uploads --------------------------------------------------------------------------------
@@ -530,7 +522,8 @@ async def test_content_disposition_non_ascii(client: httpx.AsyncClient) -> None:
     )
     header = response.headers["content-disposition"]
     assert header.isascii()
-    assert "\r" not in header and "\n" not in header
+    assert "\r" not in header
+    assert "\n" not in header
     disposition, *params = header.split("; ")
     assert disposition == "attachment"
     values = dict(param.split("=", 1) for param in params)

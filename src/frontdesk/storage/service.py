@@ -1,4 +1,4 @@
-"""Storage use cases: buckets, object metadata, move, copy, delete, usage and the check.
+"""Storage use cases: buckets, object metadata, move, copy, delete and usage.
 
 Every load of a bucket or object for a caller goes through ``get_bucket`` or ``get_object``,
 which filter on the workspace, so another workspace's ids are NotFound like absent ones.

@@ -57,6 +57,8 @@ async def upload_object(
 
     instance_limit = uow.settings.storage_max_object_bytes
     object_limit = service.object_limit(bucket, instance_limit)
+    # NOTE: the quota is read once before streaming, so uploads that run at the same time can
+    # together pass it by up to one object each.
     current = await service.usage(uow, workspace_id=workspace_id)
     existing = await service.find_object_by_key(uow, bucket, key) if overwrite else None
     quota_room = current.quota_bytes - current.bytes_used + (existing.size if existing else 0)
