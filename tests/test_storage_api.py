@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import uuid
@@ -719,3 +720,40 @@ async def test_public_bucket_download(client: httpx.AsyncClient) -> None:
         f"/storage/public/{staff.workspace_id}/site/press%20kit/other.txt",
     ]:
         problem(await client.get(path), 404)
+
+
+async def test_upload_does_not_block_writes(client: httpx.AsyncClient) -> None:
+    """A slow upload holds no database transaction while its bytes stream."""
+    staff = await owner(client)
+    bucket = await create_bucket(client, staff)
+    halfway = asyncio.Event()
+    resume = asyncio.Event()
+
+    async def slow_body() -> Any:
+        yield b"first half of a slow upload, "
+        halfway.set()
+        await resume.wait()
+        yield b"second half"
+
+    uploading = asyncio.create_task(
+        client.post(
+            f"/api/v1/storage/buckets/{bucket['id']}/objects",
+            headers=staff.headers | {"Content-Type": "text/plain"},
+            params={"key": "slow.txt"},
+            content=slow_body(),
+        )
+    )
+    await asyncio.wait_for(halfway.wait(), timeout=5)
+    # Another write completes while the upload is still streaming.
+    renamed = await asyncio.wait_for(
+        client.patch(
+            "/api/v1/workspace", headers=staff.headers, json={"name": "Renamed meanwhile"}
+        ),
+        timeout=10,
+    )
+    assert renamed.status_code == 200
+    assert not uploading.done()
+    resume.set()
+    response = await asyncio.wait_for(uploading, timeout=10)
+    assert response.status_code == 201, response.text
+    assert response.json()["size"] == len(b"first half of a slow upload, second half")

@@ -183,3 +183,18 @@ async def test_deleted_before_scan(
     async with runtime.sessionmaker() as session:
         jobs = list(await session.scalars(sa.select(Job).where(Job.name == "storage.scan")))
     assert [job.status for job in jobs] == ["succeeded"]
+
+
+async def test_staff_download_waits_for_scan(
+    client: httpx.AsyncClient, runtime: Runtime, clamd: FakeClamd, staff: Staff, bucket_id: str
+) -> None:
+    stored = await public_upload(client, staff, bucket_id, b"a file from the public")
+    content_url = f"/api/v1/storage/objects/{stored['id']}/content"
+
+    assert_rejected(await client.get(content_url, headers=staff.headers), 423, "object_quarantined")
+
+    await run_jobs(runtime)
+
+    response = await client.get(content_url, headers=staff.headers)
+    assert response.status_code == 200
+    assert response.content == b"a file from the public"

@@ -291,8 +291,8 @@ async def upload_with_link(uow: UowDep, request: Request, token: TokenPath) -> L
             overwrite=False,
             claimed_type=claimed,
             chunks=_limited(head, stream, complete, claims.max_bytes),
-            # NOTE: upload_object types owner_id as a UUID; a link upload has no owner.
-            owner_id=None,  # type: ignore[arg-type]
+            # A link upload has no owner: it comes from someone outside the workspace.
+            owner_id=None,
         )
     except ClientDisconnect as exc:
         raise BadRequest(

@@ -12,7 +12,7 @@ from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import BadRequest, Problem
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from frontdesk.storage import service
+from frontdesk.storage import scanning, service
 from frontdesk.storage.downloads import object_response
 from frontdesk.storage.schemas import (
     BucketCreate,
@@ -131,6 +131,7 @@ async def upload(
             claimed_type=claimed,
             chunks=request.stream(),
             owner_id=actor.user_id,
+            release_read_transaction=True,
         )
     except ClientDisconnect as exc:
         # Nobody reads this response; the backend has already removed the partial upload.
@@ -232,6 +233,7 @@ async def download(
     stored, _bucket = await service.get_object(
         uow, workspace_id=actor.workspace_id, object_id=object_id
     )
+    await scanning.ensure_downloadable(uow, stored)
     return await object_response(uow.rt.storage, stored, request.headers)
 
 
@@ -259,4 +261,5 @@ async def download_public(
     stored = await service.get_public_object(
         uow, workspace_id=workspace_id, bucket_name=bucket_name, key=key
     )
+    await scanning.ensure_downloadable(uow, stored)
     return await object_response(uow.rt.storage, stored, request.headers)

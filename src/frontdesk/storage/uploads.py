@@ -48,10 +48,18 @@ async def upload_object(
     overwrite: bool,
     claimed_type: str,
     chunks: AsyncIterable[bytes],
-    owner_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    release_read_transaction: bool = False,
 ) -> tuple[StoredObject, Bucket]:
-    """Store a streamed upload as a new object of the bucket."""
+    """Store a streamed upload as a new object of the bucket.
+
+    With ``release_read_transaction`` the caller promises that its unit of work has written
+    nothing yet: the transaction that did the checks ends before the bytes stream and a new
+    one records the object. On SQLite a transaction holds the database's only write lock, so
+    a slow upload would otherwise hold up every other write for as long as it streams.
+    """
     bucket = await service.get_bucket(uow, workspace_id=workspace_id, bucket_id=bucket_id)
+    bucket_name = bucket.name
     key = normalize_key(key)
     await service.claim_key(uow, bucket, key, overwrite=overwrite)
 
@@ -63,6 +71,10 @@ async def upload_object(
     existing = await service.find_object_by_key(uow, bucket, key) if overwrite else None
     quota_room = current.quota_bytes - current.bytes_used + (existing.size if existing else 0)
     max_bytes = max(0, min(object_limit, quota_room))
+    if release_read_transaction:
+        # Detached, the bucket keeps its loaded attributes through the rollback.
+        uow.session.expunge(bucket)
+        await uow.session.rollback()
 
     stream = aiter(chunks)
     head, complete = await _read_head(stream)
@@ -85,15 +97,22 @@ async def upload_object(
             raise service.quota_exceeded(current) from exc
         raise PayloadTooLarge(
             f"The upload is larger than {object_limit} bytes, the limit of bucket "
-            f"'{bucket.name}'; send a smaller file.",
+            f"'{bucket_name}'; send a smaller file.",
             code="object_too_large",
         ) from exc
 
+    if release_read_transaction:
+        try:
+            # Load the bucket again in the new transaction; it may be gone by now.
+            bucket = await service.get_bucket(uow, workspace_id=workspace_id, bucket_id=bucket_id)
+        except BaseException:
+            await uow.rt.storage.delete(path)
+            raise
     now = uow.now()
     stored = StoredObject(
         id=object_id,
         workspace_id=workspace_id,
-        bucket_id=bucket.id,
+        bucket_id=bucket_id,
         key=key,
         content_type=content_type,
         size=written.size,
