@@ -28,7 +28,10 @@ async def storage_backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StorageBackend]:
     if request.param == "s3":
-        yield request.getfixturevalue("s3_backend")
+        s3: StorageBackend = request.getfixturevalue("s3_backend")
+        yield s3
+        # The S3 fixture leaves closing to its caller: the client belongs to this event loop.
+        await s3.close()
         return
     backend = LocalBackend(tmp_path / "files")
     yield backend
