@@ -25,7 +25,7 @@ from frontdesk.storage.backends.base import BlobNotFound, BlobTooLarge, WrittenB
 log = structlog.get_logger()
 
 TEMP_DIR = ".tmp"
-READ_CHUNK_BYTES = 64 * 1024
+READ_CHUNK_BYTES = 1024 * 1024
 
 
 class LocalBackend:
