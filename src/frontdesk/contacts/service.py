@@ -19,7 +19,7 @@ from frontdesk.contacts.normalize import (
 )
 from frontdesk.contacts.schemas import ContactUpdate
 from frontdesk.core.errors import Conflict, NotFound, ValidationFailed
-from frontdesk.core.pagination import decode_cursor, encode_cursor
+from frontdesk.core.pagination import fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
 
 log = structlog.get_logger()
@@ -181,20 +181,9 @@ async def list_contacts(
     statement = sa.select(Contact).where(Contact.workspace_id == workspace_id)
     if q and q.strip():
         statement = statement.where(search_condition(Contact.search_text, q))
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
-        statement = statement.where(
-            sa.or_(
-                Contact.created_at < created_at,
-                sa.and_(Contact.created_at == created_at, Contact.id < row_id),
-            )
-        )
-    statement = statement.order_by(Contact.created_at.desc(), Contact.id.desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(statement)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    rows, next_cursor = await fetch_newest_first(
+        uow.session, statement, Contact, cursor=cursor, limit=limit
+    )
     return rows, next_cursor
 
 

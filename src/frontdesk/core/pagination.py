@@ -6,9 +6,11 @@ import base64
 import json
 import uuid
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+import sqlalchemy as sa
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.core.errors import ValidationFailed
 
@@ -43,3 +45,38 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             "The cursor is invalid; pass the next_cursor of a previous page.",
             "invalid_cursor",
         ) from exc
+
+
+class KeysetModel(Protocol):
+    created_at: Any
+    id: Any
+
+
+async def fetch_newest_first(
+    session: AsyncSession,
+    statement: sa.Select[Any],
+    model: type[KeysetModel],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Any], str | None]:
+    """Fetch one page of ``statement`` newest first by (created_at, id) after ``cursor``.
+
+    Returns the rows and the cursor of the next page (None on the last page). One extra row
+    is read to know whether a next page exists.
+    """
+    if cursor:
+        created_at, row_id = decode_cursor(cursor)
+        statement = statement.where(
+            sa.or_(
+                model.created_at < created_at,
+                sa.and_(model.created_at == created_at, model.id < row_id),
+            )
+        )
+    statement = statement.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(statement)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor

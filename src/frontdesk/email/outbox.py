@@ -14,7 +14,7 @@ import structlog
 from frontdesk.core.errors import Conflict, NotFound
 from frontdesk.core.jobs import retry_dead_job
 from frontdesk.core.models import Job
-from frontdesk.core.pagination import decode_cursor, encode_cursor
+from frontdesk.core.pagination import fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email.models import EmailMessage
 from frontdesk.email.schemas import JobOut, JobPage, OutboxMessage, OutboxPage
@@ -44,20 +44,9 @@ async def list_messages(
         query = query.where(EmailMessage.kind == kind)
     if status:
         query = query.where(EmailMessage.status == status)
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
-        query = query.where(
-            sa.or_(
-                EmailMessage.created_at < created_at,
-                sa.and_(EmailMessage.created_at == created_at, EmailMessage.id < row_id),
-            )
-        )
-    query = query.order_by(EmailMessage.created_at.desc(), EmailMessage.id.desc()).limit(limit + 1)
-    rows = list((await uow.session.scalars(query)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    rows, next_cursor = await fetch_newest_first(
+        uow.session, query, EmailMessage, cursor=cursor, limit=limit
+    )
     return OutboxPage(
         items=[OutboxMessage.model_validate(row) for row in rows], next_cursor=next_cursor
     )
@@ -93,20 +82,9 @@ async def list_jobs(
         query = query.where(Job.status == status)
     if name:
         query = query.where(Job.name == name)
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
-        query = query.where(
-            sa.or_(
-                Job.created_at < created_at,
-                sa.and_(Job.created_at == created_at, Job.id < row_id),
-            )
-        )
-    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    rows = list((await uow.session.scalars(query)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    rows, next_cursor = await fetch_newest_first(
+        uow.session, query, Job, cursor=cursor, limit=limit
+    )
     return JobPage(items=[JobOut.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 

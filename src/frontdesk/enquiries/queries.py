@@ -16,7 +16,7 @@ from frontdesk.contacts.models import Contact
 from frontdesk.contacts.schemas import ContactSummary
 from frontdesk.contacts.service import search_condition
 from frontdesk.core.errors import NotFound
-from frontdesk.core.pagination import Page, decode_cursor, encode_cursor
+from frontdesk.core.pagination import Page, fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry, EnquiryActivity, EnquiryTag
 from frontdesk.enquiries.schemas import AssigneeSummary, EnquiryOut
@@ -151,20 +151,9 @@ async def list_enquiries(
                 search_condition(Contact.search_text, filters.q),
             )
         )
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
-        statement = statement.where(
-            sa.or_(
-                Enquiry.created_at < created_at,
-                sa.and_(Enquiry.created_at == created_at, Enquiry.id < row_id),
-            )
-        )
-    statement = statement.order_by(Enquiry.created_at.desc(), Enquiry.id.desc()).limit(limit + 1)
-    rows = list((await uow.session.execute(statement)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    rows, next_cursor = await fetch_newest_first(
+        uow.session, statement, Enquiry, cursor=cursor, limit=limit
+    )
     return Page[EnquiryOut](items=await enquiry_views(uow, rows), next_cursor=next_cursor)
 
 

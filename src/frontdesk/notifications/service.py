@@ -17,7 +17,7 @@ from pydantic_core import to_jsonable_python
 from frontdesk.auth.models import User
 from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
-from frontdesk.core.pagination import decode_cursor, encode_cursor
+from frontdesk.core.pagination import fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email.service import send_enquiry_assigned_email, send_new_enquiry_email
 from frontdesk.notifications.models import Notification
@@ -198,20 +198,9 @@ async def list_notifications(
     query = sa.select(Notification).where(mine)
     if unread:
         query = query.where(Notification.read_at.is_(None))
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
-        query = query.where(
-            sa.or_(
-                Notification.created_at < created_at,
-                sa.and_(Notification.created_at == created_at, Notification.id < row_id),
-            )
-        )
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
-    rows = list((await uow.session.scalars(query)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    rows, next_cursor = await fetch_newest_first(
+        uow.session, query, Notification, cursor=cursor, limit=limit
+    )
     return NotificationPage(
         items=[NotificationOut.model_validate(row) for row in rows],
         next_cursor=next_cursor,
