@@ -146,7 +146,7 @@ def test_demo_fills_workspace(tmp_path: Path) -> None:
     again = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "already has its sample data" in again.stdout
-    # The database holds personal data: only its owner may read it.
+    # The database contains personal data, so only its owner may read it.
     assert oct((data_dir / "frontdesk.db").stat().st_mode & 0o777) == "0o600"
     assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
     database = sqlite3.connect(data_dir / "frontdesk.db")

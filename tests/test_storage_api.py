@@ -723,7 +723,7 @@ async def test_public_bucket_download(client: httpx.AsyncClient) -> None:
 
 
 async def test_upload_does_not_block_writes(client: httpx.AsyncClient) -> None:
-    """A slow upload holds no database transaction while its bytes stream."""
+    """A slow upload keeps no database transaction open while its bytes stream."""
     staff = await owner(client)
     bucket = await create_bucket(client, staff)
     halfway = asyncio.Event()

@@ -78,8 +78,8 @@ def dialect_name(session: AsyncSession) -> str:
 def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, foreign keys and immediate transactions.
 
-    On SQLite a ``read_only`` engine starts deferred transactions, which read a snapshot
-    without taking the write lock, so readers never wait for writers or hold them up.
+    On SQLite a ``read_only`` engine starts deferred transactions, which read a WAL snapshot
+    without taking the write lock, so readers neither wait for a writer nor block one.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})

@@ -1,6 +1,6 @@
 """Event sequencing: give committed events gapless positions in commit order.
 
-Transactions commit out of order, so the insertion id of an event says nothing about when it
+Transactions commit out of order, so the insertion id of an event does not show when it
 became visible. After each commit (and on a periodic sweep) the sequencer takes a lock, reads
 the highest position, and numbers the committed events that have none yet. Positions are
 committed one batch at a time under that lock, so a reader that has seen position N has seen

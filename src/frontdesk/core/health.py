@@ -14,13 +14,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
-    """The process is up."""
+    """Report that the process is up."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """The database and the broker are reachable."""
+    """Check that the database and the broker are reachable; 503 when one is not."""
     checks: dict[str, str] = {}
     try:
         async with runtime.engine.connect() as connection:

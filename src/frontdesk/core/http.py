@@ -39,7 +39,7 @@ def _is_trusted(address: str, networks: list[IPv4Network | IPv6Network]) -> bool
 
 
 def _is_storage_upload(scope: Scope) -> bool:
-    """Whether the request is an object upload, which the storage limits cap instead."""
+    """Return whether the request is an object upload, which the storage limits cap instead."""
     path: str = scope.get("path", "")
     return (
         scope.get("method") == "POST"

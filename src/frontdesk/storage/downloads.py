@@ -70,7 +70,7 @@ def _unsatisfiable(size: int) -> RangeNotSatisfiable:
 
 
 def etag_matches(header: str | None, etag: str) -> bool:
-    """Whether If-None-Match names the ETag (weak comparison, as RFC 9110 requires)."""
+    """Return whether If-None-Match names the ETag (weak comparison, as RFC 9110 requires)."""
     if not header:
         return False
     if header.strip() == "*":

@@ -116,8 +116,8 @@ async def upload(
 ) -> ObjectOut:
     """Upload the raw request body as an object.
 
-    The stored content type is read from the bytes; the request's Content-Type only tells
-    text/csv from text/plain. With overwrite=true an existing object of the key is replaced
+    The stored content type is read from the bytes; the request's Content-Type only
+    distinguishes text/csv from text/plain. With overwrite=true an existing object of the key is replaced
     by a new object (a new id).
     """
     claimed = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -134,7 +134,7 @@ async def upload(
             release_read_transaction=True,
         )
     except ClientDisconnect as exc:
-        # Nobody reads this response; the backend has already removed the partial upload.
+        # The client is gone and never receives this; the backend already removed the partial upload.
         raise BadRequest(
             "The client disconnected during the upload.", code="upload_aborted"
         ) from exc

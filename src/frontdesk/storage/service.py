@@ -291,7 +291,7 @@ async def delete_object(uow: UnitOfWork, *, workspace_id: uuid.UUID, object_id: 
 async def claim_key(
     uow: UnitOfWork, bucket: Bucket, key: str, *, overwrite: bool, field: str = "key"
 ) -> StoredObject | None:
-    """Return the object that holds ``key``, raising Conflict unless ``overwrite``."""
+    """Return the object stored under ``key``, raising Conflict unless ``overwrite``."""
     existing = await find_object_by_key(uow, bucket, key)
     if existing is not None and not overwrite:
         raise Conflict(

@@ -26,7 +26,7 @@ class UnsupportedMediaType(ValidationFailed):
 
 
 def type_allowed(content_type: str, allowed: list[str] | None) -> bool:
-    """Whether ``content_type`` matches one of the bucket's types or ``type/*`` patterns."""
+    """Return whether ``content_type`` matches one of the bucket's types or ``type/*`` patterns."""
     if allowed is None:
         return True
     for pattern in allowed:
@@ -39,7 +39,7 @@ def type_allowed(content_type: str, allowed: list[str] | None) -> bool:
 
 
 def _looks_like_text(head: bytes, *, complete: bool) -> bool:
-    """Whether the first bytes decode as UTF-8 text without NUL bytes.
+    """Return whether the first bytes decode as UTF-8 text without NUL bytes.
 
     A multibyte character cut at the end of ``head`` is fine unless the stream ended there.
     """
