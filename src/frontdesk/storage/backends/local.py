@@ -26,6 +26,7 @@ log = structlog.get_logger()
 
 TEMP_DIR = ".tmp"
 READ_CHUNK_BYTES = 1024 * 1024
+WRITE_BLOCK_BYTES = 1024 * 1024
 
 
 class LocalBackend:
@@ -57,17 +58,36 @@ class LocalBackend:
         handle: BinaryIO = await asyncio.to_thread(open, temp, "xb")
         digest = hashlib.sha256()
         size = 0
+        # Chunks are gathered into blocks of WRITE_BLOCK_BYTES. A worker thread hashes and
+        # writes one block while the event loop receives the next, so disk and network overlap.
+        block = bytearray()
+        in_flight: asyncio.Future[None] | None = None
         try:
             try:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
                         raise BlobTooLarge(f"the stream is larger than {max_bytes} bytes")
-                    digest.update(chunk)
-                    await asyncio.to_thread(handle.write, chunk)
+                    block += chunk
+                    if len(block) >= WRITE_BLOCK_BYTES:
+                        if in_flight is not None:
+                            await in_flight
+                        in_flight = asyncio.ensure_future(
+                            asyncio.to_thread(_hash_and_write, digest, handle, bytes(block))
+                        )
+                        block.clear()
+                if in_flight is not None:
+                    await in_flight
+                    in_flight = None
+                await asyncio.to_thread(_hash_and_write, digest, handle, bytes(block))
                 await asyncio.to_thread(_flush_and_sync, handle)
             finally:
-                await asyncio.to_thread(handle.close)
+                if in_flight is not None:
+                    # The handle stays open until the thread that writes to it is done.
+                    await asyncio.shield(asyncio.wait([in_flight]))
+                    if not in_flight.cancelled():
+                        in_flight.exception()  # Marks the thread's error as seen; the first error propagates.
+                await asyncio.shield(asyncio.to_thread(handle.close))
             await asyncio.to_thread(_move_into_place, temp, target)
         except BaseException:
             # Cancellation (a client that disconnects) lands here too, so the temporary
@@ -170,6 +190,11 @@ class LocalBackend:
 
     async def close(self) -> None:
         return None
+
+
+def _hash_and_write(digest: hashlib._Hash, handle: BinaryIO, block: bytes) -> None:
+    digest.update(block)
+    handle.write(block)
 
 
 def _flush_and_sync(handle: BinaryIO) -> None:
