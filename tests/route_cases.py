@@ -97,7 +97,9 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "name", "type": "text", "label": "Your name", "required": True},
     {"key": "email", "type": "email", "label": "Email"},
     {"key": "message", "type": "long_text", "label": "Message"},
+    {"key": "attachment", "type": "file", "label": "Attachment"},
 ]
+PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 ANSWERS = {"name": "Camille", "email": "camille@example.org", "message": "Wedding photos?"}
 ENQUIRY = {
     "message": "Called about wedding photos.",
@@ -765,6 +767,60 @@ CASES: dict[tuple[str, str], RouteCases] = {
                 caller="anonymous",
                 content=b"{not json",
                 headers={"Content-Type": "application/json"},
+            ),
+        ),
+    ),
+    ("OPTIONS", "/f/{public_id}/uploads"): RouteCases(
+        access="public",
+        ok=ok(
+            204,
+            caller="anonymous",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+        ),
+        invalid=(
+            bad(
+                403,
+                "allowed_origins",
+                caller="anonymous",
+                headers={
+                    "Origin": "https://other.example",
+                    "Access-Control-Request-Method": "POST",
+                },
+            ),
+        ),
+    ),
+    ("POST", "/f/{public_id}/uploads"): RouteCases(
+        access="public",
+        ok=ok(
+            201,
+            caller="anonymous",
+            query={"field": "attachment", "filename": "brief.pdf"},
+            content=PDF_BYTES,
+            headers={"Content-Type": "application/pdf"},
+        ),
+        invalid=(
+            bad(
+                404,
+                "name",
+                caller="anonymous",
+                query={"field": "name"},
+                content=PDF_BYTES,
+                headers={"Content-Type": "application/pdf"},
+            ),
+            bad(
+                415,
+                "application/pdf",
+                caller="anonymous",
+                query={"field": "attachment"},
+                content=b"plain words, not a document",
+                headers={"Content-Type": "application/pdf"},
+            ),
+            bad(
+                422,
+                "field",
+                caller="anonymous",
+                content=PDF_BYTES,
+                headers={"Content-Type": "application/pdf"},
             ),
         ),
     ),

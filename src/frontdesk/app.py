@@ -81,7 +81,11 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        multipart_form_max_bytes=settings.form_multipart_max_bytes,
+    )
     app.add_middleware(RequestLogMiddleware)
 
     app.include_router(health_router)

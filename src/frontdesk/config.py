@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     rate_limit_store: Literal["memory", "database"] = "memory"
     rate_limits_enabled: bool = True
     max_body_bytes: int = 1024 * 1024
+    form_multipart_max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        description="Body limit of a hosted form page's post, files included, in bytes.",
+    )
     form_min_fill_seconds: float = 3.0
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

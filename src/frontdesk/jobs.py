@@ -3,6 +3,7 @@
 from frontdesk.auth import jobs as auth_jobs  # noqa: F401
 from frontdesk.core import maintenance  # noqa: F401
 from frontdesk.email import jobs as email_jobs  # noqa: F401
+from frontdesk.forms import uploads as form_uploads  # noqa: F401
 from frontdesk.storage import jobs as storage_jobs  # noqa: F401
 from frontdesk.storage import links as storage_links  # noqa: F401
 from frontdesk.storage import scanning as storage_scanning  # noqa: F401

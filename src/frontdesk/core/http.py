@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from starlette.requests import HTTPConnection, Request
@@ -38,31 +39,54 @@ def _is_trusted(address: str, networks: list[IPv4Network | IPv6Network]) -> bool
     return any(parsed in network for network in networks)
 
 
-def _is_storage_upload(scope: Scope) -> bool:
-    """Return whether the request is an object upload, which the storage limits cap instead."""
+_FORM_PATH = re.compile(r"^/f/[^/]+$")
+_FORM_UPLOAD_PATH = re.compile(r"^/f/[^/]+/uploads$")
+
+
+def _is_streamed_upload(scope: Scope) -> bool:
+    """Return whether the request uploads one file, which the storage limits cap instead."""
+    if scope.get("method") != "POST":
+        return False
     path: str = scope.get("path", "")
+    if path.startswith("/api/v1/storage/buckets/") and path.endswith("/objects"):
+        return True
+    return _FORM_UPLOAD_PATH.match(path) is not None
+
+
+def _is_multipart_form_post(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
     return (
         scope.get("method") == "POST"
-        and path.startswith("/api/v1/storage/buckets/")
-        and path.endswith("/objects")
+        and content_type == b"multipart/form-data"
+        and _FORM_PATH.match(scope.get("path", "")) is not None
     )
 
 
 class BodySizeLimitMiddleware:
-    """Reject request bodies over ``max_bytes`` with 413, by header or while streaming."""
+    """Reject request bodies over the limit with 413, by header or while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Single-file uploads are left to the storage limits. A browser's multipart post of a
+    public form, which may carry its files, gets ``multipart_form_max_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, multipart_form_max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.multipart_form_max_bytes = multipart_form_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_storage_upload(scope):
+        if scope["type"] != "http" or _is_streamed_upload(scope):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        limit = (
+            self.multipart_form_max_bytes
+            if _is_multipart_form_post(scope, headers)
+            else self.max_bytes
+        )
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         received = 0
         response_started = False
@@ -72,7 +96,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
@@ -86,15 +110,15 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not response_started:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             Request(scope),
             status=413,
             code="payload_too_large",
             title="Payload too large",
-            detail=f"The request body is larger than the limit of {self.max_bytes} bytes.",
+            detail=f"The request body is larger than the limit of {limit} bytes.",
         )
         await response(scope, receive, send)
 

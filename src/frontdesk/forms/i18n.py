@@ -38,6 +38,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "This value does not have the expected format.",
         "error.consent_required": "Your consent is needed to send this form.",
         "error.unknown_field": "This form has no such field.",
+        "error.too_many_files": "Attach at most {max} files.",
+        "error.upload_invalid": "This upload is invalid or has expired; attach the file again.",
+        "error.file_type": "This type of file is not accepted; attach one of: {types}.",
+        "error.file_too_large": "This file is too large; attach a file of at most {max}.",
     },
     "fr": {
         "submit": "Envoyer",
@@ -65,6 +69,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "Cette valeur n’a pas le format attendu.",
         "error.consent_required": "Votre consentement est nécessaire pour envoyer ce formulaire.",
         "error.unknown_field": "Ce formulaire n’a pas ce champ.",
+        "error.too_many_files": "Joignez au plus {max} fichiers.",
+        "error.upload_invalid": "Ce fichier envoyé n’est pas valide ou a expiré ; joignez-le à nouveau.",
+        "error.file_type": "Ce type de fichier n’est pas accepté ; joignez l’un de ces types : {types}.",
+        "error.file_too_large": "Ce fichier est trop volumineux ; joignez un fichier d’au plus {max}.",
     },
     "de": {
         "submit": "Senden",
@@ -92,6 +100,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "Dieser Wert hat nicht das erwartete Format.",
         "error.consent_required": "Ihre Einwilligung ist nötig, um dieses Formular zu senden.",
         "error.unknown_field": "Dieses Formular hat kein solches Feld.",
+        "error.too_many_files": "Hängen Sie höchstens {max} Dateien an.",
+        "error.upload_invalid": "Dieser Upload ist ungültig oder abgelaufen; hängen Sie die Datei erneut an.",
+        "error.file_type": "Dieser Dateityp wird nicht angenommen; hängen Sie einen dieser Typen an: {types}.",
+        "error.file_too_large": "Diese Datei ist zu groß; hängen Sie eine Datei mit höchstens {max} an.",
     },
     "es": {
         "submit": "Enviar",
@@ -119,6 +131,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "Este valor no tiene el formato esperado.",
         "error.consent_required": "Necesitamos su consentimiento para enviar este formulario.",
         "error.unknown_field": "Este formulario no tiene ese campo.",
+        "error.too_many_files": "Adjunte como máximo {max} archivos.",
+        "error.upload_invalid": "Esta subida no es válida o ha caducado; adjunte el archivo de nuevo.",
+        "error.file_type": "Este tipo de archivo no se acepta; adjunte uno de estos tipos: {types}.",
+        "error.file_too_large": "Este archivo es demasiado grande; adjunte un archivo de {max} como máximo.",
     },
     "nl": {
         "submit": "Versturen",
@@ -146,6 +162,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "Deze waarde heeft niet de verwachte vorm.",
         "error.consent_required": "Uw toestemming is nodig om dit formulier te versturen.",
         "error.unknown_field": "Dit formulier heeft zo’n veld niet.",
+        "error.too_many_files": "Voeg ten hoogste {max} bestanden toe.",
+        "error.upload_invalid": "Deze upload is ongeldig of verlopen; voeg het bestand opnieuw toe.",
+        "error.file_type": "Dit bestandstype wordt niet geaccepteerd; voeg een van deze typen toe: {types}.",
+        "error.file_too_large": "Dit bestand is te groot; voeg een bestand van ten hoogste {max} toe.",
     },
     "pt": {
         "submit": "Enviar",
@@ -173,6 +193,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "Este valor não tem o formato esperado.",
         "error.consent_required": "O seu consentimento é necessário para enviar este formulário.",
         "error.unknown_field": "Este formulário não tem esse campo.",
+        "error.too_many_files": "Anexe no máximo {max} ficheiros.",
+        "error.upload_invalid": "Este envio é inválido ou expirou; anexe o ficheiro novamente.",
+        "error.file_type": "Este tipo de ficheiro não é aceite; anexe um destes tipos: {types}.",
+        "error.file_too_large": "Este ficheiro é demasiado grande; anexe um ficheiro de no máximo {max}.",
     },
     "it": {
         "submit": "Invia",
@@ -200,6 +224,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "error.pattern_mismatch": "Questo valore non ha il formato previsto.",
         "error.consent_required": "Il tuo consenso è necessario per inviare questo modulo.",
         "error.unknown_field": "Questo modulo non ha questo campo.",
+        "error.too_many_files": "Allega al massimo {max} file.",
+        "error.upload_invalid": "Questo caricamento non è valido o è scaduto; allega di nuovo il file.",
+        "error.file_type": "Questo tipo di file non è accettato; allega uno di questi tipi: {types}.",
+        "error.file_too_large": "Questo file è troppo grande; allega un file di al massimo {max}.",
     },
 }
 

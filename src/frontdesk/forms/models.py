@@ -43,3 +43,31 @@ class FormVersion(UUIDPrimaryKey, Base):
     name: Mapped[str] = mapped_column(sa.String(200))
     fields: Mapped[list[dict[str, Any]]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
+
+
+class FormUpload(Base):
+    """A file a visitor uploaded for a form's file field, before and after the submission.
+
+    The visitor receives a random token for it; only the token's SHA-256 is stored. The
+    upload is pending until a submission names the token, which sets ``enquiry_id``.
+    Pending uploads are deleted after a day.
+    """
+
+    __tablename__ = "form_uploads"
+
+    object_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("storage_objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    form_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("forms.id", ondelete="CASCADE"), index=True
+    )
+    field_key: Mapped[str] = mapped_column(sa.String(63))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    file_name: Mapped[str] = mapped_column(sa.String(255))
+    enquiry_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("enquiries.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(index=True)

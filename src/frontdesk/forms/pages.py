@@ -110,7 +110,11 @@ def _field_context(field: Mapping[str, Any], value: Any) -> dict[str, Any]:
         "selected": [],
         "checked": False,
     }
-    if kind == "choice" and isinstance(value, str):
+    if kind == "file":
+        options = field.get("file") or {}
+        context["accept"] = ",".join(options.get("content_types") or [])
+        context["multiple"] = options.get("max_files", 1) > 1
+    elif kind == "choice" and isinstance(value, str):
         context["selected"] = [value]
     elif kind == "multi_choice" and isinstance(value, list):
         context["selected"] = value
@@ -142,6 +146,7 @@ def render_form_page(
         css=Markup(CSS),  # noqa: S704  (a constant of this module)
         form=form,
         fields=fields,
+        has_files=any(field["type"] == "file" for field in form.fields),
         errors=errors,
         t=texts,
         action=f"{public_url}/f/{form.public_id}",

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from frontdesk.core.api import ClientIpDep, UowDep
 from frontdesk.core.errors import (
+    BadRequest,
     Forbidden,
     NotFound,
+    PayloadTooLarge,
     ProblemError,
     RateLimited,
     ValidationFailed,
 )
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
-from frontdesk.forms.i18n import texts_for
+from frontdesk.forms.i18n import error_message, texts_for
 from frontdesk.forms.models import Form
 from frontdesk.forms.pages import render_form_page, render_message_page
+from frontdesk.forms.schemas import FormUploadOut
 from frontdesk.forms.service import find_published_form
 from frontdesk.forms.spam import (
     REFERRER_FIELD,
@@ -34,7 +40,10 @@ from frontdesk.forms.spam import (
     render_token_problem,
 )
 from frontdesk.forms.submissions import submit_form
+from frontdesk.forms.uploads import file_field, store_upload
 from frontdesk.forms.validation import normalize_origin
+from frontdesk.storage import sniffing
+from frontdesk.storage.service import blob_path
 
 log = structlog.get_logger()
 
@@ -42,6 +51,7 @@ public_router = APIRouter(tags=["public forms"])
 
 SUBMIT_LIMIT_PER_IP = Limit("form_submit_ip", 20, 600)
 SUBMIT_LIMIT_PER_FORM_AND_IP = Limit("form_submit_form_ip", 5, 600)
+UPLOAD_LIMIT_PER_IP = Limit("form_upload_ip", 30, 600)
 _HTML_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _TRUE_VALUES = ("true", "on", "1", "yes")
 _NOT_FOUND_DETAIL = "This form does not exist or no longer accepts answers."
@@ -150,6 +160,7 @@ async def show_thanks(public_id: str, uow: UowDep) -> Response:
 
 
 @public_router.options("/f/{public_id}", status_code=204, response_class=Response)
+@public_router.options("/f/{public_id}/uploads", status_code=204, response_class=Response)
 async def preflight(public_id: str, request: Request, uow: UowDep) -> Response:
     """Respond to a CORS preflight, which succeeds only for the form's origins and the global list."""
     form = await find_published_form(uow, public_id)
@@ -171,6 +182,7 @@ async def preflight(public_id: str, request: Request, uow: UowDep) -> Response:
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Methods": "POST",
             "Access-Control-Allow-Headers": "Content-Type, Accept, X-Request-ID",
+            "Access-Control-Expose-Headers": "Retry-After",
             "Access-Control-Max-Age": "600",
             "Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
         },
@@ -205,6 +217,66 @@ async def submit(public_id: str, request: Request, uow: UowDep, ip: ClientIpDep)
         "Send the answers as application/json, application/x-www-form-urlencoded or "
         "multipart/form-data."
     )
+
+
+@public_router.post(
+    "/f/{public_id}/uploads",
+    status_code=201,
+    response_model=FormUploadOut,
+    responses={
+        404: {"description": "No such published form or file field."},
+        413: {"description": "The file is larger than the field's max_bytes."},
+        415: {"description": "The field does not accept this type of file."},
+        429: {"description": "Too many uploads; see Retry-After."},
+    },
+)
+async def upload_file(
+    public_id: str,
+    request: Request,
+    uow: UowDep,
+    ip: ClientIpDep,
+    field: Annotated[str, Query(max_length=63, description="Key of a 'file' field.")],
+    filename: Annotated[
+        str | None, Query(max_length=1000, description="The file's name on the visitor's device.")
+    ] = None,
+) -> Response:
+    """Upload one file for a file field as the raw request body; returns a token for the answers.
+
+    Put the token (or a list of tokens) in the field's answer when submitting the form. A
+    token is valid for one submission within a day; unused uploads are deleted after that.
+    """
+    form = await find_published_form(uow, public_id)
+    if form is None:
+        raise NotFound(_NOT_FOUND_DETAIL)
+    cors = _cors_headers(uow, form, request.headers.get("origin"))
+    try:
+        definition = file_field(form, field)
+        await uow.rt.limiter.check((UPLOAD_LIMIT_PER_IP, ip))
+        claimed = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            result = await store_upload(
+                uow,
+                form=form,
+                field=definition,
+                file_name=filename,
+                claimed_type=claimed,
+                chunks=request.stream(),
+            )
+        except ClientDisconnect as exc:
+            raise BadRequest(
+                "The client disconnected during the upload.", code="upload_aborted"
+            ) from exc
+    except ProblemError as exc:
+        exc.headers.update(cors)
+        raise
+    body = FormUploadOut(
+        token=result.token,
+        field=field,
+        name=result.upload.file_name,
+        size=result.stored.size,
+        content_type=result.stored.content_type,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=201, headers=cors)
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
@@ -286,11 +358,17 @@ async def _submit_html(form: Form, request: Request, uow: UnitOfWork, ip: str) -
             headers=exc.headers,
         )
 
-    posted = await request.form()
+    file_keys = {field["key"] for field in form.fields if field["type"] == "file"}
+    max_files = sum((field.get("file") or {}).get("max_files", 1) for field in form.fields)
+    posted = await request.form(max_files=max(1, max_files))
     raw: dict[str, list[str]] = {}
+    files: dict[str, list[UploadFile]] = {}
     for key, value in posted.multi_items():
         if isinstance(value, str):
             raw.setdefault(key, []).append(value)
+        elif key in file_keys and (value.filename or value.size):
+            # A file input left empty still sends a part, without a name or bytes.
+            files.setdefault(key, []).append(value)
     token = (raw.get(RENDER_TOKEN_FIELD) or [""])[0]
     reason = None
     if honeypot_filled(raw, honeypot_name(field["key"] for field in form.fields)):
@@ -309,7 +387,10 @@ async def _submit_html(form: Form, request: Request, uow: UnitOfWork, ip: str) -
 
     answers = _html_answers(form, raw)
     referrer = _clean_referrer((raw.get(REFERRER_FIELD) or [""])[0], public_url)
+    written: list[str] = []
     try:
+        for key, uploads in files.items():
+            answers[key] = await _store_posted_files(uow, form, key, uploads, written)
         await submit_form(
             uow,
             form=form,
@@ -317,6 +398,10 @@ async def _submit_html(form: Form, request: Request, uow: UnitOfWork, ip: str) -
             source_details={"referrer": referrer} if referrer else {},
         )
     except ValidationFailed as exc:
+        for path in written:
+            await uow.rt.storage.delete(path)
+        for key in files:
+            answers.pop(key, None)
         page = render_form_page(
             form,
             public_url=public_url,
@@ -331,4 +416,58 @@ async def _submit_html(form: Form, request: Request, uow: UnitOfWork, ip: str) -
         # It expires the loaded rows, so it comes after rendering.
         await uow.session.rollback()
         return page
+    except BaseException:
+        for path in written:
+            await uow.rt.storage.delete(path)
+        raise
     return _success_redirect(uow, form)
+
+
+async def _store_posted_files(
+    uow: UnitOfWork, form: Form, key: str, uploads: list[UploadFile], written: list[str]
+) -> list[str]:
+    """Store the files a browser posted for one field; return their upload tokens.
+
+    The blob path of each stored file is added to ``written``, so the caller can remove the
+    blobs when the submission fails. Type and size problems become ValidationFailed for the
+    field, in the form's language.
+    """
+    definition = file_field(form, key)
+    options = definition.get("file") or {}
+    if len(uploads) > options.get("max_files", 1):
+        raise ValidationFailed(
+            key,
+            error_message(form.language, "too_many_files", max=options.get("max_files", 1)),
+            "too_many_files",
+        )
+    tokens = []
+    for upload in uploads:
+        try:
+            result = await store_upload(
+                uow,
+                form=form,
+                field=definition,
+                file_name=upload.filename,
+                claimed_type=(upload.content_type or "").split(";")[0].strip().lower(),
+                chunks=_file_chunks(upload),
+            )
+        except sniffing.UnsupportedMediaType as exc:
+            types = ", ".join(options.get("content_types") or [])
+            message = error_message(form.language, "file_type", types=types)
+            raise ValidationFailed(key, message, "file_type") from exc
+        except PayloadTooLarge as exc:
+            size = _megabytes(options.get("max_bytes", 0))
+            message = error_message(form.language, "file_too_large", max=size)
+            raise ValidationFailed(key, message, "file_too_large") from exc
+        written.append(blob_path(result.stored.workspace_id, result.stored.id))
+        tokens.append(result.token)
+    return tokens
+
+
+async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(1024 * 1024):
+        yield chunk
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.3g} MB"

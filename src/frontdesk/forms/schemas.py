@@ -9,6 +9,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from frontdesk.contacts.normalize import SINGLE_LINE_CHECK, MultilineText, SingleLineText
+from frontdesk.storage.schemas import ContentTypePattern
 
 FieldType = Literal[
     "text",
@@ -21,6 +22,7 @@ FieldType = Literal[
     "multi_choice",
     "checkbox",
     "consent",
+    "file",
 ]
 FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
 
@@ -28,6 +30,9 @@ MAX_FIELDS = 100
 MAX_OPTIONS = 200
 MAX_ALLOWED_ORIGINS = 20
 MAX_LENGTH_LIMIT = 100_000
+MAX_FILES_PER_FIELD = 10
+DEFAULT_FILE_BYTES = 10 * 1024 * 1024
+DEFAULT_FILE_TYPES = ("image/*", "application/pdf")
 
 # Stripping and length checks run before the control-character check.
 Name = Annotated[
@@ -66,6 +71,25 @@ class FieldValidation(BaseModel):
     )
 
 
+class FileOptions(BaseModel):
+    """Limits of a ``file`` field; files are stored in the workspace's ``form-uploads`` bucket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_files: int = Field(default=1, ge=1, le=MAX_FILES_PER_FIELD)
+    max_bytes: int = Field(
+        default=DEFAULT_FILE_BYTES,
+        ge=1,
+        description="Largest accepted file in bytes; at most the instance's storage limit.",
+    )
+    content_types: list[ContentTypePattern] = Field(
+        default_factory=lambda: list(DEFAULT_FILE_TYPES),
+        min_length=1,
+        max_length=50,
+        description="Accepted types, read from the bytes: exact types or 'type/*'.",
+    )
+
+
 class FieldDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +100,9 @@ class FieldDefinition(BaseModel):
     help: MultilineText | None = Field(default=None, max_length=2000)
     options: list[FieldOption] | None = None
     validation: FieldValidation | None = None
+    file: FileOptions | None = Field(
+        default=None, description="Only for 'file' fields; defaults apply when omitted."
+    )
 
 
 class FormCreate(BaseModel):
@@ -146,3 +173,11 @@ class FormVersionList(BaseModel):
 
 class SubmissionReceived(BaseModel):
     status: Literal["received"] = "received"
+
+
+class FormUploadOut(BaseModel):
+    token: str = Field(description="Put this in the file field's answer; valid for one day.")
+    field: str
+    name: str = Field(description="The file name as stored, without any folder.")
+    size: int
+    content_type: str = Field(description="Read from the bytes.")

@@ -14,7 +14,13 @@ from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import new_token, uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.forms.models import Form, FormVersion
-from frontdesk.forms.schemas import FieldDefinition, FormCreate, FormOut, FormUpdate
+from frontdesk.forms.schemas import (
+    FieldDefinition,
+    FileOptions,
+    FormCreate,
+    FormOut,
+    FormUpdate,
+)
 from frontdesk.forms.validation import check_fields, normalize_settings
 
 log = structlog.get_logger()
@@ -47,7 +53,13 @@ def form_view(settings: Settings, form: Form) -> FormOut:
 
 
 def _stored_fields(fields: list[FieldDefinition]) -> list[dict[str, Any]]:
-    return [field.model_dump(mode="json", exclude_none=True) for field in fields]
+    """Return the definitions as stored; a file field keeps its limits, defaults included."""
+    stored = []
+    for field in fields:
+        if field.type == "file" and field.file is None:
+            field = field.model_copy(update={"file": FileOptions()})
+        stored.append(field.model_dump(mode="json", exclude_none=True))
+    return stored
 
 
 def _check_definition(
@@ -56,8 +68,11 @@ def _check_definition(
     language: str | None,
     redirect_url: str | None,
     allowed_origins: list[str] | None,
+    max_file_bytes: int,
 ) -> dict[str, Any]:
-    errors: list[FieldError] = check_fields(fields) if fields is not None else []
+    errors: list[FieldError] = (
+        check_fields(fields, max_file_bytes=max_file_bytes) if fields is not None else []
+    )
     values, setting_errors = normalize_settings(
         language=language, redirect_url=redirect_url, allowed_origins=allowed_origins
     )
@@ -106,6 +121,7 @@ async def create_form(
         language=data.language,
         redirect_url=data.redirect_url,
         allowed_origins=data.allowed_origins,
+        max_file_bytes=uow.settings.storage_max_object_bytes,
     )
     now = uow.now()
     form = Form(
@@ -188,6 +204,7 @@ async def update_form(
         language=changes.language if "language" in sent else None,
         redirect_url=(changes.redirect_url or "") if "redirect_url" in sent else None,
         allowed_origins=changes.allowed_origins if "allowed_origins" in sent else None,
+        max_file_bytes=uow.settings.storage_max_object_bytes,
     )
     if "name" in sent and changes.name is not None:
         form.name = changes.name

@@ -14,6 +14,7 @@ from frontdesk.email.service import send_enquiry_acknowledgement
 from frontdesk.enquiries.models import Enquiry
 from frontdesk.enquiries.service import create_enquiry
 from frontdesk.forms.models import Form
+from frontdesk.forms.uploads import resolve_uploads
 from frontdesk.forms.validation import validate_answers
 from frontdesk.workspaces.models import Workspace
 
@@ -60,7 +61,9 @@ async def submit_form(
     are always recorded (form id, name, version and language); pass only non-personal
     data such as the page's Referer. Raises ValidationFailed with one error per invalid
     field (``field`` is the field key) before anything is written, and NotFound when the
-    form is not published. Queues the acknowledgement email when an email was given.
+    form is not published. A file field's answer is a list of upload tokens; the enquiry
+    stores the files' descriptions instead. Queues the acknowledgement email when an email
+    was given.
     """
     if not form.published:
         raise NotFound("This form does not exist or no longer accepts answers.")
@@ -72,6 +75,7 @@ async def submit_form(
     )
     if errors:
         raise ValidationFailed.many(errors)
+    values, uploads = await resolve_uploads(uow, form, values)
 
     email, phone, name = contact_identity(form.fields, values)
     contact = await match_or_create_contact(
@@ -102,6 +106,8 @@ async def submit_form(
         form_id=form.id,
         form_version=form.version,
     )
+    for upload in uploads:
+        upload.enquiry_id = enquiry.id
     if email:
         # The acknowledgement goes to the address typed in this submission, not to an
         # address the matched contact had before: someone else's phone number must not

@@ -59,8 +59,14 @@ def compile_pattern(pattern: str) -> Any:
         raise ValueError(str(reason)) from exc
 
 
-def check_fields(fields: Sequence[FieldDefinition]) -> list[FieldError]:
-    """Return every problem of a list of field definitions, each with its path."""
+def check_fields(
+    fields: Sequence[FieldDefinition], *, max_file_bytes: int | None = None
+) -> list[FieldError]:
+    """Return every problem of a list of field definitions, each with its path.
+
+    ``max_file_bytes`` is the instance's storage limit, the ceiling of a file field's
+    ``max_bytes``.
+    """
     errors: list[FieldError] = []
     if not fields:
         errors.append(
@@ -99,7 +105,35 @@ def check_fields(fields: Sequence[FieldDefinition]) -> list[FieldError]:
             seen[definition.key] = index
         errors.extend(_check_options(definition, path))
         errors.extend(_check_validation(definition, path))
+        errors.extend(_check_file_options(definition, path, max_file_bytes))
     return errors
+
+
+def _check_file_options(
+    definition: FieldDefinition, path: str, max_file_bytes: int | None
+) -> list[FieldError]:
+    if definition.type != "file":
+        if definition.file is None:
+            return []
+        return [
+            FieldError(
+                field=f"{path}.file",
+                message=f"'file' applies only to 'file' fields; remove it from this "
+                f"'{definition.type}' field.",
+                code="not_applicable",
+            )
+        ]
+    options = definition.file
+    if options is None or max_file_bytes is None or options.max_bytes <= max_file_bytes:
+        return []
+    return [
+        FieldError(
+            field=f"{path}.file.max_bytes",
+            message=f"This instance stores files of at most {max_file_bytes} bytes; "
+            "use that or less.",
+            code="too_large",
+        )
+    ]
 
 
 def _check_options(definition: FieldDefinition, path: str) -> list[FieldError]:
@@ -360,6 +394,9 @@ def _answer(definition: Mapping[str, Any], value: Any, default_country: str) -> 
     required = bool(definition.get("required"))
     rules = definition.get("validation") or {}
 
+    if kind == "file":
+        return _upload_tokens(definition, value)
+
     if kind in BOOLEAN_TYPES:
         if value is None:
             value = False
@@ -418,6 +455,25 @@ def _answer(definition: Mapping[str, Any], value: Any, default_country: str) -> 
             raise _AnswerError(exc.code) from exc
     _check_text(text, kind, rules)
     return text
+
+
+def _upload_tokens(definition: Mapping[str, Any], value: Any) -> list[str] | None:
+    """Return the upload tokens of a file answer: one token or a list of them."""
+    if value is None or value == "":
+        value = []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _AnswerError("invalid_type")
+    tokens = list(dict.fromkeys(item.strip() for item in value if item.strip()))
+    max_files = (definition.get("file") or {}).get("max_files", 1)
+    if len(tokens) > max_files:
+        raise _AnswerError("too_many_files", max=max_files)
+    if not tokens:
+        if definition.get("required"):
+            raise _AnswerError("required")
+        return None
+    return tokens
 
 
 def _clean_text(value: str, *, multiline: bool) -> str:

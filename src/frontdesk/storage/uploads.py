@@ -17,7 +17,14 @@ from frontdesk.storage import service
 from frontdesk.storage.backends.base import BlobTooLarge
 from frontdesk.storage.keys import normalize_key
 from frontdesk.storage.models import Bucket, StoredObject
-from frontdesk.storage.sniffing import SNIFF_BYTES, TEXT_TYPES, check_utf8, sniff_type
+from frontdesk.storage.sniffing import (
+    SNIFF_BYTES,
+    TEXT_TYPES,
+    UnsupportedMediaType,
+    check_utf8,
+    sniff_type,
+    type_allowed,
+)
 
 
 async def _read_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, bool]:
@@ -50,8 +57,13 @@ async def upload_object(
     chunks: AsyncIterable[bytes],
     owner_id: uuid.UUID | None,
     release_read_transaction: bool = False,
+    max_bytes: int | None = None,
+    allowed_types: list[str] | None = None,
 ) -> tuple[StoredObject, Bucket]:
     """Store a streamed upload as a new object of the bucket.
+
+    ``max_bytes`` and ``allowed_types`` narrow the bucket's own limits for this upload, as a
+    form's file field does.
 
     With ``release_read_transaction`` the caller promises that its unit of work has written
     nothing yet: the transaction that did the checks ends before the bytes stream and a new
@@ -65,12 +77,14 @@ async def upload_object(
 
     instance_limit = uow.settings.storage_max_object_bytes
     object_limit = service.object_limit(bucket, instance_limit)
+    if max_bytes is not None:
+        object_limit = min(object_limit, max_bytes)
     # NOTE: the quota is read once before streaming, so uploads that run at the same time can
     # together pass it by up to one object each.
     current = await service.usage(uow, workspace_id=workspace_id)
     existing = await service.find_object_by_key(uow, bucket, key) if overwrite else None
     quota_room = current.quota_bytes - current.bytes_used + (existing.size if existing else 0)
-    max_bytes = max(0, min(object_limit, quota_room))
+    stream_limit = max(0, min(object_limit, quota_room))
     if release_read_transaction:
         # Detached, the bucket keeps its loaded attributes through the rollback.
         uow.session.expunge(bucket)
@@ -81,6 +95,10 @@ async def upload_object(
     content_type = sniff_type(head, complete=complete, claimed=claimed_type, key=key)
     # The size is checked while streaming; here only the type counts.
     service.check_accepts(bucket, content_type=content_type, size=0, max_bytes=instance_limit)
+    if allowed_types is not None and not type_allowed(content_type, allowed_types):
+        raise UnsupportedMediaType(
+            f"The content is {content_type}; this upload accepts only {', '.join(allowed_types)}."
+        )
 
     body = _prepend(head, stream, complete)
     if content_type in TEXT_TYPES:
@@ -90,14 +108,15 @@ async def upload_object(
     path = service.blob_path(workspace_id, object_id)
     try:
         written = await uow.rt.storage.write(
-            path, body, max_bytes=max_bytes, content_type=content_type
+            path, body, max_bytes=stream_limit, content_type=content_type
         )
     except BlobTooLarge as exc:
-        if max_bytes < object_limit:
+        if stream_limit < object_limit:
             raise service.quota_exceeded(current) from exc
+        limit_owner = "this upload" if max_bytes is not None else f"bucket '{bucket_name}'"
         raise PayloadTooLarge(
-            f"The upload is larger than {object_limit} bytes, the limit of bucket "
-            f"'{bucket_name}'; send a smaller file.",
+            f"The upload is larger than {object_limit} bytes, the limit of {limit_owner}; "
+            "send a smaller file.",
             code="object_too_large",
         ) from exc
 

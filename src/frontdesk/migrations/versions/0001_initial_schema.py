@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 21:40:03.783994
+Create Date: 2026-12-04 22:45:58.595569
 """
 
 from collections.abc import Sequence
@@ -641,6 +641,55 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "form_uploads",
+        sa.Column("object_id", sa.Uuid(), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("form_id", sa.Uuid(), nullable=False),
+        sa.Column("field_key", sa.String(length=63), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("file_name", sa.String(length=255), nullable=False),
+        sa.Column("enquiry_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["enquiry_id"],
+            ["enquiries.id"],
+            name=op.f("fk_form_uploads_enquiry_id_enquiries"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["form_id"],
+            ["forms.id"],
+            name=op.f("fk_form_uploads_form_id_forms"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["storage_objects.id"],
+            name=op.f("fk_form_uploads_object_id_storage_objects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_form_uploads_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("object_id", name=op.f("pk_form_uploads")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_form_uploads_token_hash")),
+    )
+    with op.batch_alter_table("form_uploads", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_form_uploads_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_form_uploads_enquiry_id"), ["enquiry_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_form_uploads_form_id"), ["form_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_form_uploads_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "storage_object_scans",
         sa.Column("object_id", sa.Uuid(), nullable=False),
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -676,6 +725,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_storage_object_scans_workspace_id"))
 
     op.drop_table("storage_object_scans")
+    with op.batch_alter_table("form_uploads", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_form_uploads_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_form_uploads_form_id"))
+        batch_op.drop_index(batch_op.f("ix_form_uploads_enquiry_id"))
+        batch_op.drop_index(batch_op.f("ix_form_uploads_created_at"))
+
+    op.drop_table("form_uploads")
     with op.batch_alter_table("enquiry_tags", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_enquiry_tags_workspace_id"))
 
