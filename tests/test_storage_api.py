@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -690,6 +691,38 @@ async def test_quota_enforced(client: httpx.AsyncClient, runtime: Runtime) -> No
     assert usage.json() == {"bytes_used": 180_000, "object_count": 2, "quota_bytes": QUOTA}
     # Overwriting frees the old object's bytes.
     await upload_ok(client, staff, bucket["id"], "2.bin", b"d" * 95_000, overwrite="true")
+
+
+async def test_concurrent_uploads_share_quota(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    bucket = await create_bucket(client, staff)
+    await upload_ok(client, staff, bucket["id"], "base.bin", b"a" * 95_000)
+    both_streaming = asyncio.Barrier(2)
+
+    async def body(fill: bytes) -> AsyncIterator[bytes]:
+        yield fill * 40_000
+        # Both uploads passed the first quota check before either finishes.
+        await both_streaming.wait()
+        yield fill * 40_000
+
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/api/v1/storage/buckets/{bucket['id']}/objects",
+                headers=staff.headers | {"Content-Type": "application/octet-stream"},
+                params={"key": f"{name}.bin"},
+                content=body(name.encode()),
+            )
+            for name in ("x", "y")
+        )
+    )
+
+    assert sorted(response.status_code for response in responses) == [201, 413]
+    rejected = next(response for response in responses if response.status_code == 413)
+    assert rejected.json()["code"] == "quota_exceeded"
+    usage = await client.get("/api/v1/storage/usage", headers=staff.headers)
+    assert usage.json()["bytes_used"] == 175_000
+    assert len(stored_files(runtime)) == 2
 
 
 # --- Public buckets -------------------------------------------------------------------------

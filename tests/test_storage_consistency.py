@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from factories import count_rows, owner
 from frontdesk.core.uow import unit_of_work
 from frontdesk.runtime import Runtime
 from frontdesk.storage.consistency import check_consistency
+from frontdesk.storage.jobs import sweep_temp_files
 from frontdesk.storage.models import StoredObject
 from test_storage_api import create_bucket, stored_files, upload_ok
 
@@ -78,3 +80,19 @@ def test_command_check_and_fix(tmp_path: Path) -> None:
     assert fixed.returncode == 0, fixed.stderr
     assert "Deleted 1 orphan blobs" in fixed.stdout
     assert not orphan.exists()
+
+
+async def test_periodic_sweep_removes_stale_temp_files(runtime: Runtime) -> None:
+    temp_dir = runtime.settings.resolved_storage_dir / ".tmp"
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    stale, fresh = temp_dir / "stale", temp_dir / "fresh"
+    stale.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    day_and_a_minute_ago = time.time() - 24 * 3600 - 60
+    os.utime(stale, (day_and_a_minute_ago, day_and_a_minute_ago))
+
+    async with unit_of_work(runtime) as uow:
+        await sweep_temp_files(uow, {})
+
+    assert not stale.exists()
+    assert fresh.exists()

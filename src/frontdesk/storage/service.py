@@ -32,6 +32,7 @@ from frontdesk.storage.schemas import (
     Usage,
 )
 from frontdesk.storage.sniffing import UnsupportedMediaType, type_allowed
+from frontdesk.workspaces.models import Workspace
 
 log = structlog.get_logger()
 
@@ -448,10 +449,18 @@ async def add_object(
 ) -> None:
     """Insert the row of an object whose blob is written, replacing ``existing``.
 
-    If the insert fails, the blob is deleted before the error propagates. A blob whose row
-    never commits for another reason (a crash) is reported by the consistency check.
+    The quota is checked again here, with the workspace's row locked on PostgreSQL (SQLite
+    writers are serialized anyway), so uploads that streamed at the same time cannot pass it
+    together. If the check or the insert fails, the blob is deleted before the error
+    propagates. A blob whose row never commits for another reason (a crash) is reported by
+    the consistency check.
     """
     try:
+        await uow.session.execute(
+            sa.select(Workspace.id).where(Workspace.id == stored.workspace_id).with_for_update()
+        )
+        freed = existing.size if existing is not None else 0
+        check_quota(await usage(uow, workspace_id=stored.workspace_id), stored.size - freed)
         if existing is not None:
             await remove_object(uow, existing, bucket)
         uow.session.add(stored)

@@ -79,8 +79,7 @@ async def upload_object(
     object_limit = service.object_limit(bucket, instance_limit)
     if max_bytes is not None:
         object_limit = min(object_limit, max_bytes)
-    # NOTE: the quota is read once before streaming, so uploads that run at the same time can
-    # together pass it by up to one object each.
+    # The quota read here bounds the stream; add_object checks it again before the insert.
     current = await service.usage(uow, workspace_id=workspace_id)
     existing = await service.find_object_by_key(uow, bucket, key) if overwrite else None
     quota_room = current.quota_bytes - current.bytes_used + (existing.size if existing else 0)
