@@ -212,6 +212,11 @@ def test_sendgrid_open_machine_hint(sendgrid_events: dict[str, ProviderEvent]) -
     assert sendgrid_events["Y2xpY2stOQ"].machine_hint is None
 
 
+def test_sendgrid_client_ip_only(sendgrid_events: dict[str, ProviderEvent]) -> None:
+    assert sendgrid_events["ZGVsaXZlcmVkLTQ"].ip is None
+    assert sendgrid_events["Z3JvdXBfdW5zdWItMTI"].ip == "203.0.113.9"
+
+
 def test_sendgrid_click_fields(sendgrid_events: dict[str, ProviderEvent]) -> None:
     click = sendgrid_events["Y2xpY2stOQ"]
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.datastructures import Headers
 
 from frontdesk.email.webhooks import (
     HttpxCertificateFetcher,
@@ -84,6 +85,13 @@ def sendgrid() -> SendGridSigner:
 
 def test_sendgrid_signed_body_passes(sendgrid: SendGridSigner) -> None:
     headers = sendgrid.headers(SENDGRID_BODY, NOW)
+
+    verify_sendgrid(SENDGRID_BODY, headers, public_key=sendgrid.public_key, now=NOW)
+
+
+def test_sendgrid_starlette_headers_pass(sendgrid: SendGridSigner) -> None:
+    # Routes pass the request's headers, which Starlette stores with lowercase names.
+    headers = Headers(sendgrid.headers(SENDGRID_BODY, NOW))
 
     verify_sendgrid(SENDGRID_BODY, headers, public_key=sendgrid.public_key, now=NOW)
 

@@ -214,6 +214,9 @@ _SENDGRID_TYPES = {
     "group_unsubscribe": EventType.UNSUBSCRIBED,
 }
 
+# Events caused by the recipient's client, whose ip and useragent fields describe it.
+_SENDGRID_CLIENT_EVENTS = ("open", "click", "unsubscribe", "group_unsubscribe")
+
 
 def parse_sendgrid(body: JsonBody) -> list[ProviderEvent]:
     """Parse a SendGrid Event Webhook body, a JSON array of event records.
@@ -257,7 +260,8 @@ def parse_sendgrid(body: JsonBody) -> list[ProviderEvent]:
                 reason=reason,
                 url=_optional_text(record.get("url")) if name == "click" else None,
                 user_agent=_optional_text(record.get("useragent")),
-                ip=_optional_text(record.get("ip")) if name in ("open", "click") else None,
+                # The ip of other events, such as delivered, is SendGrid's sending address.
+                ip=_optional_text(record.get("ip")) if name in _SENDGRID_CLIENT_EVENTS else None,
                 machine_hint=machine_open if isinstance(machine_open, bool) else None,
                 raw=record,
             )
@@ -459,10 +463,10 @@ class _SesRecipient:
 
 
 def parse_ses_sns(message: JsonBody) -> list[ProviderEvent]:
-    """Parse an SNS message carrying an SES event (event publishing or the older
-    notifications with ``notificationType``).
+    """Parse an SNS message that carries an SES event.
 
-    Only ``Notification`` messages carry events; subscription confirmations return no
+    Both SES formats are read: event publishing (``eventType``) and the older notifications
+    (``notificationType``). Only ``Notification`` messages carry events; subscription confirmations return no
     events. Bounce, Complaint, Delivery and DeliveryDelay yield one event per listed
     recipient. Open and Click name a recipient only when the message had a single one.
     ``occurred_at`` is the event's own timestamp, else the mail's, else the SNS Timestamp.
@@ -484,6 +488,7 @@ def parse_ses_sns(message: JsonBody) -> list[ProviderEvent]:
         return []
 
     mail = _object(record.get("mail"), "Amazon SES", "Message.mail")
+    ses_message_id = _text(mail, "messageId", "Amazon SES", "Message.mail.messageId")
     destination = [address for address in mail.get("destination") or [] if isinstance(address, str)]
     detail_key = _SES_DETAIL_KEYS[name]
     detail = record.get(detail_key)
@@ -506,7 +511,7 @@ def parse_ses_sns(message: JsonBody) -> list[ProviderEvent]:
             type=event_type,
             occurred_at=occurred_at,
             provider_event_type=name,
-            provider_message_id=_text(mail, "messageId", "Amazon SES", "Message.mail.messageId"),
+            provider_message_id=ses_message_id,
             message_id_header=_message_id_header(header_id),
             recipient=_address(recipient.address),
             reason=recipient.reason or shared.get("reason"),

@@ -170,6 +170,8 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 
 
 def _load_certificate(data: bytes, now: datetime) -> rsa.RSAPublicKey:
+    # NOTE: the chain is not validated against a trust store. Trust rests on fetching from
+    # an exact SNS host over TLS, so a fetcher must verify TLS certificates, as httpx does.
     try:
         certificate = (
             x509.load_pem_x509_certificate(data)

@@ -8,6 +8,10 @@ is verified in ``sns.py``.
 
 A configured key or secret that cannot be decoded raises ``ValueError``: that is a
 configuration error for a person to fix, not a bad delivery.
+
+NOTE: it is not checked here whether SendGrid, Mailgun and Resend sign a retried delivery
+with a fresh timestamp. A retry that keeps its first timestamp is rejected once it is older
+than ``tolerance``, and the provider keeps retrying until it gives up.
 """
 
 from __future__ import annotations
