@@ -47,7 +47,10 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class TemporaryDeliveryError(DeliveryError):
-    pass
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        # Seconds the provider asked to wait before the next attempt (Retry-After), if any.
+        self.retry_after = retry_after
 
 
 def _check_address(value: str, header: str) -> None:
