@@ -67,6 +67,10 @@ def test_corpus_file_parses_consistently(path: Path) -> None:
         assert isinstance(attachment.data, bytes)
         assert attachment.content_type == attachment.content_type.lower()
 
+    for value in [parsed.subject, parsed.text, parsed.from_name, *parsed.defects]:
+        assert "\x00" not in value
+        value.encode("utf-8")
+
     # The other entry points must accept whatever the parser produced.
     is_automatic(parsed, own_addresses=["support@example.com"])
     parse_report(parsed)

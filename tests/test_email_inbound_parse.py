@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from frontdesk.email.inbound import (
+    ParsedEmail,
     ParseLimits,
     html_to_text,
     is_automatic,
@@ -19,6 +20,7 @@ from frontdesk.email.inbound import (
     safe_filename,
     split_reply,
 )
+from frontdesk.email.inbound.decoding import clean_text
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus" / "email"
 # Files up to 20 KB keep the mutation test fast; together they still cover every source.
@@ -46,6 +48,22 @@ FRAGMENTS = [
     b">",
     b'"',
 ]
+
+
+def storable_strings(parsed: ParsedEmail) -> list[str]:
+    """Return every string of ``parsed`` that would end up in a database row."""
+    values = [parsed.subject, parsed.text, parsed.html or "", parsed.from_name]
+    values += [name for name, _ in parsed.to + parsed.cc]
+    values += [part for pair in parsed.headers for part in pair]
+    values += parsed.defects
+    values += [attachment.filename for attachment in parsed.attachments]
+    return values
+
+
+def assert_storable(parsed: ParsedEmail) -> None:
+    for value in storable_strings(parsed):
+        assert "\x00" not in value
+        value.encode("utf-8")  # raises on a lone surrogate
 
 
 def build(headers: dict[str, str], body: bytes) -> bytes:
@@ -296,6 +314,31 @@ def test_message_size_cut_is_recorded() -> None:
     assert len(parsed.text) < 1000
 
 
+def test_nul_and_surrogates_removed() -> None:
+    raw = (
+        b"From: a@example.com\r\nSubject: a\x00b\r\nDate: Tue, 05 Mar 2024 10:01:00 +0000\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nx\x00y"
+    )
+    parsed = parse_message(raw)
+
+    assert parsed.subject == "ab"
+    assert parsed.text == "xy"
+    assert clean_text("a\ud800b") == "a\ufffdb"
+    assert_storable(parsed)
+
+
+def test_malformed_header_recorded() -> None:
+    raw = (
+        b'From: "Ann Lee" <>\r\nMessage-ID: 12345\r\nDate: Tue, 05 Mar 2024 10:01:00 +0000\r\n\r\nx'
+    )
+    parsed = parse_message(raw)
+
+    assert parsed.from_address is None
+    assert parsed.from_name == "Ann Lee"
+    assert "malformed header Message-ID" in parsed.defects
+    assert parsed.message_id == "12345"
+
+
 def test_empty_input() -> None:
     parsed = parse_message(b"")
 
@@ -311,6 +354,7 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 
     assert isinstance(parsed.text, str)
     assert parsed.raw_size == len(raw)
+    assert_storable(parsed)
     for attachment in parsed.attachments:
         assert "/" not in attachment.filename
 
@@ -340,6 +384,7 @@ def test_mutated_corpus_never_raises(raw: bytes) -> None:
 
     assert isinstance(parsed.text, str)
     assert isinstance(parsed.subject, str)
+    assert_storable(parsed)
     for attachment in parsed.attachments:
         assert "/" not in attachment.filename
         assert "\\" not in attachment.filename

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import email.errors
 import email.policy
 import email.utils
 import quopri
@@ -36,6 +37,9 @@ _CHARSET_SUPERSETS = {
 }
 _ASCII_LABELS = {"us-ascii", "ascii", "ansi_x3.4-1968", "us", "iso646-us", "7bit", "8bit"}
 _FALLBACK_CHARSETS = ("utf-8", "cp1252")
+# Header defects worth reporting. Obsolete syntax (such as a period in a display name) is
+# common and harmless, and date problems are reported by parse_date.
+_REPORTED_HEADER_DEFECTS = (email.errors.InvalidHeaderDefect, email.errors.NonPrintableDefect)
 
 _SURROGATES = re.compile(r"[\udc80-\udcff]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
@@ -43,7 +47,19 @@ _ENCODED_WORD_GAP = re.compile(r"(\?=)\s+(=\?)")
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _ADDRESS = re.compile(r"^[^@\s<>()\",;:]+@[^@\s<>()\",;:]+$")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
+
+
+def clean_text(value: str) -> str:
+    """Return ``value`` without NUL characters and with lone surrogates as U+FFFD.
+
+    PostgreSQL text columns reject NUL, and a lone surrogate cannot be encoded as UTF-8, so
+    either would make storing or serializing a parsed message fail later.
+    """
+    if _UNSTORABLE.search(value) is None:
+        return value
+    return _UNSTORABLE.sub(lambda match: "" if match.group(0) == "\x00" else "\ufffd", value)
 
 
 def normalize_charset(label: str | None) -> str | None:
@@ -87,9 +103,9 @@ def decode_text(data: bytes, charset: str | None, defects: list[str], *, what: s
             continue
         if index > 0 and label is not None and codec_for(label) is not None:
             defects.append(f"{what} is not valid {label}, decoded as {codec}")
-        return text
+        return clean_text(text)
     defects.append(f"{what} decoded as latin-1")
-    return data.decode("latin-1")
+    return clean_text(data.decode("latin-1"))
 
 
 def decode_raw_bytes(value: str, fallback_charset: str | None) -> str:
@@ -175,12 +191,16 @@ def decode_header_value(
     try:
         header = email.policy.default.header_factory(name, value)
         text = str(header)
+        if name.lower() != "date" and any(
+            isinstance(defect, _REPORTED_HEADER_DEFECTS) for defect in header.defects
+        ):
+            defects.append(f"malformed header {name}")
     except Exception:
         # Any exception of the modern header parser on hostile input falls back to the
         # unfolded value, which needs no parsing.
         defects.append(f"malformed header {name}")
         text = value
-    return unfold(decode_encoded_words(text))
+    return clean_text(unfold(decode_encoded_words(text)))
 
 
 def parse_addresses(name: str, value: str, defects: list[str]) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from frontdesk.email.inbound.decoding import (
+    clean_text,
     decode_encoded_words,
     decode_header_value,
     decode_raw_bytes,
@@ -492,6 +493,9 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedEmail:
     if from_value is None:
         defects.append("missing From")
     from_name, from_address = from_pairs[0] if from_pairs else ("", None)
+    if not from_pairs and from_value:
+        # Keep the name of a sender whose address is unusable, such as '"Ann" <>'.
+        from_name = decode_encoded_words(email.utils.parseaddr(from_value)[0])
     sender_value = _first(headers, "Sender")
     sender_pairs = parse_addresses("Sender", sender_value, defects) if sender_value else []
     reply_to = [
@@ -543,7 +547,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedEmail:
         html=html,
         attachments=attachments,
         headers=headers,
-        defects=_unique(defects),
+        defects=_unique(clean_text(defect) for defect in defects),
         raw_size=len(raw),
         content_type=_content_type(message),
         part_count=walker.part_count,
@@ -564,7 +568,7 @@ def _unparsable(raw: bytes, error: Exception) -> ParsedEmail:
         cc=[],
         subject="",
         date=None,
-        text=body.decode("utf-8", "replace"),
+        text=clean_text(body.decode("utf-8", "replace")),
         html=None,
         attachments=[],
         headers=[],

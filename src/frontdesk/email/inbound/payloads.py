@@ -18,6 +18,7 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from frontdesk.email.inbound.decoding import (
+    clean_text,
     decode_encoded_words,
     decode_text,
     parse_addresses,
@@ -81,6 +82,11 @@ def _assemble(
     date_value: str | None = None,
 ) -> ParsedEmail:
     """Build a ``ParsedEmail`` from provider fields, preferring them over the header list."""
+    headers = [(clean_text(name), clean_text(value)) for name, value in headers]
+    from_value, to_value, cc_value = (
+        clean_text(value) if value is not None else None
+        for value in (from_value, to_value, cc_value)
+    )
     from_value = from_value if from_value is not None else _header_value(headers, "From")
     if from_value is None:
         defects.append("missing From")
@@ -107,6 +113,8 @@ def _assemble(
         )
         for item in attachments
     ]
+    text = clean_text(text) if text else None
+    html = clean_text(html) if html else None
     if not text and html:
         text = html_to_text(html)
 
@@ -132,7 +140,7 @@ def _assemble(
         reply_to=_unique(reply_to),
         to=parse_addresses("To", to_value, defects) if to_value else [],
         cc=parse_addresses("Cc", cc_value, defects) if cc_value else [],
-        subject=unfold(decode_encoded_words(subject or "")),
+        subject=clean_text(unfold(decode_encoded_words(subject or ""))),
         date=parse_date(
             date_value if date_value is not None else _header_value(headers, "Date"), defects
         ),
