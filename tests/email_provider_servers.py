@@ -1,9 +1,9 @@
 """Local fakes of the email provider HTTP APIs: one Starlette app served by uvicorn.
 
 Each provider lives under its own path prefix (``/postmark``, ``/sendgrid``, ``/ses``,
-``/mailgun``, ``/resend``) and checks requests as the provider documents them: the auth
-header, the content type, the required fields, base64 validity and, for Amazon SES, the
-Signature Version 4 signature, recomputed here from the secret key without botocore. A
+``/mailgun``, ``/resend``). Each checks requests as the provider documents them: the auth
+header, the content type, the required fields and base64 validity. For Amazon SES it also
+recomputes the Signature Version 4 signature from the secret key, without botocore. A
 request that fails a check gets the provider's error reply, so the adapter raises a
 ``DeliveryError`` that names the failed check. ``fail_next`` makes the next request to a
 provider get a chosen error. Keys and tokens are random per server.
@@ -129,7 +129,7 @@ class ErrorReply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    # Seconds to wait before answering, to make the client time out.
+    # Seconds to wait before replying, to make the client time out.
     delay: float = 0.0
 
     def response(self) -> Response:
@@ -225,7 +225,7 @@ class FakeProviders:
         *,
         delay: float = 0.0,
     ) -> None:
-        """Answer the next request to ``provider`` with this reply, before any check."""
+        """Reply to the next request to ``provider`` with this error, before any check."""
         reply = ErrorReply(status=status, body=body, headers=headers or {}, delay=delay)
         self._errors.setdefault(provider, []).append(reply)
 

@@ -306,8 +306,8 @@ def test_invalid_input_raises(overrides: dict[str, Any], message: str) -> None:
         build_mime(make_email(**overrides))
 
 
-# Any Unicode text except surrogates, which Python strings from JSON or a database can hold
-# but UTF-8 cannot encode; they are tested on their own below.
+# Any Unicode text except surrogates. Python strings from JSON or a database can contain
+# them, but UTF-8 cannot encode them, so they have their own test below.
 header_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=120)
 PROPERTY_SETTINGS = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -27,23 +27,23 @@ from email_validator import EmailNotValidError, validate_email
 
 from frontdesk.email.transports import PermanentDeliveryError
 
-# Line breaks as ``str.splitlines`` knows them. Any of them in a header value is rejected.
+# Line breaks as ``str.splitlines`` recognizes them. A header value with any of them is rejected.
 LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
-# RFC 5322 asks for lines of at most 78 characters and forbids more than 998.
+# RFC 5322 recommends lines of at most 78 characters and forbids lines over 998.
 _FOLD_WIDTH = 78
 _MAX_LINE = 998
 # 45 bytes of UTF-8 make 60 base64 characters and a 72-character encoded word, within the
 # 75 characters that RFC 2047 allows.
 _ENCODED_WORD_BYTES = 45
-# Longest percent-encoded piece of an RFC 2231 parameter value per line.
+# Maximum length of one percent-encoded piece of an RFC 2231 parameter value.
 _PARAMETER_PIECE = 50
 
 _ASCII_TEXT = re.compile(r"[\x20-\x7e\t]*")
 _QUOTABLE = re.compile(r"[\x20-\x7e]*")
 _WHITESPACE_OR_WORD = re.compile(r"[ \t]+|[^ \t]+")
 _HEADER_NAME = re.compile(r"X-[A-Za-z0-9!#$%&'*+.^_`|~-]{1,60}", re.IGNORECASE)
-_MESSAGE_ID = re.compile(r"<[!#-;=?-\[\]-~]+@[!#-;=?-Z^-~]+>")
+_MESSAGE_ID = re.compile(r"<[!#-;=?A-\[\]-~]+@[!#-;=?A-Z^-~]+>")
 _CONTENT_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{1,200}")
 _MEDIA_TYPE = re.compile(
     r"([a-z0-9][a-z0-9!#$&^_.+-]{0,126})/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})", re.IGNORECASE
@@ -81,9 +81,9 @@ class Attachment:
 class OutgoingEmail:
     """One message to send, independent of the provider that sends it.
 
-    Addresses are formatted as ``"Display Name" <local@domain>`` or a bare address; the
+    Addresses are formatted as ``"Display Name" <local@domain>`` or a bare address. The
     display name is plain Unicode, in double quotes with backslash escapes when it contains
-    special characters (``format_address`` writes that form).
+    special characters, which is the form that ``format_address`` writes.
     """
 
     from_address: str
@@ -468,7 +468,7 @@ def build_mime(email: OutgoingEmail, *, now: dt.datetime | None = None) -> Email
 
     multipart/mixed wraps the rest when there are regular attachments, multipart/related
     when there are inline parts (attachments with a ``content_id``), and
-    multipart/alternative holds the text and HTML bodies (text alone when ``html`` is
+    multipart/alternative contains the text and HTML bodies (text alone when ``html`` is
     empty). A Date header is added from ``now`` (default: the current time) unless
     ``email.headers`` sets one. Raises ``PermanentDeliveryError`` for an invalid address or
     header value; see ``extra_headers``.

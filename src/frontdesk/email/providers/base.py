@@ -25,7 +25,7 @@ from frontdesk.email.transports import (
     TemporaryDeliveryError,
 )
 
-# Longest piece of a provider's error body kept in an error reason, in characters.
+# Maximum length of a provider's error text in an error reason, in characters.
 MAX_ERROR_TEXT = 2000
 
 
@@ -84,7 +84,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
 
 
 def response_json(response: httpx.Response) -> dict[str, Any]:
-    """The response body as a JSON object, or an empty dict when it is not one."""
+    """Return the response body as a JSON object, or an empty dict when it is not one."""
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -130,7 +130,7 @@ class HttpProvider:
             return await self._client.post(url, timeout=self._timeout, **kwargs)
         except httpx.TimeoutException as exc:
             raise TemporaryDeliveryError(
-                f"{self.display_name} did not answer within {self._timeout:g} s "
+                f"the request to {self.display_name} timed out after {self._timeout:g} s "
                 f"({type(exc).__name__})"
             ) from exc
         except httpx.TransportError as exc:

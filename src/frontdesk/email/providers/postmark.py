@@ -54,10 +54,11 @@ class PostmarkProvider(HttpProvider):
         self._message_stream = config.message_stream
 
     def request_body(self, email: OutgoingEmail) -> dict[str, Any]:
-        """The JSON body of POST /email; raises ``PermanentDeliveryError`` for invalid input."""
+        """Build the JSON body of POST /email; raise ``PermanentDeliveryError`` if invalid."""
         # Building the MIME message applies the same checks as the SMTP and raw-MIME paths.
         build_mime(email)
         recipients = parse_recipients(email)
+
         body: dict[str, Any] = {
             "From": parse_address(email.from_address, "From address").formatted(),
             "To": ", ".join(item.formatted() for item in recipients.to),

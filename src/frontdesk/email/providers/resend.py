@@ -1,8 +1,8 @@
 """Resend: POST /emails with a Bearer API key and an Idempotency-Key.
 
-API reference: https://resend.com/docs/api-reference/emails/send-email; error names:
-https://resend.com/docs/api-reference/errors. Resend answers a repeated Idempotency-Key
-within 24 hours with the first reply instead of sending again.
+API reference: https://resend.com/docs/api-reference/emails/send-email, and for error
+names https://resend.com/docs/api-reference/errors. For a repeated Idempotency-Key within
+24 hours, Resend returns the first reply instead of sending again.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ResendProvider(HttpProvider):
         self._key = key
 
     def request_body(self, email: OutgoingEmail) -> dict[str, Any]:
-        """The JSON body of POST /emails; raises ``PermanentDeliveryError`` for invalid input."""
+        """Build the JSON body of POST /emails; raise ``PermanentDeliveryError`` if invalid."""
         build_mime(email)
         recipients = parse_recipients(email)
         body: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """SendGrid: POST /v3/mail/send with a Bearer API key.
 
 API reference: https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send.
-SendGrid answers 202 Accepted with the message id in the X-Message-Id header.
+SendGrid replies 202 Accepted with the message id in the X-Message-Id header.
 """
 
 from __future__ import annotations
@@ -60,12 +60,13 @@ class SendGridProvider(HttpProvider):
         self._key = key
 
     def request_body(self, email: OutgoingEmail) -> dict[str, Any]:
-        """The JSON body of POST /v3/mail/send; raises ``PermanentDeliveryError``."""
+        """Build the JSON body of POST /v3/mail/send; raise PermanentDeliveryError if invalid."""
         build_mime(email)
         recipients = parse_recipients(email)
         # SendGrid rejects a personalization that names one address twice across to and cc.
         to_keys = {item.address.lower() for item in recipients.to}
         cc = [item for item in recipients.cc if item.address.lower() not in to_keys]
+
         personalization: dict[str, Any] = {"to": [_address(item) for item in recipients.to]}
         if cc:
             personalization["cc"] = [_address(item) for item in cc]
@@ -75,6 +76,7 @@ class SendGridProvider(HttpProvider):
             for media_type, value in (("text/plain", email.text), ("text/html", email.html))
             if value
         ]
+
         body: dict[str, Any] = {
             "personalizations": [personalization],
             "from": _address(parse_address(email.from_address, "From address")),

@@ -67,7 +67,7 @@ class SesConfig(HttpProviderConfig):
 
 
 def error_type(response: httpx.Response, body: dict[str, Any]) -> str:
-    """The AWS error type, from X-Amzn-ErrorType or the body's ``__type`` / ``code``."""
+    """Return the AWS error type, from X-Amzn-ErrorType or the body's ``__type`` or ``code``."""
     header = response.headers.get("x-amzn-errortype", "")
     if header:
         return header.split(":", 1)[0]
@@ -92,17 +92,16 @@ class SesProvider(HttpProvider):
         self._configuration_set = config.configuration_set
 
     def request_body(self, email: OutgoingEmail) -> dict[str, Any]:
-        """The SendEmail request; raises ``PermanentDeliveryError`` for invalid input."""
+        """Build the SendEmail request; raise ``PermanentDeliveryError`` if invalid."""
         mime = build_mime(email)
         recipients = parse_recipients(email)
         body: dict[str, Any] = {
             "FromEmailAddress": parse_address(email.from_address, "From address").address,
-            "Destination": {
-                "ToAddresses": [item.address for item in recipients.to],
-                "CcAddresses": [item.address for item in recipients.cc],
-            },
+            "Destination": {"ToAddresses": [item.address for item in recipients.to]},
             "Content": {"Raw": {"Data": base64.b64encode(mime.as_bytes()).decode("ascii")}},
         }
+        if recipients.cc:
+            body["Destination"]["CcAddresses"] = [item.address for item in recipients.cc]
         if self._configuration_set:
             body["ConfigurationSetName"] = self._configuration_set
         return body
