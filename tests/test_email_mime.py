@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import email
 import email.policy
+import pickle
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,15 @@ def test_headers_in_order_with_values() -> None:
     assert parsed["Message-ID"] == "<booking-42@studio.example>"
     for name, value in headers.items():
         assert parsed[name] == value
+
+
+def test_message_survives_pickle_and_deepcopy() -> None:
+    logo = Attachment("logo.png", "image/png", PNG, content_id="logo")
+    message = build_mime(make_email(subject="Caf\u00e9 booking", attachments=[logo]))
+    data = message.as_bytes()
+
+    assert pickle.loads(pickle.dumps(message)).as_bytes() == data
+    assert copy.deepcopy(message).as_bytes() == data
 
 
 def test_date_added_when_missing() -> None:

@@ -67,11 +67,13 @@ async def fake() -> AsyncIterator[FakeProviders]:
 
 
 async def send(kind: str, config: dict[str, Any], email: OutgoingEmail) -> SendResult:
-    provider = build_provider(kind, config)
-    try:
-        return await provider.send(email)
-    finally:
-        await provider.close()
+    # Without proxy variables from the environment, requests stay on 127.0.0.1.
+    async with httpx.AsyncClient(trust_env=False) as client:
+        provider = build_provider(kind, config, http_client=client)
+        try:
+            return await provider.send(email)
+        finally:
+            await provider.close()
 
 
 async def send_expecting(
@@ -132,7 +134,10 @@ async def test_postmark_sends_fields(fake: FakeProviders) -> None:
 
 
 async def test_sendgrid_sends_fields(fake: FakeProviders) -> None:
-    email = make_email(cc=["Ana <ANA@example.org>", "L\u00e9a Petit <lea@example.org>"])
+    email = make_email(
+        to=['"Camille Martin" <camille@example.org>', "ana@example.org", "Camille@example.org"],
+        cc=["Ana <ANA@example.org>", "L\u00e9a Petit <lea@example.org>"],
+    )
     result = await send("sendgrid", fake.config("sendgrid"), email)
 
     [request] = fake.received("sendgrid")
@@ -144,7 +149,7 @@ async def test_sendgrid_sends_fields(fake: FakeProviders) -> None:
                 {"email": "camille@example.org", "name": "Camille Martin"},
                 {"email": "ana@example.org"},
             ],
-            # The Cc copy of a To address is dropped, as SendGrid rejects duplicates.
+            # Repeated addresses are dropped, because SendGrid rejects duplicates.
             "cc": [{"email": "lea@example.org", "name": "L\u00e9a Petit"}],
         }
     ]
@@ -522,6 +527,17 @@ async def test_resend_concurrent_key_is_temporary(fake: FakeProviders) -> None:
 # Settings and the factory.
 
 
+async def test_given_client_stays_open(fake: FakeProviders) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        provider = build_provider("resend", fake.config("resend"), http_client=client)
+        await provider.send(make_email())
+        await provider.close()
+
+        assert not client.is_closed
+        await provider.send(make_email(idempotency_key="email-43"))
+    assert len(fake.accepted_ids) == 2
+
+
 def test_configs_forbid_extra_fields() -> None:
     with pytest.raises(pydantic.ValidationError):
         build_provider("resend", {"api_key": "re_x", "apikey": "typo"})
@@ -582,6 +598,8 @@ def test_base_url_must_be_http() -> None:
         ("17", 17.0),
         ("0.5", 0.5),
         ("-3", 0.0),
+        ("inf", None),
+        ("nan", None),
         ("soon", None),
         (None, None),
         ("Wed, 21 Oct 2026 07:28:00 GMT", 60.0),

@@ -255,6 +255,10 @@ class _PreparedHeader(str):
     def fold(self, *, policy: Policy) -> str:
         return f"{self.name}: " + policy.linesep.join(self.lines) + policy.linesep
 
+    def __reduce__(self) -> tuple[type[_PreparedHeader], tuple[str, tuple[str, ...]]]:
+        # copy.deepcopy and pickle would otherwise call __new__ with the str value alone.
+        return (type(self), (self.name, self.lines))
+
 
 def _prepared(name: str, lines: Sequence[str]) -> _PreparedHeader:
     first = len(name) + 2 + len(lines[0])

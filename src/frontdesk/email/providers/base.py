@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -73,7 +74,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     except ValueError:
         pass
     else:
-        return max(seconds, 0.0) if seconds == seconds else None  # NaN is not a delay
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -111,7 +112,7 @@ class HttpProvider:
         self._timeout = timeout_seconds
         self._secrets = [secret for secret in secrets if secret]
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(trust_env=False)
+        self._client = http_client or httpx.AsyncClient()
 
     async def close(self) -> None:
         if self._owns_client:

@@ -45,6 +45,16 @@ def _address(item: MailAddress) -> dict[str, str]:
     return {"email": item.address}
 
 
+def _unique(items: list[MailAddress], seen: set[str]) -> list[MailAddress]:
+    """Return the items whose address is not in ``seen`` yet, adding each to ``seen``."""
+    kept = []
+    for item in items:
+        if item.address.lower() not in seen:
+            seen.add(item.address.lower())
+            kept.append(item)
+    return kept
+
+
 class SendGridProvider(HttpProvider):
     name = "sendgrid"
     display_name = "SendGrid"
@@ -63,11 +73,13 @@ class SendGridProvider(HttpProvider):
         """Build the JSON body of POST /v3/mail/send; raise PermanentDeliveryError if invalid."""
         build_mime(email)
         recipients = parse_recipients(email)
-        # SendGrid rejects a personalization that names one address twice across to and cc.
-        to_keys = {item.address.lower() for item in recipients.to}
-        cc = [item for item in recipients.cc if item.address.lower() not in to_keys]
+        # SendGrid rejects a personalization that names one address twice in to and cc, so
+        # each address is kept at its first place only.
+        seen: set[str] = set()
+        to = _unique(recipients.to, seen)
+        cc = _unique(recipients.cc, seen)
 
-        personalization: dict[str, Any] = {"to": [_address(item) for item in recipients.to]}
+        personalization: dict[str, Any] = {"to": [_address(item) for item in to]}
         if cc:
             personalization["cc"] = [_address(item) for item in cc]
         # SendGrid requires text/plain before text/html, and no empty value.

@@ -70,8 +70,8 @@ class SmtpProvider:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             # Every recipient was refused; the first refusal decides the class.
-            refusal = exc.recipients[0]
-            raise _reply_error(refusal.code, refusal.message) from exc
+            first_rejection = exc.recipients[0]
+            raise _reply_error(first_rejection.code, first_rejection.message) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise _reply_error(exc.code, exc.message) from exc
         except aiosmtplib.SMTPTimeoutError as exc:
