@@ -197,14 +197,19 @@ def extra_headers(email: OutgoingEmail) -> list[tuple[str, str]]:
     """Return the checked ``email.headers`` plus Message-ID, with canonical names.
 
     Raises ``PermanentDeliveryError`` for a header name outside the known set and ``X-``
-    headers, a line break or control character, or an invalid Message-ID, Date or list of
-    message ids. Values are stripped of surrounding whitespace.
+    headers, a name given twice in different case, a line break or control character, or an
+    invalid Message-ID, Date or list of message ids. Values are stripped of surrounding
+    whitespace.
     """
     message_id = _clean(email.message_id, "the Message-ID")
     if not _MESSAGE_ID.fullmatch(message_id):
         raise PermanentDeliveryError("the Message-ID is not of the form <id@domain>")
     checked: list[tuple[str, str]] = [("Message-ID", message_id)]
+    seen: set[str] = set()
     for raw_name, raw_value in email.headers.items():
+        if raw_name.lower() in seen:
+            raise PermanentDeliveryError(f"the header {raw_name!r} is set twice")
+        seen.add(raw_name.lower())
         name = _KNOWN_HEADERS.get(raw_name.lower())
         if name is None:
             if not _HEADER_NAME.fullmatch(raw_name):
@@ -410,6 +415,10 @@ def _attachment_part(attachment: Attachment, index: int) -> MIMEPart:
     match = _MEDIA_TYPE.fullmatch(media_type)
     if not match:
         raise PermanentDeliveryError(f"the content type of {what} is not of the form type/subtype")
+    if match[1] == "multipart":
+        raise PermanentDeliveryError(f"the content type of {what} cannot be multipart/*")
+    # NOTE: message/* attachments are base64-encoded too, which RFC 2046 forbids for
+    # message/rfc822; common readers still open them.
     part = MIMEPart(policy=SMTP)
     part.set_content(attachment.data, match[1], match[2], cte="base64")
     del part["Content-Type"]
