@@ -100,6 +100,11 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "attachment", "type": "file", "label": "Attachment"},
 ]
 PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PROVIDER_SETTINGS = {
+    "kind": "postmark",
+    "config": {"server_token": "server-token"},
+    "from_address": "Studio <hello@studio.example>",
+}
 ANSWERS = {"name": "Camille", "email": "camille@example.org", "message": "Wedding photos?"}
 ENQUIRY = {
     "message": "Called about wedding photos.",
@@ -679,6 +684,43 @@ CASES: dict[tuple[str, str], RouteCases] = {
         invalid=id_errors("notification_id"),
         denied=(Case(404, path={"notification_id": Ref("admin_notification_id")}),),
     ),
+    # --- Email provider and suppressions -----------------------------------------------------
+    ("GET", "/api/v1/email/provider"): RouteCases(access="admin", ok=ok(200)),
+    ("PUT", "/api/v1/email/provider"): RouteCases(
+        access="admin",
+        ok=ok(200, body=PROVIDER_SETTINGS),
+        invalid=(
+            bad(422, "kind", body={**PROVIDER_SETTINGS, "kind": "pigeon"}),
+            bad(422, "config.server_token", body={**PROVIDER_SETTINGS, "config": {}}),
+            bad(422, "from_address", body={**PROVIDER_SETTINGS, "from_address": "studio"}),
+            bad(
+                422,
+                "config.api_base_url",
+                body={
+                    **PROVIDER_SETTINGS,
+                    "config": {"server_token": "t", "api_base_url": "http://127.0.0.1:9"},
+                },
+            ),
+            bad(422, "track_opens", body={**PROVIDER_SETTINGS, "track_opens": "often"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/email/provider"): RouteCases(access="admin", ok=ok(204)),
+    ("GET", "/api/v1/email/suppressions"): RouteCases(
+        access="admin",
+        ok=ok(200, query={"reason": "manual"}),
+        invalid=(bad(422, "reason", query={"reason": "bored"}), *LIST_QUERY_ERRORS),
+    ),
+    ("POST", "/api/v1/email/suppressions"): RouteCases(
+        access="admin",
+        ok=ok(201, body={"address": "gone@example.org", "detail": "asked by phone"}),
+        invalid=(
+            bad(422, "address", body={"address": "nobody"}),
+            bad(422, "detail", body={"address": "gone@example.org", "detail": "x" * 2001}),
+        ),
+    ),
+    ("DELETE", "/api/v1/email/suppressions/{suppression_id}"): RouteCases(
+        access="admin", ok=ok(204), invalid=id_errors("suppression_id")
+    ),
     # --- Outbox and jobs ----------------------------------------------------------------------
     ("GET", "/api/v1/outbox"): RouteCases(
         access="admin",
@@ -880,6 +922,11 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ("WEBSOCKET", "/api/v1/realtime"): (
         "WebSocket: authenticates in its first frame and closes with a code, not an HTTP "
         "status; tests/test_realtime.py covers invalid tokens and frames"
+    ),
+    ("POST", "/api/v1/email/provider/test"): (
+        "sends a real email through an outside provider, which the matrix cannot reach; "
+        "tests/test_email_workspace_provider.py covers success, the provider's errors, a "
+        "missing provider, invalid input and roles against local provider servers"
     ),
     ("GET", "/f/{public_id}"): "HTML form page; tests/test_public_form.py",
     ("GET", "/f/{public_id}/thanks"): "HTML page; tests/test_public_form.py",

@@ -541,6 +541,13 @@ async def _link_token(world: World, team: Team, caller: Person | None) -> str:
     return str(link["url"]).rsplit("/", 1)[1]
 
 
+async def _suppression_id(world: World, team: Team, caller: Person | None) -> str:
+    entry = await world.post(
+        "/api/v1/email/suppressions", team.owner.headers, json={"address": new_email("gone")}
+    )
+    return str(entry["id"])
+
+
 # Path parameters must have an entry here: the 404 check fills them with workspace B's
 # resources, and valid requests with fresh resources of the caller's workspace.
 ID_FACTORIES: dict[str, Resolver] = {
@@ -553,6 +560,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "notification_id": _notification_id,
     "email_id": _email_id,
     "job_id": _job_id,
+    "suppression_id": _suppression_id,
     "session_id": _session_id,
     "tag": _tag,
     "bucket_id": _bucket_id,

@@ -19,8 +19,10 @@ from frontdesk.core.health import router as health_router
 from frontdesk.core.http import BodySizeLimitMiddleware
 from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
+from frontdesk.email.provider_routes import router as email_provider_router
 from frontdesk.email.routes import router as email_router
 from frontdesk.email.service import check_email_settings
+from frontdesk.email.suppression_routes import router as email_suppression_router
 from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
 from frontdesk.forms.routes import router as forms_router
@@ -97,6 +99,8 @@ def create_app(
         forms_router,
         notifications_router,
         email_router,
+        email_provider_router,
+        email_suppression_router,
         realtime_router,
         storage_router,
     ):

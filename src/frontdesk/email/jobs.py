@@ -3,8 +3,10 @@
 The job runs in three steps so that no database transaction stays open while the SMTP server
 is talking (on SQLite an open write transaction blocks every other writer):
 
-1. a short transaction counts the attempt and reads the message;
-2. the message goes to the SMTP server, with no transaction open;
+1. a short transaction checks the suppression list, counts the attempt and reads the message
+   and the workspace's provider settings;
+2. the message goes to the workspace's provider, or else to the instance's SMTP server, with
+   no transaction open;
 3. the worker's transaction marks the message sent, together with the job.
 
 A process that dies between steps 2 and 3 sends the message again on the next attempt, with
@@ -21,11 +23,14 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from frontdesk.core.jobs import PermanentFailure, job_handler
+from frontdesk.core.jobs import PermanentFailure, RetryLater, job_handler
 from frontdesk.core.models import Job
 from frontdesk.core.uow import UnitOfWork, unit_of_work
+from frontdesk.email.mime import OutgoingEmail
 from frontdesk.email.models import EmailMessage
+from frontdesk.email.provider_settings import WorkspaceProvider, find_provider
 from frontdesk.email.service import SEND_JOB
+from frontdesk.email.suppressions import find_suppression
 from frontdesk.email.transports import (
     DeliveryError,
     PermanentDeliveryError,
@@ -38,12 +43,19 @@ from frontdesk.runtime import Runtime
 log = structlog.get_logger()
 
 
+# Headers that OutgoingEmail carries in its own fields, not in ``headers``.
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "subject", "message-id"})
+
+
 @dataclass(frozen=True)
 class _Attempt:
     email_id: uuid.UUID
     kind: str
     mime: MimeMessage | None
     build_error: PermanentDeliveryError | None
+    # The workspace's own provider and the message for it; None sends as the instance does.
+    provider: WorkspaceProvider | None
+    outgoing: OutgoingEmail | None
     # The job's attempt count and limit; None when the job row was not found.
     job_attempts: int | None
     job_max_attempts: int | None
@@ -58,9 +70,24 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
             return None
         if message.status == "sent":
             return None
+        if message.workspace_id is not None:
+            suppression = await find_suppression(
+                uow, workspace_id=message.workspace_id, address=message.to_address
+            )
+            if suppression is not None:
+                message.status = "suppressed"
+                message.suppressed_reason = suppression.reason
+                log.info(
+                    "email.suppressed",
+                    email_id=str(email_id),
+                    kind=message.kind,
+                    reason=suppression.reason,
+                )
+                return None
         message.attempts += 1
         # A failed message sent again (a dead job retried by an admin) is queued again.
         message.status = "queued"
+        provider = await find_provider(uow, message.workspace_id) if message.workspace_id else None
         job = (
             await uow.session.execute(
                 sa.select(Job.attempts, Job.max_attempts).where(
@@ -71,9 +98,13 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
             )
         ).first()
         mime: MimeMessage | None = None
+        outgoing: OutgoingEmail | None = None
         build_error: PermanentDeliveryError | None = None
         try:
-            mime = build_mime(message)
+            if provider is None:
+                mime = build_mime(message)
+            else:
+                outgoing = outgoing_email(message)
         except PermanentDeliveryError as exc:
             build_error = exc
         return _Attempt(
@@ -81,6 +112,8 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
             kind=message.kind,
             mime=mime,
             build_error=build_error,
+            provider=provider,
+            outgoing=outgoing,
             job_attempts=job.attempts if job else None,
             job_max_attempts=job.max_attempts if job else None,
         )
@@ -115,7 +148,39 @@ async def _fail(uow: UnitOfWork, attempt: _Attempt, error: DeliveryError) -> Non
     )
     if permanent:
         raise PermanentFailure(str(error)) from error
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        raise RetryLater(str(error), delay_seconds=retry_after) from error
     raise error
+
+
+def outgoing_email(message: EmailMessage) -> OutgoingEmail:
+    """Build the provider-neutral message from the stored one, with its fixed headers."""
+    headers = {
+        name: str(value)
+        for name, value in message.headers.items()
+        if name.lower() not in _ADDRESS_HEADERS and value
+    }
+    return OutgoingEmail(
+        from_address=message.from_address,
+        to=[message.to_address],
+        reply_to=message.reply_to,
+        subject=message.subject,
+        text=message.text_body,
+        html=message.html_body,
+        message_id=message.message_id,
+        idempotency_key=f"email-{message.id}",
+        headers=headers,
+    )
+
+
+async def _send_with_provider(provider: WorkspaceProvider, outgoing: OutgoingEmail) -> str | None:
+    adapter = provider.build()
+    try:
+        result = await adapter.send(outgoing)
+    finally:
+        await adapter.close()
+    return result.provider_message_id
 
 
 @job_handler(SEND_JOB)
@@ -127,21 +192,32 @@ async def send_email(uow: UnitOfWork, payload: dict[str, Any]) -> None:
         return
     if attempt.build_error is not None:
         await _fail(uow, attempt, attempt.build_error)
-    assert attempt.mime is not None
 
     settings = uow.settings
-    transport = "outbox" if settings.uses_outbox else "smtp"
-    if transport == "smtp":
+    provider_message_id: str | None = None
+    if attempt.provider is not None:
+        assert attempt.outgoing is not None
+        transport = attempt.provider.kind
         try:
-            await send_smtp(settings, attempt.mime)
+            provider_message_id = await _send_with_provider(attempt.provider, attempt.outgoing)
         except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
             await _fail(uow, attempt, exc)
+    else:
+        assert attempt.mime is not None
+        transport = "outbox" if settings.uses_outbox else "smtp"
+        if transport == "smtp":
+            try:
+                await send_smtp(settings, attempt.mime)
+            except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
+                await _fail(uow, attempt, exc)
 
     message = await uow.session.get(EmailMessage, email_id)
     if message is None:
         return
     message.status = "sent"
     message.transport = transport
+    message.provider = attempt.provider.kind if attempt.provider else None
+    message.provider_message_id = provider_message_id
     message.sent_at = uow.now()
     message.last_error = None
     log.info("email.sent", email_id=str(email_id), kind=attempt.kind, transport=transport)

@@ -36,7 +36,8 @@ class EmailMessage(UUIDPrimaryKey, Base):
     text_body: Mapped[str] = mapped_column(sa.Text)
     html_body: Mapped[str] = mapped_column(sa.Text)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # queued, sent (to SMTP or into the outbox), failed.
+    # queued, sent (to a provider, SMTP or into the outbox), failed, or suppressed (the
+    # recipient is on the suppression list, so it was never sent).
     status: Mapped[str] = mapped_column(sa.String(20), default="queued")
     transport: Mapped[str | None] = mapped_column(sa.String(20))
     attempts: Mapped[int] = mapped_column(default=0)
@@ -46,3 +47,105 @@ class EmailMessage(UUIDPrimaryKey, Base):
     )
     created_at: Mapped[datetime] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
+    # The provider that accepted the message and the id it gave, which its webhooks name.
+    provider: Mapped[str | None] = mapped_column(sa.String(20))
+    provider_message_id: Mapped[str | None] = mapped_column(sa.String(300), index=True)
+    # The latest delivery state reported by events: delivered, deferred, bounced,
+    # complained, rejected or failed. It only moves forward (see email.events).
+    delivery_status: Mapped[str | None] = mapped_column(sa.String(20))
+    # Why the message was not sent: the suppression reason of its recipient, for example.
+    suppressed_reason: Mapped[str | None] = mapped_column(sa.String(20))
+    track_opens: Mapped[bool] = mapped_column(default=False)
+    track_clicks: Mapped[bool] = mapped_column(default=False)
+    # Bulk messages carry List-Unsubscribe; transactional ones do not.
+    category: Mapped[str] = mapped_column(sa.String(20), default="transactional")
+    template_key: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+class EmailProviderSetting(Base):
+    """The email service a workspace sends through, with its credentials encrypted.
+
+    ``config_encrypted`` is the provider's JSON configuration (API keys and passwords
+    included), encrypted with the envelope cipher and bound to the workspace id. A workspace
+    without a row sends through the instance's SMTP settings or the local outbox.
+    """
+
+    __tablename__ = "email_provider_settings"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    config_encrypted: Mapped[str] = mapped_column(sa.Text)
+    # The From header of the workspace's mail; its domain ends every Message-ID.
+    from_address: Mapped[str] = mapped_column(sa.String(400))
+    # Random part of the webhook addresses, so a delivery names its workspace unguessably.
+    webhook_token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The provider's webhook verification secret (signing key, public key, password), encrypted.
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    track_opens: Mapped[bool] = mapped_column(default=False)
+    track_clicks: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class EmailSuppression(UUIDPrimaryKey, Base):
+    """An address that the workspace no longer mails, and why."""
+
+    __tablename__ = "email_suppressions"
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "address"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    # Lower-cased.
+    address: Mapped[str] = mapped_column(sa.String(320))
+    # hard_bounce, complaint, unsubscribe or manual.
+    reason: Mapped[str] = mapped_column(sa.String(20))
+    # Where it came from: a provider name, "inbound", "unsubscribe_link" or "api".
+    source: Mapped[str] = mapped_column(sa.String(30))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    email_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("email_messages.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class EmailEvent(UUIDPrimaryKey, Base):
+    """One thing that happened to a sent message, reported by a provider or by tracking.
+
+    ``(workspace_id, provider, provider_event_id)`` is unique, so a webhook delivered twice
+    is stored once. A job applies each event to its message and to the suppression list and
+    then sets ``processed_at``.
+    """
+
+    __tablename__ = "email_events"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "provider", "provider_event_id"),
+        sa.Index("ix_email_events_email", "email_id", "occurred_at"),
+        sa.Index("ix_email_events_workspace_type", "workspace_id", "type", "occurred_at"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    email_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("email_messages.id", ondelete="CASCADE")
+    )
+    # A provider name, or "frontdesk" for the open pixel and click redirects.
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    provider_event_id: Mapped[str] = mapped_column(sa.String(200))
+    # queued, sent, delivered, deferred, bounced, complained, opened, clicked, unsubscribed,
+    # rejected or failed.
+    type: Mapped[str] = mapped_column(sa.String(20))
+    occurred_at: Mapped[datetime] = mapped_column()
+    recipient: Mapped[str | None] = mapped_column(sa.String(320))
+    bounce_kind: Mapped[str | None] = mapped_column(sa.String(10))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    url: Mapped[str | None] = mapped_column(sa.Text)
+    user_agent: Mapped[str | None] = mapped_column(sa.String(500))
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    # Set for opens and clicks made by software (privacy proxies, link scanners), with why.
+    machine_reason: Mapped[str | None] = mapped_column(sa.String(100))
+    received_at: Mapped[datetime] = mapped_column()
+    processed_at: Mapped[datetime | None] = mapped_column()

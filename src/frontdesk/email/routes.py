@@ -29,7 +29,7 @@ _RETRY_ERRORS: dict[int | str, dict[str, object]] = {
     409: {"model": Problem, "description": "The job is not dead."},
 }
 
-MessageStatus = Literal["queued", "sent", "failed"]
+MessageStatus = Literal["queued", "sent", "failed", "suppressed"]
 JobStatus = Literal["pending", "running", "succeeded", "dead"]
 # Control characters are never part of a valid filter, and PostgreSQL rejects NUL in text.
 NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"

@@ -21,7 +21,7 @@ from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import composer
 from frontdesk.email.composer import RenderedEmail, single_line
-from frontdesk.email.models import EmailMessage
+from frontdesk.email.models import EmailMessage, EmailProviderSetting
 from frontdesk.workspaces.models import Workspace
 
 log = structlog.get_logger()
@@ -93,6 +93,12 @@ async def queue_email(
     reply_to_address = single_line(reply_to) if reply_to else None
     subject = single_line(subject, max_length=composer.MAX_SUBJECT_LENGTH)
     from_address = single_line(settings.email_from)
+    domain = message_id_domain(settings)
+    # A workspace with its own provider sends from its own address and domain.
+    provider = await uow.session.get(EmailProviderSetting, workspace_id) if workspace_id else None
+    if provider is not None:
+        from_address = provider.from_address
+        domain = provider.from_address.rsplit("@", 1)[1].rstrip(">").strip()
 
     # Fixed here so that every delivery attempt sends the same Message-ID and Date; receivers
     # use the Message-ID to discard a duplicate after a retry.
@@ -101,7 +107,7 @@ async def queue_email(
         "To": to_address,
         "Subject": subject,
         "Date": format_datetime(now),
-        "Message-ID": f"<{email_id}@{message_id_domain(settings)}>",
+        "Message-ID": f"<{email_id}@{domain}>",
     }
     if reply_to_address:
         headers["Reply-To"] = reply_to_address

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 22:45:58.595569
+Create Date: 2026-12-04 22:53:58.992702
 """
 
 from collections.abc import Sequence
@@ -173,6 +173,27 @@ def upgrade() -> None:
             postgresql_where=sa.text("email IS NOT NULL"),
         )
 
+    op.create_table(
+        "email_provider_settings",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("config_encrypted", sa.Text(), nullable=False),
+        sa.Column("from_address", sa.String(length=400), nullable=False),
+        sa.Column("webhook_token", sa.String(length=64), nullable=False),
+        sa.Column("webhook_secret_encrypted", sa.Text(), nullable=True),
+        sa.Column("track_opens", sa.Boolean(), nullable=False),
+        sa.Column("track_clicks", sa.Boolean(), nullable=False),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_email_provider_settings_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_email_provider_settings")),
+        sa.UniqueConstraint("webhook_token", name=op.f("uq_email_provider_settings_webhook_token")),
+    )
     op.create_table(
         "forms",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -564,6 +585,14 @@ def upgrade() -> None:
         sa.Column("enquiry_id", sa.Uuid(), nullable=True),
         sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("provider", sa.String(length=20), nullable=True),
+        sa.Column("provider_message_id", sa.String(length=300), nullable=True),
+        sa.Column("delivery_status", sa.String(length=20), nullable=True),
+        sa.Column("suppressed_reason", sa.String(length=20), nullable=True),
+        sa.Column("track_opens", sa.Boolean(), nullable=False),
+        sa.Column("track_clicks", sa.Boolean(), nullable=False),
+        sa.Column("category", sa.String(length=20), nullable=False),
+        sa.Column("template_key", sa.String(length=100), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
             ["enquiry_id"],
@@ -581,6 +610,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id", name=op.f("uq_email_messages_message_id")),
     )
     with op.batch_alter_table("email_messages", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_email_messages_provider_message_id"),
+            ["provider_message_id"],
+            unique=False,
+        )
         batch_op.create_index(
             "ix_email_messages_recipient",
             ["workspace_id", "kind", "to_address", "created_at"],
@@ -716,11 +750,88 @@ def upgrade() -> None:
             batch_op.f("ix_storage_object_scans_workspace_id"), ["workspace_id"], unique=False
         )
 
+    op.create_table(
+        "email_events",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("email_id", sa.Uuid(), nullable=True),
+        sa.Column("provider", sa.String(length=20), nullable=False),
+        sa.Column("provider_event_id", sa.String(length=200), nullable=False),
+        sa.Column("type", sa.String(length=20), nullable=False),
+        sa.Column("occurred_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recipient", sa.String(length=320), nullable=True),
+        sa.Column("bounce_kind", sa.String(length=10), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("url", sa.Text(), nullable=True),
+        sa.Column("user_agent", sa.String(length=500), nullable=True),
+        sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.Column("machine_reason", sa.String(length=100), nullable=True),
+        sa.Column("received_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["email_id"],
+            ["email_messages.id"],
+            name=op.f("fk_email_events_email_id_email_messages"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_email_events_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_events")),
+        sa.UniqueConstraint(
+            "workspace_id",
+            "provider",
+            "provider_event_id",
+            name=op.f("uq_email_events_workspace_id_provider_provider_event_id"),
+        ),
+    )
+    with op.batch_alter_table("email_events", schema=None) as batch_op:
+        batch_op.create_index("ix_email_events_email", ["email_id", "occurred_at"], unique=False)
+        batch_op.create_index(
+            "ix_email_events_workspace_type", ["workspace_id", "type", "occurred_at"], unique=False
+        )
+
+    op.create_table(
+        "email_suppressions",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("reason", sa.String(length=20), nullable=False),
+        sa.Column("source", sa.String(length=30), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("email_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["email_id"],
+            ["email_messages.id"],
+            name=op.f("fk_email_suppressions_email_id_email_messages"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_email_suppressions_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_suppressions")),
+        sa.UniqueConstraint(
+            "workspace_id", "address", name=op.f("uq_email_suppressions_workspace_id_address")
+        ),
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table("email_suppressions")
+    with op.batch_alter_table("email_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_email_events_workspace_type")
+        batch_op.drop_index("ix_email_events_email")
+
+    op.drop_table("email_events")
     with op.batch_alter_table("storage_object_scans", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_object_scans_workspace_id"))
 
@@ -743,6 +854,7 @@ def downgrade() -> None:
     with op.batch_alter_table("email_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_email_messages_workspace_created")
         batch_op.drop_index("ix_email_messages_recipient")
+        batch_op.drop_index(batch_op.f("ix_email_messages_provider_message_id"))
 
     op.drop_table("email_messages")
     with op.batch_alter_table("storage_objects", schema=None) as batch_op:
@@ -791,6 +903,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_forms_workspace_id"))
 
     op.drop_table("forms")
+    op.drop_table("email_provider_settings")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_contacts_workspace_email",
