@@ -14,6 +14,7 @@ import email.policy
 import email.utils
 import quopri
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 # Labels that mail software writes for a charset whose Python codec decodes fewer bytes.
@@ -49,6 +50,30 @@ _ADDRESS = re.compile(r"^[^@\s<>()\",;:]+@[^@\s<>()\",;:]+$")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
+
+
+MAX_STRUCTURED_HEADER_CHARS = 4096
+STRUCTURED_HEADER_BUDGET = 64 * 1024
+
+
+@dataclass
+class HeaderBudget:
+    """Characters of header text that the modern header parser may still be given.
+
+    That parser's time grows faster than the input for long address lists: a To header of
+    42 KB took 0.7 s and one of 86 KB took 2.7 s (CPython 3.11, 2-core VM). Headers over
+    ``MAX_STRUCTURED_HEADER_CHARS``, and every header once the budget is spent, take the
+    linear fallback, which decodes encoded words but does not check the syntax.
+    """
+
+    remaining: int = STRUCTURED_HEADER_BUDGET
+
+    def take(self, value: str) -> bool:
+        """Return whether ``value`` may be parsed, and charge it to the budget if so."""
+        if len(value) > MAX_STRUCTURED_HEADER_CHARS or len(value) > self.remaining:
+            return False
+        self.remaining -= len(value)
+        return True
 
 
 def clean_text(value: str) -> str:
@@ -180,7 +205,12 @@ def unfold(value: str) -> str:
 
 
 def decode_header_value(
-    name: str, raw: str, defects: list[str], *, fallback_charset: str | None
+    name: str,
+    raw: str,
+    defects: list[str],
+    *,
+    fallback_charset: str | None,
+    budget: HeaderBudget | None = None,
 ) -> str:
     """Return the header as readable text: unfolded, encoded words and raw bytes decoded."""
     value = raw
@@ -188,6 +218,8 @@ def decode_header_value(
         value = decode_raw_bytes(value, fallback_charset)
         defects.append(f"raw 8-bit bytes in header {name} decoded")
     value = unfold(value)
+    if not (budget or HeaderBudget()).take(value):
+        return clean_text(decode_encoded_words(value))
     try:
         header = email.policy.default.header_factory(name, value)
         text = str(header)
@@ -203,20 +235,26 @@ def decode_header_value(
     return clean_text(unfold(decode_encoded_words(text)))
 
 
-def parse_addresses(name: str, value: str, defects: list[str]) -> list[tuple[str, str]]:
+def parse_addresses(
+    name: str, value: str, defects: list[str], *, budget: HeaderBudget | None = None
+) -> list[tuple[str, str]]:
     """Return (display name, address) pairs, keeping only syntactically plausible addresses.
 
     ``value`` is the decoded header value. Entries without a usable address, such as the
     ``<>`` of a bounce or a bare host name, are dropped and recorded as defects.
     """
     pairs: list[tuple[str, str]] = []
-    try:
-        header = email.policy.default.header_factory(name, value)
-        candidates = [
-            (address.display_name, address.addr_spec)
-            for address in getattr(header, "addresses", ())
-        ]
-    except Exception:
+    candidates: list[tuple[str, str]] = []
+    if (budget or HeaderBudget()).take(value):
+        try:
+            header = email.policy.default.header_factory(name, value)
+            candidates = [
+                (address.display_name, address.addr_spec)
+                for address in getattr(header, "addresses", ())
+            ]
+        except Exception:
+            candidates = email.utils.getaddresses([value])
+    else:
         candidates = email.utils.getaddresses([value])
     for display_name, address in candidates:
         address = address.strip().strip("<>").strip()
@@ -240,12 +278,8 @@ def parse_message_ids(value: str) -> list[str]:
     found = _MESSAGE_ID.findall(value)
     if not found:
         found = [token for token in re.split(r"[\s,]+", value) if token]
-    unique: list[str] = []
-    for message_id in found:
-        message_id = message_id.strip("<>")
-        if message_id and message_id not in unique:
-            unique.append(message_id)
-    return unique
+    stripped = (message_id.strip("<>") for message_id in found)
+    return list(dict.fromkeys(message_id for message_id in stripped if message_id))
 
 
 def parse_message_id(value: str | None) -> str | None:

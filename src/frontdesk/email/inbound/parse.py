@@ -21,6 +21,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from frontdesk.email.inbound.decoding import (
+    HeaderBudget,
     clean_text,
     decode_encoded_words,
     decode_header_value,
@@ -51,6 +52,9 @@ _KNOWN_TRANSFER_ENCODINGS = {
 _CAMEL_CASE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _LINE_ENDINGS = re.compile(r"\r\n?")
 _INVALID_QP_ESCAPE = re.compile(r"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n|[ \t]*$)")
+# A message has one To and one Cc header; more are tolerated up to this count, beyond
+# which they only cost parsing time.
+_MAX_ADDRESS_HEADERS = 32
 _INVALID_BASE64 = re.compile(r"[^A-Za-z0-9+/=\s]")
 
 
@@ -298,15 +302,17 @@ class _Walker:
         if content_type.startswith("multipart/") and isinstance(payload, list):
             self._describe_defects(part)
             self._visit_children(content_type, payload, depth)
-        elif content_type.startswith("multipart/"):
+            return
+
+        if content_type.startswith("multipart/"):
+            # A multipart whose boundary never appears: the parser keeps the body as text.
             self._visit_leaf(part, "text/plain")
         elif content_type.startswith("message/") and isinstance(payload, list):
             self._visit_message(part, content_type, payload)
         else:
             self._visit_leaf(part, content_type)
-        if not content_type.startswith("multipart/") or not isinstance(payload, list):
-            # After decoding, because decoding adds the base64 defects to the part.
-            self._describe_defects(part)
+        # Described after decoding, because decoding adds the base64 defects to the part.
+        self._describe_defects(part)
 
     def _describe_defects(self, part: Message) -> None:
         self.defects.extend(describe_defect(defect) for defect in part.defects)
@@ -424,6 +430,14 @@ def _all(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
     return [value for header_name, value in headers if header_name.lower() == wanted]
 
 
+def _address_headers(headers: list[tuple[str, str]], name: str, defects: list[str]) -> list[str]:
+    """Return the values of an address header, at most ``_MAX_ADDRESS_HEADERS`` of them."""
+    values = _all(headers, name)
+    if len(values) > _MAX_ADDRESS_HEADERS:
+        defects.append(f"{name} headers cut after {_MAX_ADDRESS_HEADERS}")
+    return values[:_MAX_ADDRESS_HEADERS]
+
+
 def _header_charset(message: Message) -> str | None:
     """Return the charset of the first text part, the best guess for raw 8-bit headers."""
     try:
@@ -445,14 +459,18 @@ def _parse_tree(data: bytes, defects: list[str]) -> Message:
     return BytesParser(policy=email.policy.default).parsebytes(data, headersonly=True)
 
 
-def decode_headers(message: Message, defects: list[str]) -> list[tuple[str, str]]:
+def decode_headers(
+    message: Message, defects: list[str], budget: HeaderBudget | None = None
+) -> list[tuple[str, str]]:
     """Return the (name, decoded value) pairs of the top-level headers of ``message``."""
     charset = _header_charset(message)
+    budget = budget or HeaderBudget()
     headers: list[tuple[str, str]] = []
     for name, raw in message.raw_items():
-        headers.append(
-            (str(name), decode_header_value(str(name), str(raw), defects, fallback_charset=charset))
+        value = decode_header_value(
+            str(name), str(raw), defects, fallback_charset=charset, budget=budget
         )
+        headers.append((str(name), value))
     return headers
 
 
@@ -471,11 +489,7 @@ def _assemble_text(walker: _Walker, defects: list[str]) -> tuple[str, str | None
 
 
 def _unique(values: Iterable[str]) -> list[str]:
-    result: list[str] = []
-    for value in values:
-        if value not in result:
-            result.append(value)
-    return result
+    return list(dict.fromkeys(values))
 
 
 def _parse(raw: bytes, limits: ParseLimits) -> ParsedEmail:
@@ -486,10 +500,11 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedEmail:
         data = data[: limits.max_message_bytes]
 
     message = _parse_tree(data, defects)
-    headers = decode_headers(message, defects)
+    budget = HeaderBudget()
+    headers = decode_headers(message, defects, budget)
 
     from_value = _first(headers, "From")
-    from_pairs = parse_addresses("From", from_value, defects) if from_value else []
+    from_pairs = parse_addresses("From", from_value, defects, budget=budget) if from_value else []
     if from_value is None:
         defects.append("missing From")
     from_name, from_address = from_pairs[0] if from_pairs else ("", None)
@@ -497,14 +512,24 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedEmail:
         # Keep the name of a sender whose address is unusable, such as '"Ann" <>'.
         from_name = decode_encoded_words(email.utils.parseaddr(from_value)[0])
     sender_value = _first(headers, "Sender")
-    sender_pairs = parse_addresses("Sender", sender_value, defects) if sender_value else []
+    sender_pairs = (
+        parse_addresses("Sender", sender_value, defects, budget=budget) if sender_value else []
+    )
     reply_to = [
         address
-        for value in _all(headers, "Reply-To")
-        for _, address in parse_addresses("Reply-To", value, defects)
+        for value in _address_headers(headers, "Reply-To", defects)
+        for _, address in parse_addresses("Reply-To", value, defects, budget=budget)
     ]
-    to = [pair for value in _all(headers, "To") for pair in parse_addresses("To", value, defects)]
-    cc = [pair for value in _all(headers, "Cc") for pair in parse_addresses("Cc", value, defects)]
+    to = [
+        pair
+        for value in _address_headers(headers, "To", defects)
+        for pair in parse_addresses("To", value, defects, budget=budget)
+    ]
+    cc = [
+        pair
+        for value in _address_headers(headers, "Cc", defects)
+        for pair in parse_addresses("Cc", value, defects, budget=budget)
+    ]
 
     walker = _Walker(limits=limits, defects=defects)
     walker.visit(message, 0)
