@@ -42,6 +42,7 @@ _PARAMETER_PIECE = 50
 _ASCII_TEXT = re.compile(r"[\x20-\x7e\t]*")
 _QUOTABLE = re.compile(r"[\x20-\x7e]*")
 _WHITESPACE_OR_WORD = re.compile(r"[ \t]+|[^ \t]+")
+_BLANKS = re.compile(r"[ \t]+")
 _HEADER_NAME = re.compile(r"X-[A-Za-z0-9!#$%&'*+.^_`|~-]{1,60}", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[!#-;=?A-\[\]-~]+@[!#-;=?A-Z^-~]+>")
 _CONTENT_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{1,200}")
@@ -152,8 +153,9 @@ def parse_address(value: str, what: str = "address") -> MailAddress:
     match = _NAME_AND_ADDRESS.fullmatch(value)
     if match:
         display_name = _clean(_unquote_display_name(match["name"]), f"the {what} display name")
-        # Python's address parser reads a tab in a display name back as a space.
-        display_name = display_name.replace("\t", " ")
+        # Python's address parser reads a run of spaces and tabs inside an encoded display
+        # name back as one space, so names are normalized that way for every provider.
+        display_name = _BLANKS.sub(" ", display_name)
         address = match["address"].strip()
     else:
         display_name, address = "", value
