@@ -462,6 +462,13 @@ class FakeProviders:
             return JSONResponse({"message": "to parameter is missing"}, 400)
         if "message" not in recorded.files:
             return JSONResponse({"message": "message parameter is missing"}, 400)
+        if not all("@" in address for address in recorded.form["to"]):
+            return JSONResponse({"message": "'to' parameter is not a valid address"}, 400)
+        message = email.message_from_bytes(
+            recorded.files["message"][2], policy=email.policy.default
+        )
+        if message["From"] is None or message.defects:
+            return JSONResponse({"message": "message is not a valid MIME message"}, 400)
         message_id = (
             f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}.{secrets.token_hex(8)}@{self.mailgun_domain}"
         )

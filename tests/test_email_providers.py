@@ -524,6 +524,92 @@ async def test_resend_concurrent_key_is_temporary(fake: FakeProviders) -> None:
     assert "concurrent_idempotent_requests" in error.reason
 
 
+# The fakes reject what the providers reject, so a wrong request fails the tests above.
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status", "text"),
+    [
+        (
+            "/postmark/email",
+            {"X-Postmark-Server-Token": "{postmark}", "Accept": "application/json"},
+            {
+                "From": "a@example.org",
+                "To": "b@example.org",
+                "Subject": "s",
+                "TextBody": "t",
+                "Attachments": [{"Name": "a", "ContentType": "text/plain", "Content": "no!"}],
+            },
+            422,
+            "not valid base64",
+        ),
+        (
+            "/sendgrid/v3/mail/send",
+            {"Authorization": "Bearer {sendgrid}"},
+            {
+                "personalizations": [{"to": [{"email": "b@example.org"}]}],
+                "from": {"email": "a@example.org"},
+                "subject": "s",
+                "content": [{"type": "text/plain", "value": "t"}],
+                "headers": {"Reply-To": "c@example.org"},
+            },
+            400,
+            "reserved header",
+        ),
+        (
+            "/sendgrid/v3/mail/send",
+            {"Authorization": "Bearer {sendgrid}"},
+            {
+                "personalizations": [{"to": [{"email": "b@example.org"}]}],
+                "from": {"email": "a@example.org"},
+                "subject": "s",
+                "content": [
+                    {"type": "text/html", "value": "<p>t</p>"},
+                    {"type": "text/plain", "value": "t"},
+                ],
+            },
+            400,
+            "text/plain must be first",
+        ),
+        (
+            "/resend/emails",
+            {},
+            {"from": "a@example.org", "to": ["b@example.org"], "subject": "s", "text": "t"},
+            401,
+            "missing_api_key",
+        ),
+        (
+            "/resend/emails",
+            {"Authorization": "Bearer {resend}", "Idempotency-Key": "k" * 257},
+            {"from": "a@example.org", "to": ["b@example.org"], "subject": "s", "text": "t"},
+            400,
+            "invalid_idempotency_key",
+        ),
+    ],
+)
+async def test_fake_rejects_invalid_request(
+    fake: FakeProviders,
+    path: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    status: int,
+    text: str,
+) -> None:
+    keys = {
+        "postmark": fake.postmark_token,
+        "sendgrid": fake.sendgrid_key,
+        "resend": fake.resend_key,
+    }
+    filled = {name: value.format(**keys) for name, value in headers.items()}
+
+    async with httpx.AsyncClient(trust_env=False) as client:
+        response = await client.post(fake.url + path, json=body, headers=filled)
+
+    assert response.status_code == status
+    assert text in response.text
+    assert fake.accepted_ids == []
+
+
 # Settings and the factory.
 
 
