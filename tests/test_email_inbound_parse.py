@@ -491,6 +491,27 @@ def test_html_entities_and_breaks() -> None:
     assert html_to_text("a&amp;b<br><br>c&nbsp;d") == "a&b\n\nc\xa0d"
 
 
+def test_html_comments_removed() -> None:
+    html = "<p>a < b</p><!-- note < x --><p>ok</p><!--[if mso]><p>outlook</p><![endif]-->"
+
+    assert html_to_text(html) == "a < b\n\nok"
+    assert html_to_text("<p>before</p><!-- never closed <p>after</p>") == "before"
+
+
+@pytest.mark.parametrize(
+    "html",
+    ["<a" * 100_000, "<!--" * 50_000, "<?" * 100_000, '<a title=">' * 50_000, "<!x" * 70_000],
+    ids=["open-tags", "open-comments", "processing", "quoted", "declarations"],
+)
+def test_html_unclosed_constructs_fast(html: str) -> None:
+    # HTMLParser alone takes tens of seconds on these (quadratic rescans); the bound is
+    # far above the linear time of the escaped input.
+    started = time.perf_counter()
+    html_to_text(html)
+
+    assert time.perf_counter() - started < 5
+
+
 # is_automatic -------------------------------------------------------------------------
 
 

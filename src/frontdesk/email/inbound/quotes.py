@@ -25,6 +25,20 @@ _ATTRIBUTIONS = [
     r"^.{1,300}\bpisze\s?:$",
 ]
 _ATTRIBUTION = re.compile("|".join(f"(?:{pattern})" for pattern in _ATTRIBUTIONS), re.I)
+# The verb every attribution contains. Checking for it first skips the slower patterns
+# on the lines of an ordinary message.
+_ATTRIBUTION_VERBS = (
+    "wrote",
+    "écrit",
+    "schrieb",
+    "escribió",
+    "escreveu",
+    "scritto",
+    "schreef",
+    "skrev",
+    "napisał",
+    "pisze",
+)
 # Separator lines of Outlook, Lotus Notes, Thunderbird and their translations.
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|"
@@ -94,7 +108,8 @@ def _find_attribution(lines: list[str]) -> int | None:
             joined = " ".join(part.strip() for part in lines[index : index + span])
             if len(joined) > 400:
                 break
-            if _ATTRIBUTION.match(joined):
+            lowered = joined.lower()
+            if any(verb in lowered for verb in _ATTRIBUTION_VERBS) and _ATTRIBUTION.match(joined):
                 return index
     return None
 

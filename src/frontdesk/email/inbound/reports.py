@@ -22,7 +22,13 @@ _SEVERITY: dict[str, int] = {"hard": 3, "soft": 2, "delayed": 1, "complaint": 0}
 _MAX_GUESSED_RECIPIENTS = 10
 
 _STATUS_CODE = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
-_ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Bounded repeats (RFC 5321 limits a local part to 64 octets and a label to 63) keep the
+# scan linear on long runs of letters without an "@".
+_ADDRESS_IN_TEXT = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
+)
+# Mail servers state the failed recipients in the first lines of their notice.
+_MAX_NOTICE_CHARS = 20_000
 _BOUNCE_SUBJECT = re.compile(
     r"delivery status notification \((failure|delay)\)|undeliverable|undelivered mail|"
     r"returned mail|mail delivery failed|delivery failure|failure notice|"
@@ -235,8 +241,9 @@ def _from_prose(parsed: ParsedEmail, *, is_dsn: bool) -> DeliveryReport | None:
     if not is_dsn and not (_is_from_mail_server(parsed) and looks_like_bounce):
         return None
 
-    marker = _ORIGINAL_MARKER.search(parsed.text)
-    notice = parsed.text[: marker.start()] if marker is not None else parsed.text
+    text = parsed.text[:_MAX_NOTICE_CHARS]
+    marker = _ORIGINAL_MARKER.search(text)
+    notice = text[: marker.start()] if marker is not None else text
     addresses = _ADDRESS_IN_TEXT.findall(failed_header)
     if not addresses:
         own = {parsed.from_address or ""} | {address for _, address in parsed.to}
@@ -267,7 +274,7 @@ def _from_prose(parsed: ParsedEmail, *, is_dsn: bool) -> DeliveryReport | None:
     return DeliveryReport(
         kind=kind,
         recipients=recipients,
-        original_message_id=_original_message_id(parsed, body=parsed.text),
+        original_message_id=_original_message_id(parsed, body=text),
         source="heuristic",
     )
 
