@@ -83,6 +83,8 @@ def test_postmark_json_fields() -> None:
     assert attachment.content_type == "text/plain"
     assert attachment.data == b"This is attachment contents, base-64 encoded."
     assert attachment.size == 45
+    assert parsed.content_type == "multipart/mixed"
+    assert parsed.part_count == 5
 
 
 def test_postmark_raw_email_preferred() -> None:
@@ -295,6 +297,17 @@ def test_mailgun_stripped_text_fallback() -> None:
     parsed = from_mailgun_route(fields, {})
 
     assert parsed.text == "Short reply"
+    assert parsed.content_type == "text/plain"
+    assert parsed.part_count == 1
+
+
+def test_mailgun_html_only_gets_text() -> None:
+    fields: dict[str, str | bytes] = {"from": "a@example.com", "body-html": "<p>Hi <b>Ann</b></p>"}
+    parsed = from_mailgun_route(fields, {})
+
+    assert parsed.text == "Hi Ann"
+    assert parsed.content_type == "text/html"
+    assert parsed.part_count == 1
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,8 @@ def _assemble(
     ]
     text = clean_text(text) if text else None
     html = clean_text(html) if html else None
+    content_type = _structure_type(text=text, html=html, attachments=attachments)
+    part_count = _structure_part_count(text=text, html=html, attachments=attachments)
     if not text and html:
         text = html_to_text(html)
 
@@ -150,9 +152,31 @@ def _assemble(
         headers=headers,
         defects=_unique(defects),
         raw_size=raw_size,
-        content_type="multipart/mixed" if attachments else "text/plain",
-        part_count=1 + (1 if html else 0) + len(attachments),
+        content_type=content_type,
+        part_count=part_count,
     )
+
+
+def _structure_type(
+    *, text: str | None, html: str | None, attachments: list[InboundAttachment]
+) -> str:
+    """Return the top-level content type a MIME message with these contents would have."""
+    if attachments:
+        return "multipart/mixed"
+    if text and html:
+        return "multipart/alternative"
+    return "text/html" if html else "text/plain"
+
+
+def _structure_part_count(
+    *, text: str | None, html: str | None, attachments: list[InboundAttachment]
+) -> int:
+    """Return the MIME part count of that message, counting the message itself."""
+    bodies = int(bool(text)) + int(bool(html))
+    if not attachments:
+        return 1 if bodies <= 1 else 3
+    body_parts = bodies if bodies <= 1 else 3
+    return 1 + body_parts + len(attachments)
 
 
 # Postmark ---------------------------------------------------------------------------
