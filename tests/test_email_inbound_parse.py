@@ -491,6 +491,12 @@ def test_html_entities_and_breaks() -> None:
     assert html_to_text("a&amp;b<br><br>c&nbsp;d") == "a&b\n\nc\xa0d"
 
 
+def test_html_unclosed_head_ends_at_body() -> None:
+    html = "<html><head><title>Offer</title><style>p{}</style><body><p>Hello</p></body>"
+
+    assert html_to_text(html) == "Hello"
+
+
 def test_html_comments_removed() -> None:
     html = "<p>a < b</p><!-- note < x --><p>ok</p><!--[if mso]><p>outlook</p><![endif]-->"
 

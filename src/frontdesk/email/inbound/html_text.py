@@ -48,8 +48,8 @@ _WHITESPACE = re.compile(r"[ \t\r\n\f\v]+")
 _MAX_BLANK_LINES = re.compile(r"\n{3,}")
 # A "<" that reaches another "<" or the end before any ">" cannot open a tag. HTMLParser
 # rescans such a construct from each later "<", which takes quadratic time (200 KB of "<a"
-# took 42 s on CPython 3.11), so these are escaped first. Each lookahead stops at the next
-# bracket, which keeps the whole substitution linear.
+# took 42 s with CPython 3.11 on a 2-core VM), so these are escaped first. Each lookahead
+# stops at the next bracket, which keeps the whole substitution linear.
 _UNCLOSED_BRACKET = re.compile(r"<(?![^<>]*>)")
 
 
@@ -80,6 +80,10 @@ class _TextExtractor(HTMLParser):
         return "> " * self.quote_depth
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            # A <body> closes an unclosed <head>, as in a browser.
+            self.skip_depth = 0
+            return
         if tag in _SKIPPED_TAGS:
             self.skip_depth += 1
             return
