@@ -750,6 +750,27 @@ def test_split_reply_signature_only_kept() -> None:
     assert parts.signature == ""
 
 
+def test_split_reply_bare_dashes_as_separator() -> None:
+    text = "Menu:\n--\n" + "\n".join(f"dish {number}" for number in range(12))
+    parts = split_reply(text)
+
+    assert parts.new_text == text
+    assert parts.signature == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [("--\n" + "line\n" * 11) * 15_000, ("> q\n" + "a\n") * 50_000, "From: a\n" * 50_000],
+    ids=["bare-dashes", "alternating-quotes", "header-like"],
+)
+def test_split_reply_long_text_fast(text: str) -> None:
+    # Linear scans take well under a second here; a quadratic one takes minutes.
+    started = time.perf_counter()
+    split_reply(text)
+
+    assert time.perf_counter() - started < 10
+
+
 def test_split_reply_forward_is_content() -> None:
     text = (
         "See below.\n\n---------- Forwarded message ---------\n"

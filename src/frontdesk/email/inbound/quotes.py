@@ -62,6 +62,9 @@ _FORWARDED = re.compile(
 )
 _UNDERSCORE_RULE = re.compile(r"^\s*_{10,}\s*$")
 _SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+# "-- " is the standard delimiter (RFC 3676 section 4.3). Gmail's plain text writes "--",
+# which also serves as a separator inside text, so it counts only before a short tail.
+_MAX_LINES_AFTER_BARE_DASHES = 10
 # Signatures that phone mail apps append by default.
 _MOBILE_SIGNATURE = re.compile(
     r"^\s*(sent from my \S.*|sent from (outlook|yahoo mail|mail for windows|samsung)\b.*|"
@@ -184,11 +187,25 @@ def _split_quotes(lines: list[str]) -> tuple[list[str], list[str]]:
     return middle, lines[first:leading_end] + lines[trailing_start:]
 
 
+def _last_delimiter(lines: list[str], start: int = 0) -> int | None:
+    """Return the index of the last signature delimiter at or after ``start``."""
+    lines_below = 0
+    for index in range(len(lines) - 1, start - 1, -1):
+        line = lines[index]
+        if _SIGNATURE_DELIMITER.match(line) and (
+            line == "-- " or lines_below <= _MAX_LINES_AFTER_BARE_DASHES
+        ):
+            return index
+        if not _is_blank(line):
+            lines_below += 1
+    return None
+
+
 def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
     """Return (body lines, signature lines), where the signature may be empty."""
-    for index in range(len(lines) - 1, -1, -1):
-        if _SIGNATURE_DELIMITER.match(lines[index]):
-            return lines[:index], lines[index:]
+    delimiter = _last_delimiter(lines)
+    if delimiter is not None:
+        return lines[:delimiter], lines[delimiter:]
     content = [index for index, line in enumerate(lines) if not _is_blank(line)]
     for index in content[-3:]:
         if _MOBILE_SIGNATURE.match(lines[index]):
@@ -203,10 +220,10 @@ def _signature_below_quote(lines: list[str]) -> int | None:
     )
     if last_quoted is None:
         return None
+    delimiter = _last_delimiter(lines, last_quoted + 1)
+    if delimiter is not None:
+        return delimiter
     tail = range(last_quoted + 1, len(lines))
-    for index in tail:
-        if _SIGNATURE_DELIMITER.match(lines[index]):
-            return index
     content = [index for index in tail if not _is_blank(lines[index])]
     for index in content[:3]:
         if _MOBILE_SIGNATURE.match(lines[index]):
