@@ -419,6 +419,12 @@ def test_sandbox_has_no_framework_globals(body: str) -> None:
         ("{{ '%1000000000d' % 1 }}", "value_too_large"),
         ("{{ '%1000000000d'|format(1) }}", "value_too_large"),
         ("{{ '%*d'|format(10**9, 1) }}", "unsafe_operation"),
+        ("{{ '%(a%b)1000000000s' % {'a%b': 1} }}", "value_too_large"),
+        ("{{ '%(a(b)c)9999999999s' % {'a(b)c': 1} }}", "value_too_large"),
+        ("{{ '%.1000000000f' % 1.5 }}", "value_too_large"),
+        ("{{ '%(' * 100000 }}{{ ('%(' * 100000) % {} }}", "render_failed"),
+        ("{{ 'abc'.format }}", "unsafe_operation"),
+        ("{% macro m() %}x{% endmacro %}{{ m }}", "unsafe_operation"),
         ("{{ [1]|batch(10**9, 0)|list }}", "too_many_iterations"),
         ("{{ [1]|slice(10**9)|list }}", "too_many_iterations"),
         ("{{ ('a b ' * 1000)|wordwrap(1, wrapstring='x' * 1000) }}", "value_too_large"),
@@ -493,6 +499,13 @@ def test_iteration_limit_counts_data_loops() -> None:
     assert render_template(source, variables, {"rows": list(range(50))}, max_iterations=60)
     errors = render_errors(source, variables, {"rows": list(range(61))}, max_iterations=60)
     assert [error.code for error in errors] == ["too_many_iterations"]
+
+
+def test_markdown_long_value_fails_fast() -> None:
+    source = TemplateSource(subject="s", body_format="markdown", body="{{ v }}\n")
+    with finishes_within(5):
+        rendered = render_template(source, [spec("v")], {"v": " " * 50_000 + "x\n" * 50_000})
+    assert rendered.text.startswith("x x x")
 
 
 def test_limits_allow_ordinary_template() -> None:
@@ -750,6 +763,12 @@ def test_sanitize_template_loop_in_table_renders() -> None:
     assert re.search(r'<td class="hot"[^>]*>a</td>.*<td[^>]*>b</td>', rendered.html)
 
 
+def test_sanitize_many_raw_tags_fast() -> None:
+    with finishes_within(5):
+        cleaned = sanitize_html("{% raw %}<b>x</b>" * 20_000)
+    assert cleaned.count("{% raw %}") == 20_000
+
+
 def test_sanitize_raw_block_content_is_html() -> None:
     cleaned = sanitize_html("{% raw %}<script>alert(1)</script>{{ x }}{% endraw %}")
     assert "<script" not in cleaned
@@ -761,6 +780,21 @@ def test_sanitize_template_tag_cannot_hide_markup() -> None:
     rendered = render_template(source, [], {})
     assert "<script" not in rendered.html
     assert "onclick" not in rendered.html
+
+
+def test_render_sanitizes_values_in_tag_positions() -> None:
+    source = html_source("<p {{ attrs }}>x</p><a href={{ link }}>y</a>")
+    data = {"attrs": 'onclick="alert(1)" class="a"', "link": "x onmouseover=alert(1)"}
+    rendered = render_template(source, [spec("attrs"), spec("link")], data)
+    assert "onclick" not in rendered.html
+    assert "onmouseover" not in rendered.html
+    assert "alert" not in rendered.html
+
+
+def test_render_removes_relative_urls() -> None:
+    source = html_source('<a href="{{ path }}">a</a><a href="#top">b</a><img src="{{ path }}">')
+    rendered = render_template(source, [spec("path")], {"path": "/account"})
+    assert "<a>a</a><a>b</a><img>" in rendered.html
 
 
 def test_sanitize_rejects_forged_placeholder() -> None:
@@ -824,6 +858,21 @@ def test_inline_css_does_not_load_remote_stylesheets() -> None:
 )
 def test_html_to_text_cases(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<div>" * 100_000 + "x" + "</p>" * 100_000,
+        "<ul><li>a" * 20_000,
+        "<table><tr><td>a</td>" * 20_000,
+        "<p>" + " " * 500_000 + "x<br>" * 1000 + "</p>",
+    ],
+)
+def test_html_to_text_hostile_nesting_fast(html: str) -> None:
+    with finishes_within(10):
+        text = html_to_text(html)
+    assert "a" in text or "x" in text
 
 
 def test_html_to_text_newsletter() -> None:

@@ -43,6 +43,9 @@ _TABLE_SECTIONS = frozenset({"thead", "tbody", "tfoot"})
 _SPACES = re.compile(r"[ \t\n\r\f\v]+")
 _HORIZONTAL_RULE = "-" * 40
 _LINE_BREAK = "\x00"
+# Blocks nested deeper are read as inline text. The limit keeps the work per tag constant
+# for hostile HTML such as 100,000 nested divs; layout tables rarely nest 10 levels deep.
+MAX_BLOCK_DEPTH = 64
 
 
 @dataclass
@@ -85,6 +88,8 @@ class _TextBuilder(HTMLParser):
             block = self.stack[-1]
             block.link_href = attributes.get("href", "").strip() or None
             block.link_start = len(block.inline)
+        elif tag in _BLOCKS and len(self.stack) > MAX_BLOCK_DEPTH:
+            self._append_text(" ")
         elif tag in _BLOCKS:
             if tag == "li":
                 self._close_until({"li"}, stop_at={"ul", "ol"})
@@ -113,6 +118,7 @@ class _TextBuilder(HTMLParser):
         if tag == "a":
             self._end_link(self.stack[-1])
         elif tag in _BLOCKS and any(block.tag == tag for block in self.stack[1:]):
+            # The depth limit keeps this scan short.
             while self.stack[-1].tag != tag:
                 self._close_block()
             self._close_block()
@@ -181,8 +187,9 @@ class _TextBuilder(HTMLParser):
         if block.tag == "pre" or self.pre_depth:
             text = raw.replace(_LINE_BREAK, "\n").strip("\n")
         else:
-            text = re.sub(r" *\x00 *", "\n", raw)
-            text = re.sub(r" {2,}", " ", text).strip(" ")
+            # Collapse spaces first: " *\x00 *" would backtrack quadratically on long runs.
+            text = re.sub(r" {2,}", " ", raw)
+            text = re.sub(r" ?\x00 ?", "\n", text).strip(" ")
             text = text.strip("\n") if not text.strip() else text.strip()
         if text.strip():
             block.children.append(text)

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import css_inline
 import nh3
-from jinja2 import StrictUndefined, Template, meta, nodes
+from jinja2 import StrictUndefined, Template, Undefined, meta, nodes
 from jinja2 import exceptions as jinja_exceptions
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context, LoopContext, Macro
@@ -397,13 +397,23 @@ def _counted_range(*args: int) -> range:
 
 
 class _CodeGenerator(CodeGenerator):
-    """Jinja2's code generator with counted ``for`` loops and size-checked ``~``."""
+    """Jinja2's code generator with counted ``for`` loops, size-checked ``~`` and every
+    printed expression passed to finalize at run time."""
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         node.iter = nodes.Call(
             nodes.EnvironmentAttribute("count_iterations"), [node.iter], [], None, None
         )
         super().visit_For(node, frame)
+
+    def _output_child_to_const(
+        self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo
+    ) -> str:
+        # Jinja2 folds constant expressions at compile time and escapes them before
+        # finalize, so the printed value would skip the checks of the finalize function.
+        if not isinstance(node, nodes.TemplateData):
+            raise nodes.Impossible()
+        return super()._output_child_to_const(node, frame, finalize)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.checked_value(")
@@ -581,22 +591,41 @@ def _check_power(base: Any, exponent: Any) -> None:
             )
 
 
-# A printf-style conversion with its optional width and precision.
-_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-
-
 def _check_format_widths(budget: _Budget, template: str) -> None:
     """Reject printf-style widths and precisions above the value size limit, and ``*``,
-    whose width would come from an argument."""
-    for match in _PRINTF_SPEC.finditer(template):
-        for number in match.groups():
-            if number == "*":
+    whose width would come from an argument.
+
+    The scan follows the conversion syntax of Python's ``%`` operator, including mapping
+    keys with nested brackets, and takes linear time.
+    """
+    index = template.find("%")
+    while 0 <= index < len(template) - 1:
+        index += 1
+        if template[index] == "(":
+            depth = 1
+            index += 1
+            while index < len(template) and depth:
+                depth += {"(": 1, ")": -1}.get(template[index], 0)
+                index += 1
+        while index < len(template) and template[index] in "-#0 +":
+            index += 1
+        for _part in ("width", "precision"):
+            start = index
+            while index < len(template) and (template[index].isdigit() or template[index] == "*"):
+                index += 1
+            number = template[start:index]
+            if "*" in number:
                 raise _LimitExceeded(
                     "unsafe_operation",
                     "A '*' width in a % format is not allowed. Write the width as a number.",
                 )
-            if number is not None:
-                budget.check_size(int(number))
+            if number:
+                budget.check_size(int(number) if len(number) < 10 else budget.max_output_chars + 1)
+            if index < len(template) and template[index] == ".":
+                index += 1
+            else:
+                break
+        index = template.find("%", index + 1)
 
 
 def _checked_concat(pieces: Iterable[str]) -> str:
@@ -696,16 +725,27 @@ def _checked_filter(function: Callable[..., Any], check: _FilterCheck | None) ->
     return checked
 
 
+def _check_printable(value: Any) -> None:
+    """Reject printing a function, whose text would show a memory address."""
+    if callable(value) and not isinstance(value, str | Undefined):
+        raise _LimitExceeded(
+            "unsafe_operation",
+            "The template prints a function or macro instead of its result. "
+            "Call it with parentheses.",
+        )
+
+
 def _finalize_html(value: Any) -> Any:
     """Print None as nothing and count each printed value."""
     if value is None:
         return ""
+    _check_printable(value)
     _budget().charge(value if isinstance(value, str) else str(value))
     return value
 
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
-_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+_LINE_BREAKS = re.compile(r"[\r\n]+")
 _LEADING_BLANKS = re.compile(r"^[ \t]+")
 
 
@@ -729,6 +769,7 @@ def _finalize_markdown(value: Any) -> Any:
     source and passes unchanged."""
     if value is None:
         return ""
+    _check_printable(value)
     if isinstance(value, Markup):
         _budget().charge(value)
         return value
@@ -784,7 +825,7 @@ class _Part:
     source: str
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _sanitized_template(body: str) -> str:
     return sanitize_html(body)
 
@@ -812,33 +853,42 @@ def _syntax_error(
     )
 
 
-def _parse(part: _Part, original: str) -> tuple[nodes.Template | None, list[TemplateError]]:
-    """Parse and compile ``part``; report syntax errors against ``original``, the source
-    as the author wrote it, when the sanitized source is what failed."""
-    environment = _environments()[part.kind]
+@dataclass(frozen=True)
+class _Analysis:
+    """What check_template finds in one part without the schema: syntax errors, forbidden
+    tags, and the names the part reads but does not assign, each with its first line."""
+
+    errors: tuple[TemplateError, ...]
+    names: tuple[tuple[str, int | None], ...]
+
+
+# Keyed by the sources, which may be up to MAX_SOURCE_CHARS each, so the cache stays small.
+@lru_cache(maxsize=64)
+def _analyze(kind: str, field: str, source: str, original: str) -> _Analysis:
+    """Parse and compile ``source`` and list its problems. Syntax errors are reported
+    against ``original``, the source as the author wrote it, unless only the sanitized
+    ``source`` fails to parse."""
+    environment = _environments()[kind]
+    if source != original:
+        try:
+            environment.parse(original)
+        except jinja_exceptions.TemplateSyntaxError as error:
+            return _Analysis((_syntax_error(field, error, ""),), ())
     try:
-        environment.parse(original)
-    except jinja_exceptions.TemplateSyntaxError as error:
-        return None, [_syntax_error(part.field, error, "")]
-    try:
-        tree = environment.parse(part.source)
-        environment.compile(tree, name=part.field, filename=f"<{part.field}>")
+        tree = environment.parse(source)
+        environment.compile(tree, name=field, filename=f"<{field}>")
     except jinja_exceptions.TemplateSyntaxError as error:
         note = (
             " After unsafe HTML was removed the template no longer parses: a template tag "
             "was inside an element or attribute that is not allowed."
-            if part.source != original
+            if source != original
             else ""
         )
-        return None, [_syntax_error(part.field, error, note)]
+        return _Analysis((_syntax_error(field, error, note),), ())
+
     # compile() replaced each loop's iterable in the tree by a counting call, so parse again
     # for the checks, which read the author's expressions.
-    return environment.parse(part.source), []
-
-
-def _check_tree(
-    field: str, tree: nodes.Template, declared: set[str], kind: str
-) -> list[TemplateError]:
+    tree = environment.parse(source)
     errors: list[TemplateError] = []
     for node_type, tag in _FORBIDDEN_NODES.items():
         for node in tree.find_all(node_type):
@@ -851,23 +901,13 @@ def _check_tree(
                     line=node.lineno,
                 )
             )
-    known = declared | set(_environments()[kind].globals)
     first_lines: dict[str, int] = {}
     for name_node in tree.find_all(nodes.Name):
         if name_node.ctx == "load":
             first_lines.setdefault(name_node.name, name_node.lineno)
-    for name in sorted(meta.find_undeclared_variables(tree) - known):
-        line = first_lines.get(name)
-        errors.append(
-            TemplateError(
-                field,
-                "unknown_variable",
-                f"Line {line}: the template uses '{name}', which is not a declared variable. "
-                "Declare it or correct the name.",
-                line=line,
-            )
-        )
-    return errors
+    undeclared = meta.find_undeclared_variables(tree) - set(environment.globals)
+    names = tuple((name, first_lines.get(name)) for name in sorted(undeclared))
+    return _Analysis(tuple(errors), names)
 
 
 def check_template(
@@ -905,10 +945,19 @@ def check_template(
     if errors:
         return errors
     for part in _parts(source):
-        tree, part_errors = _parse(part, originals[part.field])
-        errors.extend(part_errors)
-        if tree is not None:
-            errors.extend(_check_tree(part.field, tree, seen, part.kind))
+        analysis = _analyze(part.kind, part.field, part.source, originals[part.field])
+        errors.extend(analysis.errors)
+        for name, line in analysis.names:
+            if name not in seen:
+                errors.append(
+                    TemplateError(
+                        part.field,
+                        "unknown_variable",
+                        f"Line {line}: the template uses '{name}', which is not a declared "
+                        "variable. Declare it or correct the name.",
+                        line=line,
+                    )
+                )
     return errors
 
 
@@ -968,7 +1017,7 @@ def _render_error(field: str, error: Exception) -> TemplateError:
     )
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _compiled(kind: str, field: str, source: str) -> Template:
     environment = _environments()[kind]
     code = environment.compile(source, name=field, filename=f"<{field}>")
@@ -1270,6 +1319,7 @@ def _protect_template_tags(source: str) -> _ProtectedSource:
     output: list[str] = []
     state = _TEXT
     raw_end_tag = ""
+    endraw_found = True
     index = 0
     while index < len(source):
         character = source[index]
@@ -1279,8 +1329,10 @@ def _protect_template_tags(source: str) -> _ProtectedSource:
                 output.append(source[index:])
                 break
             tag = source[index:end]
-            if _RAW_BLOCK.fullmatch(tag):
+            if _RAW_BLOCK.fullmatch(tag) and endraw_found:
                 closing = _END_RAW_BLOCK.search(source, end)
+                # Searching again after a miss would make many raw tags quadratic.
+                endraw_found = closing is not None
                 if closing is not None:
                     output.append(_placeholder(prefix, tags, tag, state))
                     output.append(source[end : closing.start()])
@@ -1333,7 +1385,7 @@ def _next_state(source: str, index: int, state: int, raw_end_tag: str) -> tuple[
         return _TAG, raw_end_tag
     if state == _QUOTED_SINGLE and character == "'":
         return _TAG, raw_end_tag
-    if state == _COMMENT and source.startswith("-->", index - 2) and index >= 2:
+    if state == _COMMENT and index >= 2 and source.startswith("-->", index - 2):
         return _TEXT, raw_end_tag
     if state == _RAW_TEXT and source[index : index + len(raw_end_tag)].lower() == raw_end_tag:
         return _TAG, ""
@@ -1350,9 +1402,11 @@ def sanitize_html(html: str, *, keep_template_tags: bool = True) -> str:
     comments and every other URL scheme, including ``javascript:`` and ``data:``, go.
 
     With ``keep_template_tags`` the Jinja2 tags of a template source (``{{ }}``, ``{% %}``
-    and ``{# #}``) come back unchanged in text and attribute values. The output is then
-    safe only once ``render_template`` renders it, because a tag is copied as written;
-    ``render_template`` sanitizes its output again without this option.
+    and ``{# #}``) come back unchanged in text, attribute values and start tags, and
+    relative URLs stay because ``href="{{ url }}"`` looks like one. The output is then
+    safe only once ``render_template`` renders it, because a tag is copied as written.
+    ``render_template`` sanitizes its output again without this option, which also removes
+    relative URLs, since an email has no base URL to resolve them against.
     """
     protected = _protect_template_tags(html) if keep_template_tags else None
     placeholder = (
