@@ -605,11 +605,12 @@ def _unparsable(raw: bytes, error: Exception) -> ParsedEmail:
 
 
 def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedEmail:
-    """Parse a raw RFC 5322 message; never raises, whatever ``raw`` contains.
+    """Parse a raw RFC 5322 message without raising, whatever ``raw`` contains.
 
-    Repairs and cuts are listed in ``ParsedEmail.defects``. If the parser itself fails (for
-    example through a recursion error on a pathological structure), the result holds the
-    raw body as text and a single defect naming the error.
+    Repairs and cuts are listed in ``ParsedEmail.defects``. A structure that the standard
+    parser cannot read (such as one nested deeper than Python's recursion limit) is read as
+    headers and a plain body. Any other unexpected error gives a result that contains the
+    raw body as text and one defect naming the error.
     """
     try:
         return _parse(raw, limits)
