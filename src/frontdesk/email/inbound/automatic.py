@@ -57,7 +57,7 @@ def _from_address(source: HeaderSource, pairs: list[tuple[str, str]]) -> str | N
     return addresses[0] if addresses else None
 
 
-def is_automatic(source: HeaderSource, *, own_addresses: Iterable[str] = ()) -> str | None:
+def is_automatic(source: HeaderSource, *, own_addresses: Iterable[str]) -> str | None:
     """Return why the message looks automatic, or None when a person seems to have written it.
 
     ``source`` is a parsed message, a header mapping, (name, value) pairs or a standard
