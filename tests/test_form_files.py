@@ -144,6 +144,20 @@ async def test_upload_then_submit_attaches_file(client: httpx.AsyncClient) -> No
     assert described.json()["owner_id"] is None
 
 
+async def test_files_keep_given_order(client: httpx.AsyncClient) -> None:
+    staff, form = await file_form(client)
+    for names in (["first.png", "second.png"], ["second.png", "first.png"]):
+        tokens = {
+            name: await upload_token(client, form, "photos", png_bytes(8 + n), filename=name)
+            for n, name in enumerate(sorted(names))
+        }
+        response = await submit(client, form, {"name": "Ada", "photos": [tokens[n] for n in names]})
+        assert response.status_code == 201, response.text
+    newest, older = (await enquiries(client, staff))["items"][:2]
+    assert [photo["name"] for photo in older["answers"]["photos"]] == ["first.png", "second.png"]
+    assert [photo["name"] for photo in newest["answers"]["photos"]] == ["second.png", "first.png"]
+
+
 async def test_token_single_use(client: httpx.AsyncClient) -> None:
     _staff, form = await file_form(client)
     token = await upload_token(client, form, "photos", png_bytes())
@@ -239,20 +253,6 @@ async def test_upload_to_unpublished_form(client: httpx.AsyncClient) -> None:
     form = await create_form(client, staff, FILE_FIELDS, published=False)
     response = await upload(client, form, "photos", png_bytes())
     assert response.status_code == 404
-
-
-async def test_public_upload_bucket_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    staff, form = await file_form(client)
-    response = await client.post(
-        "/api/v1/storage/buckets",
-        headers=staff.headers,
-        json={"name": "form-uploads", "visibility": "public"},
-    )
-    assert response.status_code == 201
-    response = await upload(client, form, "photos", png_bytes())
-    assert response.status_code == 409
-    assert response.json()["code"] == "upload_bucket_public"
-    assert await count_rows(runtime, StoredObject) == 0
 
 
 async def test_page_has_file_input(client: httpx.AsyncClient) -> None:

@@ -19,6 +19,7 @@ from PIL import Image
 from conftest import run_jobs
 from factories import Staff, count_rows, events_named, member, owner
 from frontdesk.runtime import Runtime
+from frontdesk.storage.downloads import content_disposition
 from frontdesk.storage.models import StoredObject
 
 MAX_OBJECT = 100_000
@@ -536,6 +537,15 @@ async def test_content_disposition_non_ascii(client: httpx.AsyncClient) -> None:
     assert values["filename"] == '"Resume  2026 final.pdf"'
 
 
+@pytest.mark.parametrize(
+    ("key", "fallback"),
+    [("日本語.txt", '"download.txt"'), ("日本語", '"download"'), ("emoji 😀.txt", '"emoji .txt"')],
+)
+def test_disposition_fallback_never_hidden(key: str, fallback: str) -> None:
+    header = content_disposition(key)
+    assert header.split("; ")[1] == f"filename={fallback}"
+
+
 # --- Listing --------------------------------------------------------------------------------
 
 
@@ -790,3 +800,30 @@ async def test_upload_does_not_block_writes(client: httpx.AsyncClient) -> None:
     response = await asyncio.wait_for(uploading, timeout=10)
     assert response.status_code == 201, response.text
     assert response.json()["size"] == len(b"first half of a slow upload, second half")
+
+
+async def test_text_checked_past_sniffed_head(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    bucket = await create_bucket(client, staff)
+    # One request chunk holds all 12 KB, so the check cannot depend on how bytes arrive.
+    content = b"a" * 9000 + b"\xff" + b"b" * 3000
+    response = await upload(client, staff, bucket["id"], "notes.txt", content, "text/plain")
+    assert problem(response, 415)["code"] == "unsupported_media_type"
+    assert stored_files(runtime) == []
+
+
+async def test_form_uploads_bucket_stays_private(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    public = await client.post(
+        "/api/v1/storage/buckets",
+        headers=staff.headers,
+        json={"name": "form-uploads", "visibility": "public"},
+    )
+    assert problem(public, 409)["code"] == "bucket_must_stay_private"
+    bucket = await create_bucket(client, staff, name="form-uploads")
+    patched = await client.patch(
+        f"/api/v1/storage/buckets/{bucket['id']}",
+        headers=staff.headers,
+        json={"visibility": "public"},
+    )
+    assert problem(patched, 409)["code"] == "bucket_must_stay_private"

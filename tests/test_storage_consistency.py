@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from factories import count_rows, owner
 from frontdesk.core.uow import unit_of_work
 from frontdesk.runtime import Runtime
-from frontdesk.storage.consistency import check_consistency
+from frontdesk.storage.consistency import PathsDisagree, check_consistency
 from frontdesk.storage.jobs import sweep_temp_files
 from frontdesk.storage.models import StoredObject
 from test_storage_api import create_bucket, stored_files, upload_ok
@@ -96,3 +97,18 @@ async def test_periodic_sweep_removes_stale_temp_files(runtime: Runtime) -> None
 
     assert not stale.exists()
     assert fresh.exists()
+
+
+async def test_fix_refuses_when_paths_disagree(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    bucket = await create_bucket(client, staff)
+    kept = await upload_ok(client, staff, bucket["id"], "kept.txt", b"kept")
+    # The blob sits under another folder than its row gives, as after a bad migration.
+    moved = f"{uuid.uuid4()}/{kept['id']}"
+    await runtime.storage.write(moved, one_chunk(b"kept"), max_bytes=100, content_type="x/y")
+    await runtime.storage.delete(f"{staff.workspace_id}/{kept['id']}")
+
+    async with unit_of_work(runtime) as uow:
+        with pytest.raises(PathsDisagree):
+            await check_consistency(uow, fix=True)
+    assert await runtime.storage.size(moved) == 4

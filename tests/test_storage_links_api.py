@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -102,6 +103,19 @@ async def test_download_link_serves_object(
     assert response.content == b"hello world"
     assert response.headers["etag"] == stored["etag"]
     assert "hello.txt" in response.headers["content-disposition"]
+
+
+async def test_download_link_without_body(
+    client: httpx.AsyncClient, staff: Staff, bucket_id: str, clock: FrozenClock
+) -> None:
+    stored = await upload(client, staff, bucket_id, "notes/default.txt", b"default")
+    response = await client.post(
+        f"/api/v1/storage/objects/{stored['id']}/links", headers=staff.headers
+    )
+    assert response.status_code == 201, response.text
+    expires_at = datetime.fromisoformat(response.json()["expires_at"])
+    # Links expire on a whole second.
+    assert 3599 <= (expires_at - clock.now()).total_seconds() <= 3600
 
 
 async def test_download_link_range_and_etag(

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import make_settings
 from frontdesk.storage.backends import build_backend
-from frontdesk.storage.backends.base import BlobNotFound, BlobTooLarge
+from frontdesk.storage.backends.base import BlobNotFound, BlobTooLarge, StorageUnavailable
 from frontdesk.storage.backends.s3 import S3Backend
 from s3_server import BUCKET, s3_backend, s3_settings, sync_client
 
@@ -264,3 +264,19 @@ async def test_cancelled_write_aborts_upload(
         await write
     assert pending_uploads(s3_settings) == []
     assert object_keys(s3_settings) == []
+
+
+async def test_missing_bucket_reported(s3_settings: dict[str, Any], tmp_path: Path) -> None:
+    settings = make_settings(
+        "sqlite+aiosqlite://", tmp_path, **{**s3_settings, "s3_bucket": "no-such-bucket"}
+    )
+    backend = S3Backend(settings)
+    try:
+        with pytest.raises(StorageUnavailable, match="no-such-bucket"):
+            await backend.check_ready()
+        with pytest.raises(StorageUnavailable) as raised:
+            await backend.write(new_path(), stream([b"data"]), max_bytes=10, content_type="a/b")
+        assert raised.value.status == 503
+        assert "NoSuchBucket" in raised.value.detail
+    finally:
+        await backend.close()

@@ -118,6 +118,27 @@ async def test_infected_no_preview(
     assert_rejected(infected, 409, "object_infected")
 
 
+async def test_unscanned_file_not_copied(
+    client: httpx.AsyncClient, runtime: Runtime, staff: Staff, bucket_id: str
+) -> None:
+    waiting = await public_upload(client, staff, bucket_id, b"waiting for the scan")
+    infected = await public_upload(client, staff, bucket_id, EICAR)
+
+    quarantined_copy = await client.post(
+        f"/api/v1/storage/objects/{waiting['id']}/copy", headers=staff.headers, json={"key": "a"}
+    )
+    assert_rejected(quarantined_copy, 423, "object_quarantined")
+    await run_jobs(runtime)
+    infected_copy = await client.post(
+        f"/api/v1/storage/objects/{infected['id']}/copy", headers=staff.headers, json={"key": "b"}
+    )
+    assert_rejected(infected_copy, 409, "object_infected")
+    clean_copy = await client.post(
+        f"/api/v1/storage/objects/{waiting['id']}/copy", headers=staff.headers, json={"key": "c"}
+    )
+    assert clean_copy.status_code == 201, clean_copy.text
+
+
 @pytest.mark.parametrize("failure", ["down", "error", "drop"])
 async def test_clamd_failure_retries(
     client: httpx.AsyncClient,

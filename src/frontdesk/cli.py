@@ -189,9 +189,12 @@ def cmd_backup(args: argparse.Namespace) -> None:
 
 
 def cmd_storage_check(args: argparse.Namespace) -> None:
-    from frontdesk.storage.consistency import format_report, run_check
+    from frontdesk.storage.consistency import PathsDisagree, format_report, run_check
 
-    report = asyncio.run(run_check(_settings(args), fix=args.fix))
+    try:
+        report = asyncio.run(run_check(_settings(args), fix=args.fix))
+    except PathsDisagree as exc:
+        raise CommandError(str(exc)) from exc
     print(format_report(report, fix=args.fix))
     if report.missing_blobs or (report.orphan_blobs and not args.fix):
         raise SystemExit(1)

@@ -69,7 +69,15 @@ class Runtime:
             log.error("events.publish_failed", error=repr(exc), exc_info=exc)
 
     async def start(self) -> None:
+        """Connect the broker and check that the file store can be used.
+
+        A missing S3 bucket or wrong credentials stop the start with StorageUnavailable,
+        whose message says what to check, instead of failing every later upload.
+        """
         if not self._started:
+            check_ready = getattr(self.storage, "check_ready", None)
+            if check_ready is not None:
+                await check_ready()
             await self.broker.start()
             self._started = True
 

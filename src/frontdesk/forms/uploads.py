@@ -199,13 +199,17 @@ async def resolve_uploads(
             )
             .all()
         )
-        valid = [
-            (upload, stored)
+        by_hash = {
+            upload.token_hash: (upload, stored)
             for upload, stored in rows
             if upload.form_id == form.id
             and upload.field_key == key
             and upload.enquiry_id is None
             and upload.created_at >= oldest
+        }
+        # The files keep the order in which the tokens were given.
+        valid = [
+            by_hash[_hash_token(token)] for token in tokens if _hash_token(token) in by_hash
         ]
         if len(valid) != len(tokens):
             errors.append(

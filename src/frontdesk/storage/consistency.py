@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 import structlog
 
@@ -17,6 +19,10 @@ log = structlog.get_logger()
 TEMP_FILE_MAX_AGE_SECONDS = 3600
 
 
+class PathsDisagree(Exception):
+    """Blobs exist under other paths than their rows give, so --fix would delete good data."""
+
+
 async def check_consistency(uow: UnitOfWork, *, fix: bool) -> CheckReport:
     """Compare object rows with backend blobs in every workspace.
 
@@ -28,8 +34,23 @@ async def check_consistency(uow: UnitOfWork, *, fix: bool) -> CheckReport:
     # here whose blob was not listed is an upload that finished in between, not a loss.
     blobs = {path async for path in backend.list_paths()}
     rows = await uow.session.execute(sa.select(StoredObject.workspace_id, StoredObject.id))
-    expected = {blob_path(workspace_id, object_id): object_id for workspace_id, object_id in rows}
+    # Ids are parsed again, so that a driver that returns them as text builds the same paths.
+    expected = {
+        blob_path(uuid.UUID(str(workspace_id)), uuid.UUID(str(object_id))): uuid.UUID(
+            str(object_id)
+        )
+        for workspace_id, object_id in rows
+    }
     orphans = sorted(blobs - expected.keys())
+    known_ids = {str(object_id) for object_id in expected.values()}
+    misplaced = [path for path in orphans if path.rsplit("/", 1)[-1] in known_ids]
+    if fix and misplaced:
+        # A blob named after an existing object is never an orphan: the paths disagree.
+        log.error("storage.check_paths_disagree", example=misplaced[0], count=len(misplaced))
+        raise PathsDisagree(
+            f"{len(misplaced)} blobs carry the id of an existing object under another path "
+            f"(for example {misplaced[0]}); nothing was deleted. Check the storage settings."
+        )
     missing = []
     for path, object_id in expected.items():
         if path not in blobs:

@@ -90,7 +90,9 @@ def content_disposition(key: str) -> str:
     fallback = "".join(
         character for character in decomposed if " " <= character <= "~" and character not in '"\\'
     ).strip()
-    fallback = fallback or "download"
+    if not fallback or fallback.startswith("."):
+        # A name of only non-ASCII letters would leave just its extension, a hidden file.
+        fallback = "download" + fallback
     encoded = quote(name, safe=_ATTR_CHARS)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 

@@ -128,14 +128,20 @@ def _link_url(uow: UowDep, token: str) -> str:
     responses=_ERRORS,
 )
 async def create_download_link(
-    uow: UowDep, actor: AgentDep, object_id: uuid.UUID, body: DownloadLinkCreate
+    uow: UowDep,
+    actor: AgentDep,
+    object_id: uuid.UUID,
+    body: DownloadLinkCreate | None = None,
 ) -> LinkOut:
     """Create a link that downloads the object without authentication until it expires."""
     stored, _bucket = await service.get_object(
         uow, workspace_id=actor.workspace_id, object_id=object_id
     )
     token, claims = await links.sign_download_link(
-        uow, workspace_id=actor.workspace_id, object_id=stored.id, expires_in=body.expires_in
+        uow,
+        workspace_id=actor.workspace_id,
+        object_id=stored.id,
+        expires_in=(body or DownloadLinkCreate()).expires_in,
     )
     log.info("storage.download_link_created", object_id=str(stored.id), user_id=str(actor.user_id))
     return LinkOut(url=_link_url(uow, token), expires_at=claims.expires_datetime)
@@ -277,7 +283,12 @@ async def upload_with_link(uow: UowDep, request: Request, token: TokenPath) -> L
     try:
         stream = aiter(request.stream())
         head, complete = await _read_head(stream)
-        content_type = sniff_type(head, complete=complete, claimed=claimed, key=claims.key)
+        content_type = sniff_type(
+            head[:SNIFF_BYTES],
+            complete=complete and len(head) <= SNIFF_BYTES,
+            claimed=claimed,
+            key=claims.key,
+        )
         if claims.content_types and not type_allowed(content_type, list(claims.content_types)):
             raise UnsupportedMediaType(
                 f"The content is {content_type}; this link accepts only "

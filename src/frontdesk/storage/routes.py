@@ -205,7 +205,15 @@ async def move_object(
 async def copy_object(
     uow: UowDep, actor: AgentDep, object_id: uuid.UUID, body: ObjectTransfer
 ) -> ObjectOut:
-    """Copy an object to a new key, in its bucket or another; counts against the quota."""
+    """Copy an object to a new key, in its bucket or another; counts against the quota.
+
+    A file that is still being scanned (423) or was found infected (409) cannot be copied,
+    because the copy would be a new object that nothing scans.
+    """
+    source, _source_bucket = await service.get_object(
+        uow, workspace_id=actor.workspace_id, object_id=object_id
+    )
+    await scanning.ensure_downloadable(uow, source)
     stored, bucket = await service.copy_object(
         uow,
         workspace_id=actor.workspace_id,

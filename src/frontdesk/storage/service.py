@@ -99,8 +99,22 @@ async def _ensure_name_free(uow: UnitOfWork, workspace_id: uuid.UUID, name: str)
         )
 
 
+# Buckets that hold the public's files (form uploads) and so can never be made public.
+PRIVATE_ONLY_BUCKETS = frozenset({"form-uploads"})
+
+
+def _check_visibility(name: str, visibility: str | None) -> None:
+    if visibility == "public" and name in PRIVATE_ONLY_BUCKETS:
+        raise Conflict(
+            f"Bucket '{name}' holds files that visitors sent with forms, so it stays private; "
+            "share single files with signed links instead.",
+            code="bucket_must_stay_private",
+        )
+
+
 async def create_bucket(uow: UnitOfWork, *, workspace_id: uuid.UUID, data: BucketCreate) -> Bucket:
     await _ensure_name_free(uow, workspace_id, data.name)
+    _check_visibility(data.name, data.visibility)
     now = uow.now()
     bucket = Bucket(
         workspace_id=workspace_id,
@@ -126,6 +140,8 @@ async def update_bucket(
         value = getattr(changes, field)
         if field == "visibility" and value is None:
             raise ValidationFailed("visibility", "Use 'private' or 'public'.", "invalid_choice")
+        if field == "visibility":
+            _check_visibility(bucket.name, value)
         setattr(bucket, field, value)
     bucket.updated_at = uow.now()
     await uow.session.flush()

@@ -91,7 +91,12 @@ async def upload_object(
 
     stream = aiter(chunks)
     head, complete = await _read_head(stream)
-    content_type = sniff_type(head, complete=complete, claimed=claimed_type, key=key)
+    content_type = sniff_type(
+        head[:SNIFF_BYTES],
+        complete=complete and len(head) <= SNIFF_BYTES,
+        claimed=claimed_type,
+        key=key,
+    )
     # The size is checked while streaming; here only the type counts.
     service.check_accepts(bucket, content_type=content_type, size=0, max_bytes=instance_limit)
     if allowed_types is not None and not type_allowed(content_type, allowed_types):

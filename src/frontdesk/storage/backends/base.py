@@ -10,6 +10,16 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from frontdesk.core.errors import ProblemError
+
+
+class StorageUnavailable(ProblemError):
+    """The backend failed for a reason other than a missing blob (unreachable, misconfigured)."""
+
+    status = 503
+    code = "storage_unavailable"
+    title = "File storage unavailable"
+
 
 class BlobNotFound(Exception):
     """No blob is stored at the path."""

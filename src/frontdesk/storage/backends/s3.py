@@ -21,7 +21,12 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from frontdesk.config import Settings
-from frontdesk.storage.backends.base import BlobNotFound, BlobTooLarge, WrittenBlob
+from frontdesk.storage.backends.base import (
+    BlobNotFound,
+    BlobTooLarge,
+    StorageUnavailable,
+    WrittenBlob,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -48,6 +53,12 @@ READ_TIMEOUT_SECONDS = 60.0
 MAX_ATTEMPTS = 4
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _error_code(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code") or "error")
+    return type(error).__name__
 
 
 def _is_missing(error: ClientError) -> bool:
@@ -189,11 +200,29 @@ class S3Backend:
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
                 )
-        except BaseException:
+        except BaseException as exc:
             if upload_id is not None:
                 await self._abort(client, path, upload_id)
+            if isinstance(exc, BotoCoreError | ClientError):
+                log.error("storage.s3.write_failed", path=path, error=repr(exc))
+                raise StorageUnavailable(
+                    f"The file store did not accept the upload ({_error_code(exc)}); try again "
+                    "later, and if it keeps failing, check the S3 settings.",
+                ) from exc
             raise
         return WrittenBlob(size=size, sha256=digest.hexdigest())
+
+    async def check_ready(self) -> None:
+        """Raise StorageUnavailable unless the bucket exists and these credentials reach it."""
+        client = await self._client()
+        try:
+            await client.head_bucket(Bucket=self._bucket)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise StorageUnavailable(
+                f"S3 bucket '{self._bucket}' cannot be used ({_error_code(exc)}): check "
+                "FRONTDESK_S3_BUCKET, FRONTDESK_S3_ENDPOINT_URL and the access keys, and create "
+                "the bucket if it does not exist."
+            ) from exc
 
     async def _upload_part(
         self,
