@@ -315,6 +315,14 @@ def test_render_inlines_css_and_keeps_media_queries() -> None:
     assert "@media (max-width: 600px)" in rendered.html
 
 
+def test_render_filters_css_from_values() -> None:
+    source = html_source("<style>p { color: {{ colour }} }</style><p>x</p>")
+    colour = "red } body { position: fixed; background: url(javascript:alert(1))"
+    rendered = render_template(source, [spec("colour")], {"colour": colour})
+    assert "position" not in rendered.html
+    assert "javascript" not in rendered.html
+
+
 def test_render_reports_template_and_data_errors_together() -> None:
     source = html_source("<p>{{ name }} {{ coupon }}</p>", subject="{{ order_id }}")
     errors = render_errors(source, [spec("name"), spec("total", "number")], {"total": "12", "x": 1})
@@ -725,8 +733,38 @@ def test_sanitize_restricts_schemes_per_attribute() -> None:
 
 
 def test_sanitize_keeps_safe_style_block() -> None:
-    css = "p { color: red; background: url(https://x.test/bg.png) } @media (max-width: 600px) { p { margin: 0 } }"
+    css = (
+        "p { color: red; background: url(https://x.test/bg.png) } "
+        "@media (max-width: 600px) { p { margin: 0 } }"
+    )
     assert sanitize_html(f"<style>{css}</style><p>x</p>") == f"<style>{css}</style><p>x</p>"
+
+
+@pytest.mark.parametrize(
+    ("css", "kept"),
+    [
+        ("p { color: red; position: fixed; z-index: 9 }", "p { color: red }"),
+        (
+            "@media (min-width: 1px) { .a { top: 0; margin: 0 } }",
+            "@media (min-width: 1px) { .a { margin: 0 } }",
+        ),
+        ('p { font-family: "}"; position: fixed }', 'p { font-family: "}" }'),
+        ('p { font-family: "a;b"; color: blue }', 'p { font-family: "a;b"; color: blue }'),
+        (
+            "@font-face { font-family: x; src: url(https://x.test/f.woff) } p { color: red }",
+            "p { color: red }",
+        ),
+        ('@charset "utf-8"; p { color: red }', "p { color: red }"),
+        ("p { color: red; span { position: fixed } }", None),
+        ("p { color: red", None),
+        ("p { color: red } }", None),
+        ('p { font-family: "unterminated }', None),
+        ("p { color: red } /* x */", None),
+    ],
+)
+def test_sanitize_filters_style_rules(css: str, kept: str | None) -> None:
+    cleaned = sanitize_html(f"<style>{css}</style>", keep_template_tags=False)
+    assert cleaned == ("" if kept is None else f"<style>{kept}</style>")
 
 
 def test_sanitize_keeps_template_tags() -> None:
@@ -736,7 +774,8 @@ def test_sanitize_keeps_template_tags() -> None:
         '<table>{% for row in rows %}<tr><td {% if row.hot %}class="hot"{% endif %}>'
         "{{ row.name }}</td></tr>{% endfor %}</table>"
         '<p style="color: {{ colour }}">{# a comment <b> #}x</p>'
-        "<style>p { color: {{ colour }}; }</style>"
+        "<style>p { color: {{ colour }}; }{% for c in colours %}.c{{ loop.index }} "
+        "{ color: {{ c }} }{% endfor %}</style>"
     )
     cleaned = sanitize_html(body)
     for fragment in [
@@ -746,7 +785,8 @@ def test_sanitize_keeps_template_tags() -> None:
         '<td {% if row.hot %}class="hot" {% endif %}>{{ row.name }}</td>',
         "{% endfor %}",
         '<p style="color: {{ colour }}">{# a comment <b> #}x</p>',
-        "<style>p { color: {{ colour }}; }</style>",
+        "<style>p { color: {{ colour }} } {% for c in colours %}.c{{ loop.index }} "
+        "{ color: {{ c }} } {% endfor %}</style>",
     ]:
         assert fragment in cleaned, cleaned
     assert cleaned.index("{% for row in rows %}") < cleaned.index("<tr>")

@@ -1087,7 +1087,19 @@ def render_template(
         body_html = _MARKDOWN.render(rendered["body"])
     else:
         body_html = rendered["body"]
-    html = inline_css(sanitize_html(body_html, keep_template_tags=False))
+    try:
+        html = inline_css(sanitize_html(body_html, keep_template_tags=False))
+    except css_inline.InlineError as error:
+        raise TemplateRenderError(
+            [
+                TemplateError(
+                    "body",
+                    "invalid_css",
+                    f"The CSS of the template could not be inlined ({error}). Fix the "
+                    "<style> element.",
+                )
+            ]
+        ) from error
     text = rendered.get("text") or html_to_text(html)
     subject = single_line(rendered["subject"], max_length=MAX_SUBJECT_LENGTH)
     return RenderedEmail(subject=subject, text=text.strip() + "\n", html=html)
@@ -1171,11 +1183,36 @@ def _css_is_safe(css: str) -> bool:
     return True
 
 
-def _clean_style(value: str, placeholder: re.Pattern[str] | None) -> str | None:
-    """Keep the declarations of a ``style`` attribute with allowed properties and safe
-    values. A declaration that is only a template tag placeholder is kept too."""
+def _split_outside_strings(css: str, separator: str) -> list[str] | None:
+    """Split ``css`` at ``separator`` where it is not inside a quoted string. Return None
+    for an unterminated string, which a browser would read differently."""
+    parts: list[str] = []
+    start = 0
+    index = 0
+    while index < len(css):
+        character = css[index]
+        if character in "\"'":
+            end = css.find(character, index + 1)
+            if end < 0 or "\n" in css[index:end]:
+                return None
+            index = end + 1
+            continue
+        if character == separator:
+            parts.append(css[start:index])
+            start = index + 1
+        index += 1
+    parts.append(css[start:])
+    return parts
+
+
+def _clean_declarations(text: str, placeholder: re.Pattern[str] | None) -> str | None:
+    """Keep the declarations with allowed properties and safe values. A declaration that
+    is only a template tag placeholder is kept too."""
+    declarations = _split_outside_strings(text, ";")
+    if declarations is None:
+        return None
     kept: list[str] = []
-    for declaration in value.split(";"):
+    for declaration in declarations:
         declaration = declaration.strip()
         if not declaration:
             continue
@@ -1188,6 +1225,118 @@ def _clean_style(value: str, placeholder: re.Pattern[str] | None) -> str | None:
         if _css_is_safe(css_value):
             kept.append(f"{name.strip().lower()}: {css_value.strip()}")
     return "; ".join(kept) if kept else None
+
+
+def _clean_style(value: str, placeholder: re.Pattern[str] | None) -> str | None:
+    """Filter a ``style`` attribute down to allowed declarations."""
+    return _clean_declarations(value, placeholder)
+
+
+class _UncheckableCss(Exception):
+    pass
+
+
+def _filter_stylesheet(css: str, placeholder: re.Pattern[str] | None) -> str | None:
+    """Rewrite the content of a ``<style>`` element so that its rules keep only the
+    declarations a ``style`` attribute could have, or return None to drop the element.
+
+    Style rules and ``@media`` blocks are kept. Other at-rules (``@font-face``,
+    ``@keyframes``, ``@import``, ...) are dropped, and so is the whole element when it
+    fails ``_css_is_safe``, nests rules inside a style rule (CSS nesting would turn the
+    outer declarations into something this filter does not read), or has an unterminated
+    string or unbalanced braces.
+    """
+    if not _css_is_safe(css):
+        return None
+    try:
+        output, end = _filter_rules(css, 0, placeholder, inside_media=False)
+    except _UncheckableCss:
+        return None
+    return output if end >= len(css) else None
+
+
+def _find_outside_strings(css: str, start: int, characters: str) -> int:
+    """Return the index of the first of ``characters`` at or after ``start`` outside a
+    quoted string, or len(css)."""
+    index = start
+    while index < len(css):
+        character = css[index]
+        if character in "\"'":
+            end = css.find(character, index + 1)
+            if end < 0 or "\n" in css[index:end]:
+                raise _UncheckableCss()
+            index = end + 1
+            continue
+        if character in characters:
+            return index
+        index += 1
+    return index
+
+
+def _filter_rules(
+    css: str, start: int, placeholder: re.Pattern[str] | None, *, inside_media: bool
+) -> tuple[str, int]:
+    """Filter a list of rules from ``start`` up to the ``}`` that closes an ``@media``
+    block, or the end. Return the output and the index after the part read."""
+    output: list[str] = []
+    index = start
+    while index < len(css):
+        brace = _find_outside_strings(css, index, "{};")
+        prelude = css[index:brace].strip()
+        if brace >= len(css) or (mark := css[brace]) == ";":
+            # Text before the end or a ";" is a statement at-rule such as @charset, which is
+            # dropped, or template tags around the rules, such as an {% endfor %}.
+            if _only_placeholders(prelude, placeholder):
+                output.append(prelude)
+            elif prelude and not prelude.startswith("@"):
+                raise _UncheckableCss()
+            if brace >= len(css):
+                return " ".join(output), brace
+            index = brace + 1
+            continue
+        if mark == "}":
+            if not inside_media:
+                raise _UncheckableCss()
+            if _only_placeholders(prelude, placeholder):
+                output.append(prelude)
+            elif prelude:
+                raise _UncheckableCss()
+            return " ".join(output), brace
+        lowered = prelude.lower()
+        if lowered.startswith("@media"):
+            inner, close = _filter_rules(css, brace + 1, placeholder, inside_media=True)
+            output.append(f"{prelude} {{ {inner} }}")
+            index = close + 1
+        elif lowered.startswith("@"):
+            index = _skip_block(css, brace + 1) + 1
+        else:
+            close = _find_outside_strings(css, brace + 1, "{}")
+            if close >= len(css) or css[close] == "{":
+                raise _UncheckableCss()
+            declarations = _clean_declarations(css[brace + 1 : close], placeholder)
+            if declarations:
+                output.append(f"{prelude} {{ {declarations} }}")
+            index = close + 1
+    if inside_media:
+        raise _UncheckableCss()
+    return " ".join(output), index
+
+
+def _only_placeholders(text: str, placeholder: re.Pattern[str] | None) -> bool:
+    return bool(text) and placeholder is not None and not placeholder.sub("", text).strip()
+
+
+def _skip_block(css: str, start: int) -> int:
+    """Return the index of the ``}`` that closes the block opened before ``start``."""
+    depth = 1
+    index = start
+    while depth:
+        index = _find_outside_strings(css, index, "{}")
+        if index >= len(css):
+            raise _UncheckableCss()
+        depth += 1 if css[index] == "{" else -1
+        index += 1
+    return index - 1
 
 
 def _attribute_filter(
@@ -1230,10 +1379,9 @@ class _SerializedHtmlFilter(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "style" and self.style_start is not None:
-            css = "".join(self.style_text)
-            checked = self.placeholder.sub("", css) if self.placeholder is not None else css
-            if _css_is_safe(checked):
-                self.output.append(f"{self.style_start}{css}</style>")
+            filtered = _filter_stylesheet("".join(self.style_text), self.placeholder)
+            if filtered is not None:
+                self.output.append(f"{self.style_start}{filtered}</style>")
             self.style_start = None
         else:
             self.output.append(f"</{tag}>")
@@ -1397,8 +1545,8 @@ def sanitize_html(html: str, *, keep_template_tags: bool = True) -> str:
 
     Kept are the text formatting, list, heading, table and image elements that email
     clients render, links to http, https, mailto and tel URLs, images from http, https and
-    cid URLs, ``style`` attributes with common properties and ``<style>`` blocks whose CSS
-    passes ``_css_is_safe``. Scripts, frames, forms, objects, event handler attributes,
+    cid URLs, and ``style`` attributes and ``<style>`` rules with common properties (see
+    ``_filter_stylesheet``). Scripts, frames, forms, objects, event handler attributes,
     comments and every other URL scheme, including ``javascript:`` and ``data:``, go.
 
     With ``keep_template_tags`` the Jinja2 tags of a template source (``{{ }}``, ``{% %}``
