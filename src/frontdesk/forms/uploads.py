@@ -189,16 +189,13 @@ async def resolve_uploads(
             continue
         tokens: Sequence[str] = answers[key]
         rows = (
-            (
-                await uow.session.execute(
-                    sa.select(FormUpload, StoredObject)
-                    .join(StoredObject, StoredObject.id == FormUpload.object_id)
-                    .where(FormUpload.token_hash.in_([_hash_token(token) for token in tokens]))
-                    .with_for_update()
-                )
+            await uow.session.execute(
+                sa.select(FormUpload, StoredObject)
+                .join(StoredObject, StoredObject.id == FormUpload.object_id)
+                .where(FormUpload.token_hash.in_([_hash_token(token) for token in tokens]))
+                .with_for_update()
             )
-            .all()
-        )
+        ).all()
         by_hash = {
             upload.token_hash: (upload, stored)
             for upload, stored in rows
@@ -208,9 +205,7 @@ async def resolve_uploads(
             and upload.created_at >= oldest
         }
         # The files keep the order in which the tokens were given.
-        valid = [
-            by_hash[_hash_token(token)] for token in tokens if _hash_token(token) in by_hash
-        ]
+        valid = [by_hash[_hash_token(token)] for token in tokens if _hash_token(token) in by_hash]
         if len(valid) != len(tokens):
             errors.append(
                 FieldError(
@@ -239,17 +234,14 @@ async def discard_pending(uow: UnitOfWork, *, older_than: timedelta) -> int:
     """Delete pending uploads older than ``older_than`` with their objects; return how many."""
     cutoff = uow.now() - older_than
     rows = (
-        (
-            await uow.session.execute(
-                sa.select(StoredObject, Bucket)
-                .join(FormUpload, FormUpload.object_id == StoredObject.id)
-                .join(Bucket, Bucket.id == StoredObject.bucket_id)
-                .where(FormUpload.enquiry_id.is_(None), FormUpload.created_at < cutoff)
-                .limit(500)
-            )
+        await uow.session.execute(
+            sa.select(StoredObject, Bucket)
+            .join(FormUpload, FormUpload.object_id == StoredObject.id)
+            .join(Bucket, Bucket.id == StoredObject.bucket_id)
+            .where(FormUpload.enquiry_id.is_(None), FormUpload.created_at < cutoff)
+            .limit(500)
         )
-        .all()
-    )
+    ).all()
     for stored, bucket in rows:
         await service.remove_object(uow, stored, bucket)
     if rows:
