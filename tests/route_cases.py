@@ -928,6 +928,17 @@ EXCLUDED: dict[tuple[str, str], str] = {
         "tests/test_email_workspace_provider.py covers success, the provider's errors, a "
         "missing provider, invalid input and roles against local provider servers"
     ),
+    ("POST", "/webhooks/email/{provider}/{token}/events"): (
+        "provider webhook verified by the provider's signature, not by a login; "
+        "tests/test_email_events_api.py covers valid, tampered, replayed, duplicated and "
+        "out-of-order deliveries and unknown addresses"
+    ),
+    ("GET", "/e/o/{token}.gif"): "open pixel image; tests/test_email_events_api.py",
+    ("GET", "/e/c/{token}"): (
+        "click redirect; tests/test_email_events_api.py covers tampered tokens (404, no redirect)"
+    ),
+    ("GET", "/e/u/{token}"): "HTML unsubscribe page; tests/test_email_events_api.py",
+    ("POST", "/e/u/{token}"): "one-click unsubscribe (RFC 8058); tests/test_email_events_api.py",
     ("GET", "/f/{public_id}"): "HTML form page; tests/test_public_form.py",
     ("GET", "/f/{public_id}/thanks"): "HTML page; tests/test_public_form.py",
     ("GET", "/storage/public/{workspace_id}/{bucket_name}/{key}"): (

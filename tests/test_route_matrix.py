@@ -548,6 +548,10 @@ async def _suppression_id(world: World, team: Team, caller: Person | None) -> st
     return str(entry["id"])
 
 
+async def _provider(world: World, team: Team, caller: Person | None) -> str:
+    return "postmark"
+
+
 # Path parameters must have an entry here: the 404 check fills them with workspace B's
 # resources, and valid requests with fresh resources of the caller's workspace.
 ID_FACTORIES: dict[str, Resolver] = {
@@ -561,6 +565,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "email_id": _email_id,
     "job_id": _job_id,
     "suppression_id": _suppression_id,
+    "provider": _provider,
     "session_id": _session_id,
     "tag": _tag,
     "bucket_id": _bucket_id,

@@ -23,6 +23,7 @@ from frontdesk.email.provider_routes import router as email_provider_router
 from frontdesk.email.routes import router as email_router
 from frontdesk.email.service import check_email_settings
 from frontdesk.email.suppression_routes import router as email_suppression_router
+from frontdesk.email.webhook_routes import router as email_public_router
 from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
 from frontdesk.forms.routes import router as forms_router
@@ -106,6 +107,7 @@ def create_app(
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
+    app.include_router(email_public_router)
     app.include_router(storage_public_router)
     app.include_router(storage_links_router)
     app.include_router(auth_pages_router)

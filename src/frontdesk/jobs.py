@@ -2,6 +2,7 @@
 
 from frontdesk.auth import jobs as auth_jobs  # noqa: F401
 from frontdesk.core import maintenance  # noqa: F401
+from frontdesk.email import events as email_events  # noqa: F401
 from frontdesk.email import jobs as email_jobs  # noqa: F401
 from frontdesk.forms import uploads as form_uploads  # noqa: F401
 from frontdesk.storage import jobs as storage_jobs  # noqa: F401

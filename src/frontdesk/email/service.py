@@ -22,6 +22,7 @@ from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import composer
 from frontdesk.email.composer import RenderedEmail, single_line
 from frontdesk.email.models import EmailMessage, EmailProviderSetting
+from frontdesk.email.tracking import add_tracking
 from frontdesk.workspaces.models import Workspace
 
 log = structlog.get_logger()
@@ -117,6 +118,18 @@ async def queue_email(
         headers["Auto-Submitted"] = "auto-generated"
         headers["X-Auto-Response-Suppress"] = "All"
 
+    track_opens = bool(provider and provider.track_opens)
+    track_clicks = bool(provider and provider.track_clicks)
+    if track_opens or track_clicks:
+        html = add_tracking(
+            html,
+            public_url=settings.resolved_public_url,
+            secret_key=uow.rt.secrets.secret_key,
+            email_id=email_id,
+            opens=track_opens,
+            clicks=track_clicks,
+        )
+
     message = EmailMessage(
         id=email_id,
         workspace_id=workspace_id,
@@ -133,6 +146,8 @@ async def queue_email(
         attempts=0,
         enquiry_id=enquiry_id,
         created_at=now,
+        track_opens=track_opens,
+        track_clicks=track_clicks,
     )
     uow.session.add(message)
     uow.enqueue(SEND_JOB, {"email_id": str(email_id)}, workspace_id=workspace_id)

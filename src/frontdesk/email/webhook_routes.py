@@ -1,0 +1,280 @@
+"""Public email endpoints: provider event webhooks, open pixels, click redirects, unsubscribe.
+
+None of them needs a login. A webhook address names its workspace by a random token and is
+verified the way its provider signs; tracking and unsubscribe addresses carry signed tokens
+(see ``frontdesk.email.tracking``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from frontdesk.core.api import ClientIpDep, UowDep
+from frontdesk.core.errors import Conflict, NotFound, ProblemError
+from frontdesk.core.jobs import job_handler
+from frontdesk.core.uow import UnitOfWork
+from frontdesk.email import tracking, webhooks
+from frontdesk.email.events import record_engagement, store_provider_events
+from frontdesk.email.models import EmailMessage, EmailProviderSetting
+from frontdesk.email.provider_settings import decrypt_webhook_secret
+from frontdesk.email.suppressions import suppress
+
+log = structlog.get_logger()
+
+router = APIRouter(tags=["email webhooks and tracking"])
+
+SNS_CONFIRM_JOB = "email.sns.confirm"
+SNS_CONFIRM_TIMEOUT_SECONDS = 10.0
+# The 43-byte transparent GIF that open pixels return.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+
+
+class WebhookRejectedProblem(ProblemError):
+    status = 401
+    code = "signature_invalid"
+    title = "Webhook rejected"
+
+
+async def _setting(uow: UnitOfWork, provider: str, token: str) -> EmailProviderSetting:
+    setting: EmailProviderSetting | None = await uow.session.scalar(
+        sa.select(EmailProviderSetting).where(EmailProviderSetting.webhook_token == token)
+    )
+    if setting is None or setting.kind != provider or provider == "smtp":
+        raise NotFound(
+            "No webhook exists at this address; copy it again from the provider settings."
+        )
+    return setting
+
+
+def _rejected(exc: webhooks.WebhookRejected) -> ProblemError:
+    status = 400 if exc.code == "payload_invalid" else 401
+    problem = WebhookRejectedProblem(exc.message, code=exc.code)
+    problem.status = status
+    return problem
+
+
+async def _verify_and_parse(
+    request: Request, uow: UnitOfWork, setting: EmailProviderSetting, body: bytes
+) -> list[webhooks.ProviderEvent]:
+    secret = decrypt_webhook_secret(uow, setting)
+    headers = dict(request.headers)
+    now = uow.now()
+    kind = setting.kind
+    if secret is None and kind != "ses":
+        log.warning("email.webhook_secret_missing", workspace_id=str(setting.workspace_id))
+        raise Conflict(
+            "The workspace has no webhook secret for this provider; set webhook_secret in "
+            "PUT /api/v1/email/provider.",
+            code="webhook_secret_missing",
+        )
+    if kind == "sendgrid":
+        assert secret is not None
+        webhooks.verify_sendgrid(body, headers, public_key=secret, now=now)
+        return webhooks.parse_sendgrid(body)
+    if kind == "mailgun":
+        assert secret is not None
+        data = webhooks.verify_mailgun(body, signing_key=secret, now=now)
+        return webhooks.parse_mailgun(data)
+    if kind == "resend":
+        assert secret is not None
+        webhooks.verify_resend(body, headers, secret=secret, now=now)
+        return webhooks.parse_resend(body, svix_id=headers.get("svix-id", ""))
+    if kind == "postmark":
+        assert secret is not None
+        username, _, password = secret.partition(":")
+        webhooks.verify_postmark(headers, username=username, password=password)
+        return webhooks.parse_postmark(body)
+    fetch = getattr(request.app.state, "sns_fetch_certificate", None)
+    if fetch is None:
+        fetch = request.app.state.sns_fetch_certificate = webhooks.HttpxCertificateFetcher()
+    message = await webhooks.verify_sns_message(
+        body, fetch_certificate=fetch, expected_topic_arn=secret or None, now=now
+    )
+    if message.get("Type") == "SubscriptionConfirmation":
+        url = webhooks.confirmation_url(message)
+        uow.enqueue(
+            SNS_CONFIRM_JOB,
+            {"url": url, "topic_arn": message.get("TopicArn")},
+            workspace_id=setting.workspace_id,
+        )
+        log.info("email.sns_subscription_confirming", workspace_id=str(setting.workspace_id))
+        return []
+    if message.get("Type") != "Notification":
+        return []
+    return webhooks.parse_ses_sns(message)
+
+
+@router.post(
+    "/webhooks/email/{provider}/{token}/events",
+    responses={
+        200: {"description": '{"received": n, "stored": m}; repeated events are not stored again.'},
+        400: {"description": "The payload is not what the provider sends."},
+        401: {"description": "The signature, timestamp or credentials do not verify."},
+        404: {"description": "No webhook at this address."},
+    },
+)
+async def receive_events(
+    provider: str, token: str, request: Request, uow: UowDep
+) -> dict[str, int]:
+    """Receive a provider's delivery events, verified the way that provider signs them."""
+    setting = await _setting(uow, provider, token)
+    body = await request.body()
+    try:
+        events = await _verify_and_parse(request, uow, setting, body)
+    except webhooks.WebhookRejected as exc:
+        log.warning(
+            "email.webhook_rejected",
+            workspace_id=str(setting.workspace_id),
+            provider=provider,
+            code=exc.code,
+        )
+        raise _rejected(exc) from exc
+    except ValueError as exc:
+        # The stored secret itself is unusable (not a key, wrong format).
+        log.error(
+            "email.webhook_secret_invalid", workspace_id=str(setting.workspace_id), error=str(exc)
+        )
+        raise Conflict(
+            f"The stored webhook secret cannot verify {provider} deliveries: {exc} Set it again.",
+            code="webhook_secret_invalid",
+        ) from exc
+    stored = await store_provider_events(uow, workspace_id=setting.workspace_id, events=events)
+    log.info(
+        "email.webhook_received",
+        workspace_id=str(setting.workspace_id),
+        provider=provider,
+        received=len(events),
+        stored=stored,
+    )
+    return {"received": len(events), "stored": stored}
+
+
+async def _tracked_message(
+    uow: UnitOfWork, token: str, purpose: str
+) -> tuple[EmailMessage, dict[str, Any]] | None:
+    try:
+        data = tracking.verify(uow.rt.secrets.secret_key, purpose, token)
+        email_id = tracking.email_id_of(data)
+    except tracking.InvalidToken:
+        return None
+    message = await uow.session.get(EmailMessage, email_id)
+    if message is None or message.workspace_id is None:
+        return None
+    return message, data
+
+
+@router.api_route("/e/o/{token}.gif", methods=["GET", "HEAD"], response_class=Response)
+async def open_pixel(token: str, request: Request, uow: UowDep, ip: ClientIpDep) -> Response:
+    """Return a transparent pixel and record an open; an invalid token still gets the pixel."""
+    found = await _tracked_message(uow, token, "open")
+    if found is not None:
+        message, _data = found
+        await record_engagement(
+            uow,
+            message=message,
+            event_type="opened",
+            url=None,
+            user_agent=request.headers.get("user-agent"),
+            ip=ip,
+            method=request.method,
+        )
+    return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
+
+
+@router.api_route("/e/c/{token}", methods=["GET", "HEAD"], response_class=Response)
+async def click_redirect(token: str, request: Request, uow: UowDep, ip: ClientIpDep) -> Response:
+    """Redirect to the link's address and record a click; a token that does not verify is a 404."""
+    found = await _tracked_message(uow, token, "click")
+    target = found[1].get("u") if found else None
+    if (
+        found is None
+        or not isinstance(target, str)
+        or not target.lower().startswith(("http://", "https://"))
+    ):
+        return HTMLResponse(
+            "<!doctype html><title>Link not found</title><p>This link is not valid.</p>",
+            status_code=404,
+            headers=_NO_STORE,
+        )
+    await record_engagement(
+        uow,
+        message=found[0],
+        event_type="clicked",
+        url=target,
+        user_agent=request.headers.get("user-agent"),
+        ip=ip,
+        method=request.method,
+    )
+    return RedirectResponse(target, status_code=302, headers=_NO_STORE)
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>'
+        f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>",
+        status_code=status_code,
+        headers=_NO_STORE,
+    )
+
+
+@router.get("/e/u/{token}", response_class=HTMLResponse)
+async def unsubscribe_page(token: str, uow: UowDep) -> HTMLResponse:
+    """Show a confirmation button; a GET never unsubscribes, since link scanners follow GETs."""
+    found = await _tracked_message(uow, token, "unsubscribe")
+    if found is None:
+        return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+    form = (
+        f"<p>Stop emails like this to {html.escape(found[0].to_address)}?</p>"
+        f'<form method="post"><button type="submit">Unsubscribe</button></form>'
+    )
+    return _page("Unsubscribe", form)
+
+
+@router.post("/e/u/{token}", response_class=HTMLResponse)
+async def unsubscribe(token: str, uow: UowDep) -> HTMLResponse:
+    """Unsubscribe the recipient: the page's button, or a one-click POST (RFC 8058)."""
+    found = await _tracked_message(uow, token, "unsubscribe")
+    if found is None:
+        return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+    message = found[0]
+    assert message.workspace_id is not None
+    await suppress(
+        uow,
+        workspace_id=message.workspace_id,
+        address=message.to_address,
+        reason="unsubscribe",
+        source="unsubscribe_link",
+        email_id=message.id,
+    )
+    return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
+
+
+@job_handler(SNS_CONFIRM_JOB)
+async def confirm_sns_subscription(uow: UnitOfWork, payload: dict[str, Any]) -> None:
+    """Visit the SubscribeURL of a verified SubscriptionConfirmation, as SNS requires.
+
+    The address passed the same host check as certificate addresses before it was queued.
+    """
+    url = webhooks.confirmation_url(
+        {
+            "Type": "SubscriptionConfirmation",
+            "SubscribeURL": payload["url"],
+            "TopicArn": payload.get("topic_arn"),
+        }
+    )
+    async with httpx.AsyncClient(
+        timeout=SNS_CONFIRM_TIMEOUT_SECONDS, follow_redirects=False
+    ) as client:
+        response = await client.get(url)
+    response.raise_for_status()
+    log.info("email.sns_subscription_confirmed")
