@@ -252,6 +252,21 @@ def test_check_template_reports_tag_lost_in_sanitizing() -> None:
     assert "unsafe HTML was removed" in errors[0].message
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
+        "{{ " + "+".join(["1"] * 5000) + " }}",
+        "{% if a %}" * 500 + "x" + "{% endif %}" * 500,
+        "{{ a" + ".b" * 20000 + " }}",
+        "{{ " + "not " * 5000 + "a }}",
+    ],
+)
+def test_check_template_rejects_deep_nesting(body: str) -> None:
+    errors = check_template(html_source(body), [spec("a", "object")])
+    assert [(error.field, error.code) for error in errors] == [("body", "template_too_complex")]
+
+
 def test_check_template_rejects_huge_source() -> None:
     errors = check_template(html_source("x" * 200_001), [])
     assert [(error.field, error.code) for error in errors] == [("body", "template_too_large")]
@@ -603,10 +618,11 @@ def test_markdown_javascript_link_is_removed() -> None:
 
 
 def test_markdown_escape_filter_output_stays_text() -> None:
-    source = markdown_source("{{ v|e }} {{ v|tojson }}\n")
-    rendered = render_template(source, [spec("v")], {"v": "**x**"})
+    source = markdown_source("{{ v|e }} {{ v|forceescape }} {{ v|tojson }} {{ v|urlize }}\n")
+    rendered = render_template(source, [spec("v")], {"v": "**x** <b>"})
     assert "<strong>" not in rendered.html
-    assert "**x**" in rendered.text
+    assert "<b>" not in rendered.html
+    assert rendered.text.startswith("**x** <b> **x** <b> ")
 
 
 @settings(max_examples=60, deadline=None)
@@ -805,7 +821,7 @@ def test_sanitize_template_loop_in_table_renders() -> None:
 
 def test_sanitize_many_raw_tags_fast() -> None:
     with finishes_within(5):
-        cleaned = sanitize_html("{% raw %}<b>x</b>" * 20_000)
+        cleaned = sanitize_html("{% raw %}x" * 20_000)
     assert cleaned.count("{% raw %}") == 20_000
 
 
@@ -835,6 +851,23 @@ def test_render_removes_relative_urls() -> None:
     source = html_source('<a href="{{ path }}">a</a><a href="#top">b</a><img src="{{ path }}">')
     rendered = render_template(source, [spec("path")], {"path": "/account"})
     assert "<a>a</a><a>b</a><img>" in rendered.html
+
+
+def test_sanitize_rejects_too_many_tags() -> None:
+    with pytest.raises(ValueError, match="10000 tags"):
+        sanitize_html("<div>" * 10_001)
+
+
+def test_check_template_rejects_too_many_tags() -> None:
+    errors = check_template(html_source("<div>" * 10_001), [])
+    assert [(error.field, error.code) for error in errors] == [("body", "too_many_tags")]
+
+
+def test_render_rejects_output_with_too_many_tags() -> None:
+    source = html_source("{% for i in range(2000) %}<div><div><div><div><div><div>{% endfor %}")
+    with finishes_within(5):
+        errors = render_errors(source)
+    assert [(error.field, error.code) for error in errors] == [("body", "too_many_tags")]
 
 
 def test_sanitize_rejects_forged_placeholder() -> None:
@@ -913,6 +946,12 @@ def test_html_to_text_hostile_nesting_fast(html: str) -> None:
     with finishes_within(10):
         text = html_to_text(html)
     assert "a" in text or "x" in text
+
+
+def test_html_to_text_many_tags_strips_tags() -> None:
+    html = "<div>" * 20_000 + "a &amp; <b>b</b>" + "</div>" * 20_000
+    with finishes_within(5):
+        assert html_to_text(html) == "a & b\n"
 
 
 def test_html_to_text_newsletter() -> None:

@@ -53,7 +53,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontdesk.email.composer import MAX_SUBJECT_LENGTH, RenderedEmail, single_line
-from frontdesk.email.htmltext import html_to_text
+from frontdesk.email.htmltext import MAX_HTML_TAGS, count_start_tags, html_to_text
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
@@ -788,7 +788,11 @@ def _markdown_filter(function: Callable[..., Any]) -> Any:
     return escaped
 
 
-_MARKUP_FILTERS = ("e", "escape", "forceescape", "tojson", "urlize", "xmlattr")
+def _markdown_escape_filter(value: Any) -> Markup:
+    return Markup(escape_markdown(str(value)))  # noqa: S704
+
+
+_MARKUP_FILTERS = ("tojson", "urlize", "xmlattr")
 
 
 @lru_cache(maxsize=1)
@@ -798,6 +802,9 @@ def _environments() -> dict[str, _SandboxedEnvironment]:
     markdown = _SandboxedEnvironment(autoescape=True, finalize=_finalize_markdown)
     for name in _MARKUP_FILTERS:
         markdown.filters[name] = _markdown_filter(markdown.filters[name])
+    # HTML escaping would show entities, because the Markdown output is escaped again.
+    for name in ("e", "escape", "forceescape"):
+        markdown.filters[name] = _markdown_escape_filter
     text = _SandboxedEnvironment(autoescape=False, finalize=_finalize_html)
     return {"html": html, "markdown": markdown, "text": text}
 
@@ -868,6 +875,21 @@ def _analyze(kind: str, field: str, source: str, original: str) -> _Analysis:
     """Parse and compile ``source`` and list its problems. Syntax errors are reported
     against ``original``, the source as the author wrote it, unless only the sanitized
     ``source`` fails to parse."""
+    try:
+        return _analyze_part(kind, field, source, original)
+    except (RecursionError, MemoryError):
+        # Jinja2's parser and code generator recurse once per nesting level, so a few
+        # thousand nested brackets, operators or tags exceed Python's recursion limit.
+        error = TemplateError(
+            field,
+            "template_too_complex",
+            f"The {field} nests brackets, operators or tags too deeply to compile. "
+            "Simplify the expressions or split the nested blocks.",
+        )
+        return _Analysis((error,), ())
+
+
+def _analyze_part(kind: str, field: str, source: str, original: str) -> _Analysis:
     environment = _environments()[kind]
     if source != original:
         try:
@@ -910,6 +932,15 @@ def _analyze(kind: str, field: str, source: str, original: str) -> _Analysis:
     return _Analysis(tuple(errors), names)
 
 
+def _too_many_tags_error(field: str) -> TemplateError:
+    return TemplateError(
+        field,
+        "too_many_tags",
+        f"The {field} has more than {MAX_HTML_TAGS} HTML tags, or produces them. "
+        "Simplify the layout or loop over fewer items.",
+    )
+
+
 def check_template(
     source: TemplateSource, variables: Sequence[VariableSpec]
 ) -> list[TemplateError]:
@@ -942,6 +973,8 @@ def check_template(
                     f"{MAX_SOURCE_CHARS}. Shorten it.",
                 )
             )
+    if source.body_format == "html" and count_start_tags(source.body) > MAX_HTML_TAGS:
+        errors.append(_too_many_tags_error("body"))
     if errors:
         return errors
     for part in _parts(source):
@@ -1087,6 +1120,8 @@ def render_template(
         body_html = _MARKDOWN.render(rendered["body"])
     else:
         body_html = rendered["body"]
+    if count_start_tags(body_html) > MAX_HTML_TAGS:
+        raise TemplateRenderError([_too_many_tags_error("body")])
     try:
         html = inline_css(sanitize_html(body_html, keep_template_tags=False))
     except css_inline.InlineError as error:
@@ -1555,7 +1590,15 @@ def sanitize_html(html: str, *, keep_template_tags: bool = True) -> str:
     safe only once ``render_template`` renders it, because a tag is copied as written.
     ``render_template`` sanitizes its output again without this option, which also removes
     relative URLs, since an email has no base URL to resolve them against.
+
+    Raises ValueError for HTML with more than MAX_HTML_TAGS tags. ``check_template``
+    reports such a template body as ``too_many_tags``.
     """
+    if count_start_tags(html) > MAX_HTML_TAGS:
+        raise ValueError(
+            f"The HTML has more than {MAX_HTML_TAGS} tags, which would take the parser "
+            "too long. Shorten it before sanitizing."
+        )
     protected = _protect_template_tags(html) if keep_template_tags else None
     placeholder = (
         re.compile(re.escape(protected.prefix) + r"\d+x") if protected is not None else None
