@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -705,6 +706,79 @@ FORBIDDEN_PATTERNS = re.compile(
 def test_sanitize_removes_dangerous_html(html: str, keep_template_tags: bool) -> None:
     cleaned = sanitize_html(html, keep_template_tags=keep_template_tags)
     assert FORBIDDEN_PATTERNS.search(cleaned) is None, cleaned
+
+
+class _MarkupCollector(HTMLParser):
+    """Collect the elements, attributes and comments that a browser would see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: list[tuple[str, str, str]] = []
+        self.comments: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes.extend((tag, name, value or "") for name, value in attrs)
+
+    def handle_comment(self, data: str) -> None:
+        self.comments.append(data)
+
+
+SAFE_TAGS = set(
+    "a b blockquote br code div em h1 h2 h3 h4 h5 h6 hr i img li ol p pre s span strong "
+    "style table tbody td th thead tr u ul center font small sub sup".split()
+)
+URL_ATTRIBUTES = {"href", "src"}
+FRAGMENTS = [
+    *DANGEROUS_HTML,
+    "<p>",
+    "</p>",
+    "<table>",
+    "<tr>",
+    "<td>",
+    "</table>",
+    '<a href="',
+    '<img src="',
+    '"',
+    "'",
+    "<",
+    ">",
+    "=",
+    " onclick=alert(1) ",
+    "javascript:alert(1)",
+    "https://ok.test/",
+    "<style>",
+    "</style>",
+    "p { color: red }",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "]]>",
+    "<svg>",
+    "<math>",
+    "<noscript>",
+    "</noscript>",
+    "<textarea>",
+    "plain text",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=12))
+def test_sanitize_output_has_only_allowed_markup(fragments: list[str]) -> None:
+    cleaned = sanitize_html("".join(fragments), keep_template_tags=False)
+    collector = _MarkupCollector()
+    collector.feed(cleaned)
+    collector.close()
+    assert collector.tags <= SAFE_TAGS
+    assert collector.comments == []
+    for tag, name, value in collector.attributes:
+        assert not name.startswith("on"), (tag, name)
+        if name in URL_ATTRIBUTES:
+            assert re.match(r"(https?|mailto|tel|cid):", value), (tag, name, value)
+        if name == "style":
+            assert not re.search(r"expression|javascript|url\((?!https?:)", value, re.I)
 
 
 def test_sanitize_keeps_email_markup() -> None:

@@ -6,8 +6,9 @@ trusted less than the product, so:
 
 - Every source renders in Jinja2's ``ImmutableSandboxedEnvironment``. Only a short list of
   functions and methods may be called. Loops, calls and the size of every value that
-  rendering creates are counted against per-render limits, so a template cannot hang the
-  worker or exhaust its memory.
+  rendering creates are counted against per-render limits, which bound the time and
+  memory one render takes. There is no wall-clock timeout, so work the counters do not
+  see, such as sorting a large list from the data, is bounded only by the data size.
 - An HTML body is sanitized before rendering (its Jinja2 tags survive, see
   ``sanitize_html``) and the rendered HTML is sanitized again, because a value can put a
   ``javascript:`` URL into an ``href``. Values are HTML-escaped and ``|safe`` and
@@ -73,8 +74,8 @@ __all__ = [
     "sanitize_html",
 ]
 
-# Per-part limit of rendered characters. Gmail clips messages above about 102 KB of HTML,
-# so a legitimate email stays far below it.
+# Per-part limit of rendered characters, an estimate set well above the size of an email
+# that mail clients show in full.
 DEFAULT_MAX_OUTPUT_CHARS = 500_000
 # Loop iterations plus function and macro calls in one render, all parts together.
 DEFAULT_MAX_ITERATIONS = 10_000
@@ -476,6 +477,9 @@ class _SandboxedEnvironment(ImmutableSandboxedEnvironment):
             autoescape=autoescape,
             undefined=StrictUndefined,
             finalize=finalize,
+            # The optimizer evaluates constant expressions while compiling, outside the
+            # limits of a render.
+            optimized=False,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
