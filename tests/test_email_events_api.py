@@ -385,10 +385,22 @@ async def test_one_click_unsubscribe(
 ) -> None:
     staff = await owner(client)
     await configure(client, staff, "postmark", fake.config("postmark"))
-    message = await send_one(runtime, staff)
-    from frontdesk.email.tracking import unsubscribe_url
-
-    url = unsubscribe_url("http://frontdesk.test", runtime.secrets.secret_key, message.id)
+    async with unit_of_work(runtime) as uow:
+        await queue_email(
+            uow,
+            kind="newsletter",
+            to=TO,
+            subject="Spring opening hours",
+            text="We open at nine.",
+            html="<p>We open at nine.</p>",
+            workspace_id=staff.workspace_id,
+            category="bulk",
+        )
+    await run_jobs(runtime)
+    [request] = fake.received("postmark")
+    sent_headers = {header["Name"]: header["Value"] for header in request.json()["Headers"]}
+    assert sent_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = sent_headers["List-Unsubscribe"].strip("<>")
     path = httpx.URL(url).path
 
     page = await client.get(path)
@@ -399,3 +411,12 @@ async def test_one_click_unsubscribe(
     done = await client.post(path, content=b"List-Unsubscribe=One-Click")
     assert done.status_code == 200
     assert await suppressed(runtime, staff) == [(TO, "unsubscribe")]
+
+
+async def test_transactional_mail_has_no_unsubscribe(
+    client: httpx.AsyncClient, runtime: Runtime, fake: FakeProviders
+) -> None:
+    staff = await owner(client)
+    await configure(client, staff, "postmark", fake.config("postmark"))
+    message = await send_one(runtime, staff)
+    assert "List-Unsubscribe" not in message.headers

@@ -22,7 +22,7 @@ from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import composer
 from frontdesk.email.composer import RenderedEmail, single_line
 from frontdesk.email.models import EmailMessage, EmailProviderSetting
-from frontdesk.email.tracking import add_tracking
+from frontdesk.email.tracking import add_tracking, unsubscribe_url
 from frontdesk.workspaces.models import Workspace
 
 log = structlog.get_logger()
@@ -84,8 +84,13 @@ async def queue_email(
     reply_to: str | None = None,
     enquiry_id: uuid.UUID | None = None,
     auto_submitted: bool = True,
+    category: str = "transactional",
 ) -> EmailMessage:
-    """Store a message with its final headers and enqueue its send job in this transaction."""
+    """Store a message with its final headers and enqueue its send job in this transaction.
+
+    A ``bulk`` message of a workspace carries List-Unsubscribe with one-click unsubscribe
+    (RFC 8058); transactional messages do not.
+    """
     settings = uow.settings
     now = uow.now()
     email_id = uuid7()
@@ -118,6 +123,10 @@ async def queue_email(
         headers["Auto-Submitted"] = "auto-generated"
         headers["X-Auto-Response-Suppress"] = "All"
 
+    if category == "bulk" and workspace_id is not None:
+        link = unsubscribe_url(settings.resolved_public_url, uow.rt.secrets.secret_key, email_id)
+        headers["List-Unsubscribe"] = f"<{link}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     track_opens = bool(provider and provider.track_opens)
     track_clicks = bool(provider and provider.track_clicks)
     if track_opens or track_clicks:
@@ -148,6 +157,7 @@ async def queue_email(
         created_at=now,
         track_opens=track_opens,
         track_clicks=track_clicks,
+        category=category,
     )
     uow.session.add(message)
     uow.enqueue(SEND_JOB, {"email_id": str(email_id)}, workspace_id=workspace_id)
