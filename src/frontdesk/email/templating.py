@@ -866,8 +866,8 @@ def _syntax_error(
 
 @dataclass(frozen=True)
 class _Analysis:
-    """What check_template finds in one part without the schema: syntax errors, forbidden
-    tags, and the names the part reads but does not assign, each with its first line."""
+    """The schema-independent findings of check_template for one part: syntax errors,
+    forbidden tags, and the names the part reads but does not assign, with first lines."""
 
     errors: tuple[TemplateError, ...]
     names: tuple[tuple[str, int | None], ...]
@@ -1280,10 +1280,9 @@ def _filter_stylesheet(css: str, placeholder: re.Pattern[str] | None) -> str | N
     declarations a ``style`` attribute could have, or return None to drop the element.
 
     Style rules and ``@media`` blocks are kept. Other at-rules (``@font-face``,
-    ``@keyframes``, ``@import``, ...) are dropped, and so is the whole element when it
-    fails ``_css_is_safe``, nests rules inside a style rule (CSS nesting would turn the
-    outer declarations into something this filter does not read), or has an unterminated
-    string or unbalanced braces.
+    ``@keyframes``, ``@import``, ...) are dropped. The whole element is dropped when it
+    fails ``_css_is_safe``, has an unterminated string or unbalanced braces, or nests
+    rules inside a style rule, because this filter does not read CSS nesting.
     """
     if not _css_is_safe(css):
         return None
@@ -1546,8 +1545,9 @@ def _next_state(source: str, index: int, state: int, raw_end_tag: str) -> tuple[
 
     It only tracks whether the position is in text, a start tag, a quoted attribute value,
     a comment, or the raw text of a script or style element. Where it disagrees with the
-    real parser a template tag can be lost, which check_template reports as a syntax
-    error; the sanitizer still sees all of the HTML.
+    real parser a template tag can be lost. A lost block tag makes the template fail to
+    parse, which check_template reports, but a lost ``{{ }}`` tag just disappears. The
+    sanitizer still parses all of the HTML.
     """
     character = source[index]
     if state == _TEXT and character == "<":
