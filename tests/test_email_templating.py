@@ -850,6 +850,8 @@ def test_sanitize_keeps_safe_style_block() -> None:
         ("p { color: red } }", None),
         ('p { font-family: "unterminated }', None),
         ("p { color: red } /* x */", None),
+        ("@media a { @media b { p { color: red } } }", None),
+        ("p { color: red } " * 1001, None),
     ],
 )
 def test_sanitize_filters_style_rules(css: str, kept: str | None) -> None:
@@ -925,6 +927,12 @@ def test_render_removes_relative_urls() -> None:
     source = html_source('<a href="{{ path }}">a</a><a href="#top">b</a><img src="{{ path }}">')
     rendered = render_template(source, [spec("path")], {"path": "/account"})
     assert "<a>a</a><a>b</a><img>" in rendered.html
+
+
+def test_sanitize_deeply_nested_media_fast() -> None:
+    css = "@media a {" * 900 + "p { color: red }" + "}" * 900
+    with finishes_within(5):
+        assert sanitize_html(f"<style>{css}</style><p>x</p>") == "<p>x</p>"
 
 
 def test_sanitize_rejects_too_many_tags() -> None:
