@@ -240,9 +240,10 @@ def test_check_template_rejects_safe_filter() -> None:
 
 
 def test_check_template_reports_duplicate_variable() -> None:
-    errors = check_template(html_source("x"), [spec("a"), spec("a", "number")])
+    errors = check_template(html_source("{{ b }}"), [spec("a"), spec("a", "number")])
     assert [(error.field, error.code) for error in errors] == [
-        ("variables[1].name", "duplicate_variable")
+        ("variables[1].name", "duplicate_variable"),
+        ("body", "unknown_variable"),
     ]
 
 

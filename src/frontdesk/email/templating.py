@@ -970,9 +970,10 @@ def check_template(
             )
         seen.add(variable.name)
     originals = {"subject": source.subject, "body": source.body, "text": source.text or ""}
+    size_errors: list[TemplateError] = []
     for field, text in originals.items():
         if len(text) > MAX_SOURCE_CHARS:
-            errors.append(
+            size_errors.append(
                 TemplateError(
                     field,
                     "template_too_large",
@@ -981,9 +982,10 @@ def check_template(
                 )
             )
     if source.body_format == "html" and count_start_tags(source.body) > MAX_HTML_TAGS:
-        errors.append(_too_many_tags_error("body"))
-    if errors:
-        return errors
+        size_errors.append(_too_many_tags_error("body"))
+    if size_errors:
+        # Parsing a source this large would take too long.
+        return errors + size_errors
     for part in _parts(source):
         analysis = _analyze(part.kind, part.field, part.source, originals[part.field])
         errors.extend(analysis.errors)
