@@ -83,7 +83,9 @@ def test_variable_spec_defaults() -> None:
     assert variable.description is None
 
 
-@pytest.mark.parametrize("name", ["First", "1st", "first-name", "", "a" * 64, "émile"])
+@pytest.mark.parametrize(
+    "name", ["First", "1st", "first-name", "", "a" * 64, "émile", "loop", "none", "range"]
+)
 def test_variable_spec_rejects_bad_name(name: str) -> None:
     with pytest.raises(ValidationError):
         spec(name)

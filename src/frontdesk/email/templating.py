@@ -59,6 +59,7 @@ from frontdesk.email.htmltext import MAX_HTML_TAGS, count_start_tags, html_to_te
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
     "DEFAULT_MAX_OUTPUT_CHARS",
+    "RESERVED_NAMES",
     "VARIABLE_TYPES",
     "TemplateError",
     "TemplateRenderError",
@@ -92,6 +93,14 @@ MAX_SOURCE_CHARS = 200_000
 # Blocks of one <style> element. css-inline's time grows with rules times elements: 7,000
 # rules on 6,000 elements took it 2.5 s on a 2-core development machine.
 MAX_CSS_RULES = 1000
+
+# Jinja2 operators and literals, names that Jinja2 defines inside loops, macros and call
+# blocks, and the functions the sandbox provides. A variable with such a name could not be
+# read or would hide the function.
+RESERVED_NAMES = frozenset(
+    "and or not in is if else true false none loop self caller varargs kwargs super "
+    "range dict namespace cycler joiner".split()
+)
 
 VariableType = Literal[
     "string", "number", "integer", "boolean", "date", "datetime", "url", "list", "object"
@@ -147,6 +156,8 @@ class VariableSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_sample(self) -> VariableSpec:
+        if self.name in RESERVED_NAMES:
+            raise ValueError(f"name {self.name!r} is reserved in templates; choose another name")
         if self.sample is not None:
             problem = _type_problem(self.type, self.sample)
             if problem is not None:
