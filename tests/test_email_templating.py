@@ -629,23 +629,26 @@ def test_markdown_escape_filter_output_stays_text() -> None:
     assert rendered.text.startswith("**x** <b> **x** <b> ")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.text(
+        # CommonMark replaces NUL with U+FFFD, so the text would differ.
         alphabet=st.characters(
-            codec="utf-8", exclude_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp")
+            codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"
         ),
         max_size=40,
     )
 )
-def test_markdown_and_html_values_round_trip(value: str) -> None:
-    flat = " ".join(value.split())
-    for body_format in ("markdown", "html"):
-        source = TemplateSource(subject="s", body_format=body_format, body="<p>x {{ v }} y</p>")
-        if body_format == "markdown":
-            source = TemplateSource(subject="s", body_format="markdown", body="x {{ v }} y\n")
+def test_values_round_trip_as_text(value: str) -> None:
+    expected = " ".join(f"x {value} y".split())
+    sources = [
+        TemplateSource(subject="s", body_format="html", body="<p>x {{ v }} y</p>"),
+        TemplateSource(subject="s", body_format="markdown", body="x {{ v }} y\n"),
+        TemplateSource(subject="s", body_format="markdown", body="| a |\n|---|\n| x {{ v }} y |\n"),
+    ]
+    for source in sources:
         rendered = render_template(source, [spec("v")], {"v": value})
-        assert " ".join(rendered.text.split()) == " ".join(f"x {flat} y".split())
+        assert " ".join(rendered.text.split()).removeprefix("a ") == expected
 
 
 # --- sanitize_html ---------------------------------------------------------------------
