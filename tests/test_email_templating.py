@@ -621,12 +621,46 @@ def test_markdown_javascript_link_is_removed() -> None:
     assert 'href="javascript' not in rendered.html.lower()
 
 
-def test_markdown_escape_filter_output_stays_text() -> None:
-    source = markdown_source("{{ v|e }} {{ v|forceescape }} {{ v|tojson }} {{ v|urlize }}\n")
-    rendered = render_template(source, [spec("v")], {"v": "**x** <b>"})
-    assert "<strong>" not in rendered.html
-    assert "<b>" not in rendered.html
-    assert rendered.text.startswith("**x** <b> **x** <b> ")
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ v|e }}",
+        "{{ v|forceescape }}",
+        "{{ 'Hi ' ~ v }}",
+        "{{ 'Hi ' + v }}",
+        "{{ 'Hi %s' % v }}",
+        "{{ 'Hi %s'|format(v) }}",
+        "{{ ['Hi', v]|join(' ') }}",
+        "{{ 'Hi X'|replace('X', v) }}",
+        "{% macro bold(x) %}**{{ x }}**{% endmacro %}{{ bold(v) }}",
+        "{% macro wrap() %}**{{ caller() }}**{% endmacro %}{% call wrap() %}{{ v }}{% endcall %}",
+        "{% set line %}**{{ v }}**{% endset %}{{ line }}",
+        "{% set line %}**{{ v }}**{% endset %}{{ line ~ v }}",
+    ],
+)
+def test_markdown_expression_output_stays_text(body: str) -> None:
+    source = markdown_source(body + "\n")
+    rendered = render_template(source, [spec("v")], {"v": "*x* <b>y</b> [a](https://evil.test)"})
+    html_body = rendered.html.split("<body>", 1)[1]
+    assert set(re.findall(r"</?([a-z0-9]+)", html_body)) <= {"p", "body", "html", "strong"}
+    assert "*x* <b>y</b> [a](https://evil.test)" in rendered.text
+
+
+def test_markdown_macro_output_stays_markdown() -> None:
+    source = markdown_source(
+        "{% macro bold(x) %}**{{ x }}**{% endmacro %}{{ bold(v) }} and {{ bold(v)|upper }}\n"
+    )
+    rendered = render_template(source, [spec("v")], {"v": "*y*"})
+    assert "<strong>*y*</strong> and **\\*Y\\***" in rendered.html
+
+
+@pytest.mark.parametrize("body", ["{{ v|tojson }}", "{{ v|urlize }}"])
+def test_markdown_html_filters_stay_text(body: str) -> None:
+    source = markdown_source(body + "\n")
+    rendered = render_template(source, [spec("v")], {"v": "*x* <b>y</b> https://evil.test"})
+    html_body = rendered.html.split("<body>", 1)[1]
+    assert set(re.findall(r"</?([a-z0-9]+)", html_body)) <= {"p", "body", "html"}
+    assert "*x*" in rendered.text
 
 
 @settings(max_examples=100, deadline=None)

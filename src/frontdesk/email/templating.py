@@ -14,11 +14,14 @@ trusted less than the product, so:
   ``javascript:`` URL into an ``href``. Values are HTML-escaped and ``|safe`` and
   ``{% autoescape %}`` are not available.
 - A Markdown body is rendered by Jinja2 first and by markdown-it-py second, so loops and
-  conditions can produce list items and table rows. Each value is escaped for Markdown
-  before it enters the source: every ASCII punctuation character gets a backslash, leading
-  spaces become character references and line breaks become spaces. A value such as
-  ``**x**`` therefore renders as the literal text, and ``<b>`` as text because raw HTML is
-  disabled in the Markdown parser. The price is that a value cannot contain a line break.
+  conditions can produce list items and table rows. Everything a ``{{ }}`` tag prints is
+  escaped for Markdown before it enters the source: every ASCII punctuation character
+  gets a backslash, leading spaces become character references and line breaks become
+  spaces. A value such as ``**x**`` therefore renders as the literal text, and ``<b>`` as
+  text because raw HTML is disabled in the Markdown parser. The output of a macro, call
+  block or ``{% set %}`` block stays Markdown, because its values were escaped inside
+  it, until an operator or filter changes it. The price is that a value cannot contain a
+  line break.
 
 ``check_template`` and ``check_data`` return every problem at once, and ``render_template``
 raises ``TemplateRenderError`` with the same list, so one response can show them all.
@@ -50,7 +53,6 @@ from jinja2.runtime import Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Cycler, Joiner, Namespace
 from markdown_it import MarkdownIt
-from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontdesk.email.composer import MAX_SUBJECT_LENGTH, RenderedEmail, single_line
@@ -486,7 +488,13 @@ class _SandboxedEnvironment(ImmutableSandboxedEnvironment):
     code_generator_class = _CodeGenerator
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
-    def __init__(self, *, autoescape: bool, finalize: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        *,
+        autoescape: bool,
+        finalize: Callable[[Any], Any],
+        concat: Callable[[Iterable[str]], str],
+    ) -> None:
         super().__init__(
             autoescape=autoescape,
             undefined=StrictUndefined,
@@ -498,7 +506,7 @@ class _SandboxedEnvironment(ImmutableSandboxedEnvironment):
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.concat = _checked_concat  # type: ignore[method-assign]
+        self.concat = concat  # type: ignore[method-assign]
         self.globals = {
             "range": _counted_range,
             "dict": dict,
@@ -782,48 +790,54 @@ def escape_markdown(value: str) -> str:
     )
 
 
+class _MarkdownText(str):
+    """Markdown source built by the template itself: the output of a macro, call block or
+    ``{% set %}`` block, in which every value is already escaped. Any str operation on it
+    returns a plain str, which is escaped again when printed."""
+
+    __slots__ = ()
+
+
 def _finalize_markdown(value: Any) -> Any:
-    """Escape printed values for Markdown. Markup, such as a macro's output, is template
-    source and passes unchanged."""
+    """Escape a printed value for Markdown unless the template built it as Markdown."""
     if value is None:
         return ""
     _check_printable(value)
-    if isinstance(value, Markup):
+    if type(value) is _MarkdownText:
         _budget().charge(value)
         return value
-    escaped = Markup(escape_markdown(str(value)))  # noqa: S704
+    escaped = escape_markdown(str(value))
     _budget().charge(escaped)
     return escaped
 
 
-def _markdown_filter(function: Callable[..., Any]) -> Any:
-    """Re-escape for Markdown the filters that return HTML or JSON as Markup."""
-
-    @functools.wraps(function)
-    def escaped(*args: Any, **kwargs: Any) -> Any:
-        return Markup(escape_markdown(str(function(*args, **kwargs))))  # noqa: S704
-
-    return escaped
+def _checked_markdown_concat(pieces: Iterable[str]) -> str:
+    """``environment.concat`` of the Markdown sandbox. The pieces are template text and
+    escaped values, so the result is Markdown that the template built."""
+    return _MarkdownText(_checked_concat(pieces))
 
 
-def _markdown_escape_filter(value: Any) -> Markup:
-    return Markup(escape_markdown(str(value)))  # noqa: S704
-
-
-_MARKUP_FILTERS = ("tojson", "urlize", "xmlattr")
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 @lru_cache(maxsize=1)
 def _environments() -> dict[str, _SandboxedEnvironment]:
-    """Build one sandbox per output kind: HTML (autoescaped), Markdown source, plain text."""
-    html = _SandboxedEnvironment(autoescape=True, finalize=_finalize_html)
-    markdown = _SandboxedEnvironment(autoescape=True, finalize=_finalize_markdown)
-    for name in _MARKUP_FILTERS:
-        markdown.filters[name] = _markdown_filter(markdown.filters[name])
-    # HTML escaping would show entities, because the Markdown output is escaped again.
+    """Build one sandbox per output kind: HTML (autoescaped), Markdown source, plain text.
+
+    The Markdown sandbox does not autoescape. With autoescaping, macro output would be
+    Markup, and ``~``, ``+``, ``%``, ``|join`` and ``|replace`` would HTML-escape a value
+    joined to Markup instead of escaping it for Markdown. ``_MarkdownText`` marks macro
+    output instead, and loses the mark in any such operation.
+    """
+    html = _SandboxedEnvironment(autoescape=True, finalize=_finalize_html, concat=_checked_concat)
+    markdown = _SandboxedEnvironment(
+        autoescape=False, finalize=_finalize_markdown, concat=_checked_markdown_concat
+    )
+    # HTML escaping would show entities, because finalize escapes every value anyway.
     for name in ("e", "escape", "forceescape"):
-        markdown.filters[name] = _markdown_escape_filter
-    text = _SandboxedEnvironment(autoescape=False, finalize=_finalize_html)
+        markdown.filters[name] = _unchanged
+    text = _SandboxedEnvironment(autoescape=False, finalize=_finalize_html, concat=_checked_concat)
     return {"html": html, "markdown": markdown, "text": text}
 
 
