@@ -1616,8 +1616,8 @@ def sanitize_html(html: str, *, keep_template_tags: bool = True) -> str:
     """Remove from ``html`` everything that email clients should not run or load.
 
     Kept are the text formatting, list, heading, table and image elements that email
-    clients render, links to http, https, mailto and tel URLs, images from http, https and
-    cid URLs, and ``style`` attributes and ``<style>`` rules with common properties (see
+    clients render. Links keep http, https, mailto and tel URLs, and images http, https
+    and cid URLs. ``style`` attributes and ``<style>`` rules keep common properties (see
     ``_filter_stylesheet``). Scripts, frames, forms, objects, event handler attributes,
     comments and every other URL scheme, including ``javascript:`` and ``data:``, go.
 
