@@ -239,6 +239,7 @@ async def test_created_query_count(runtime: Runtime) -> None:
             sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
 
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    # The members with their users and the workspace name, however many members there are.
-    assert len(selects) == 1, "\n\n".join(selects)
+    # The members with their users and the workspace name, and the workspace's email provider
+    # settings, however many members there are.
+    assert len(selects) == 2, "\n\n".join(selects)
     assert len(await rows(runtime, EmailMessage)) == 3

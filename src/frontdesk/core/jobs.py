@@ -11,6 +11,7 @@ to the ``dead`` state, where admins can see and retry it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import random
 import socket
@@ -50,6 +51,26 @@ class RetryLater(Exception):
 
 class PermanentFailure(Exception):
     """Raise from a handler when retrying cannot help; the job goes to ``dead`` at once."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The job that the current task runs, for handlers that need its attempt count."""
+
+    id: uuid.UUID
+    name: str
+    attempts: int
+    max_attempts: int
+
+
+_current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "frontdesk_current_job", default=None
+)
+
+
+def current_job() -> JobContext | None:
+    """Return the job being run in this task, or None outside a worker."""
+    return _current_job.get()
 
 
 @dataclass(frozen=True)
@@ -256,6 +277,7 @@ class Worker:
             )
         handler = _HANDLERS.get(name)
         structlog.contextvars.bind_contextvars(job_id=str(job_id), job=name)
+        context_token = _current_job.set(JobContext(job_id, name, attempts, max_attempts))
         try:
             if handler is None:
                 raise PermanentFailure(f"no handler is registered for job '{name}'")
@@ -278,6 +300,7 @@ class Worker:
         except Exception as exc:
             await self._record_failure(job_id, name, attempts, max_attempts, exc)
         finally:
+            _current_job.reset(context_token)
             structlog.contextvars.unbind_contextvars("job_id", "job")
 
     async def _record_failure(

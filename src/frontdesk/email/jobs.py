@@ -23,8 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from frontdesk.core.jobs import PermanentFailure, RetryLater, job_handler
-from frontdesk.core.models import Job
+from frontdesk.core.jobs import PermanentFailure, RetryLater, current_job, job_handler
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.email.mime import OutgoingEmail
 from frontdesk.email.models import EmailMessage
@@ -88,15 +87,9 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
         # A failed message sent again (a dead job retried by an admin) is queued again.
         message.status = "queued"
         provider = await find_provider(uow, message.workspace_id) if message.workspace_id else None
-        job = (
-            await uow.session.execute(
-                sa.select(Job.attempts, Job.max_attempts).where(
-                    Job.name == SEND_JOB,
-                    Job.status == "running",
-                    Job.payload["email_id"].as_string() == str(email_id),
-                )
-            )
-        ).first()
+        job = current_job()
+        if job is not None and job.name != SEND_JOB:
+            job = None
         mime: MimeMessage | None = None
         outgoing: OutgoingEmail | None = None
         build_error: PermanentDeliveryError | None = None

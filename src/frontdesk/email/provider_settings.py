@@ -26,6 +26,7 @@ from frontdesk.email.mime import OutgoingEmail, parse_address
 from frontdesk.email.models import EmailProviderSetting
 from frontdesk.email.providers import PROVIDER_CONFIGS, EmailProvider, build_provider
 from frontdesk.email.schemas import ProviderSettingsIn, ProviderSettingsOut
+from frontdesk.email.service import PROVIDER_CACHE_KEY
 from frontdesk.email.transports import DeliveryError, PermanentDeliveryError
 
 log = structlog.get_logger()
@@ -269,6 +270,7 @@ async def put_setting(
             uow.rt.cipher.encrypt_text(secret, associated_data=associated) if secret else None
         )
     await uow.session.flush()
+    uow.session.info.pop(PROVIDER_CACHE_KEY, None)
     log.info("email.provider_set", workspace_id=str(workspace_id), kind=data.kind)
     return existing
 
@@ -278,6 +280,7 @@ async def delete_setting(uow: UnitOfWork, *, workspace_id: uuid.UUID) -> None:
     if setting is None:
         return
     await uow.session.delete(setting)
+    uow.session.info.pop(PROVIDER_CACHE_KEY, None)
     log.info("email.provider_removed", workspace_id=str(workspace_id))
 
 

@@ -72,6 +72,25 @@ def _log_development_link(uow: UnitOfWork, message: EmailMessage, link: str) -> 
         log.info("email.outbox_link", email_id=str(message.id), kind=message.kind, link=link)
 
 
+PROVIDER_CACHE_KEY = "email_provider_settings"
+
+
+async def workspace_provider_setting(
+    uow: UnitOfWork, workspace_id: uuid.UUID
+) -> EmailProviderSetting | None:
+    """Return the workspace's provider row, read once per unit of work.
+
+    A request that queues several emails (one per member) reads the row once; a missing row
+    is cached too. Changing the settings clears the cache of that unit of work.
+    """
+    cache: dict[uuid.UUID, EmailProviderSetting | None] = uow.session.info.setdefault(
+        PROVIDER_CACHE_KEY, {}
+    )
+    if workspace_id not in cache:
+        cache[workspace_id] = await uow.session.get(EmailProviderSetting, workspace_id)
+    return cache[workspace_id]
+
+
 async def queue_email(
     uow: UnitOfWork,
     *,
@@ -101,7 +120,7 @@ async def queue_email(
     from_address = single_line(settings.email_from)
     domain = message_id_domain(settings)
     # A workspace with its own provider sends from its own address and domain.
-    provider = await uow.session.get(EmailProviderSetting, workspace_id) if workspace_id else None
+    provider = await workspace_provider_setting(uow, workspace_id) if workspace_id else None
     if provider is not None:
         from_address = provider.from_address
         domain = provider.from_address.rsplit("@", 1)[1].rstrip(">").strip()
