@@ -100,6 +100,13 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "attachment", "type": "file", "label": "Attachment"},
 ]
 PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+TEMPLATE_BODY = {
+    "key": "welcome",
+    "name": "Welcome",
+    "variables": [{"name": "first_name", "type": "string", "sample": "Ada"}],
+    "subject": "Welcome, {{ first_name }}",
+    "body": "<p>Hello {{ first_name }}</p>",
+}
 PROVIDER_SETTINGS = {
     "kind": "postmark",
     "config": {"server_token": "server-token"},
@@ -720,6 +727,80 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ),
     ("DELETE", "/api/v1/email/suppressions/{suppression_id}"): RouteCases(
         access="admin", ok=ok(204), invalid=id_errors("suppression_id")
+    ),
+    # --- Email templates ---------------------------------------------------------------------
+    ("POST", "/api/v1/email/templates"): RouteCases(
+        access="admin",
+        ok=ok(201, body=TEMPLATE_BODY),
+        invalid=(
+            bad(422, "key", body={**TEMPLATE_BODY, "key": "Not A Key"}),
+            bad(422, "subject", body={**TEMPLATE_BODY, "subject": "Hi {{ nickname }}"}),
+            bad(422, "body", body={**TEMPLATE_BODY, "body": "{% for x in %}"}),
+            bad(
+                422,
+                "variables.0.type",
+                body={**TEMPLATE_BODY, "variables": [{"name": "a", "type": "blob"}]},
+            ),
+            bad(422, "locale", body={**TEMPLATE_BODY, "locale": "english!"}),
+        ),
+    ),
+    ("GET", "/api/v1/email/templates"): RouteCases(access="agent", ok=ok(200)),
+    ("GET", "/api/v1/email/templates/{template_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("template_id")
+    ),
+    ("PATCH", "/api/v1/email/templates/{template_id}"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"name": "Hello", "description": "First contact"}),
+        invalid=(
+            bad(422, "name", body={"name": ""}),
+            bad(422, "default_locale", body={"default_locale": "fr"}),
+            *id_errors("template_id", body={"name": "Hello"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/email/templates/{template_id}"): RouteCases(
+        access="admin", ok=ok(204), invalid=id_errors("template_id")
+    ),
+    ("PUT", "/api/v1/email/templates/{template_id}/locales/{locale}"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"subject": "Bonjour {{ first_name }}", "body": "<p>Bonjour</p>"}),
+        invalid=(
+            bad(422, "subject", body={"subject": "{{ nope }}", "body": "<p>x</p>"}),
+            bad(422, "body_format", body={"subject": "x", "body": "x", "body_format": "rtf"}),
+            bad(422, "locale", path={"locale": "fr_FR!"}, body={"subject": "x", "body": "x"}),
+            *id_errors("template_id", body={"subject": "x", "body": "x"}),
+        ),
+    ),
+    ("GET", "/api/v1/email/templates/{template_id}/versions"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"locale": "en"}),
+        invalid=(bad(422, "locale", query={"locale": "??"}), *id_errors("template_id")),
+    ),
+    ("POST", "/api/v1/email/templates/{template_id}/preview"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"data": {"first_name": "Ada"}}),
+        invalid=(
+            bad(422, "data.first_name", body={"data": {}}),
+            bad(422, "data.first_name", body={"data": {"first_name": 3}}),
+            *id_errors("template_id", body={}),
+        ),
+    ),
+    ("POST", "/api/v1/email/templates/{template_id}/send"): RouteCases(
+        access="agent",
+        ok=ok(202, body={"to": "ada@example.org", "data": {"first_name": "Ada"}}),
+        invalid=(
+            bad(422, "to", body={"to": "nobody", "data": {"first_name": "Ada"}}),
+            bad(422, "data.first_name", body={"to": "ada@example.org", "data": {}}),
+            bad(
+                422,
+                "enquiry_id",
+                body={
+                    "to": "ada@example.org",
+                    "data": {"first_name": "Ada"},
+                    "enquiry_id": "00000000-0000-0000-0000-000000000000",
+                },
+            ),
+            *id_errors("template_id", body={"to": "ada@example.org", "data": {}}),
+        ),
     ),
     # --- Outbox and jobs ----------------------------------------------------------------------
     ("GET", "/api/v1/outbox"): RouteCases(

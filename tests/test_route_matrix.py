@@ -548,6 +548,25 @@ async def _suppression_id(world: World, team: Team, caller: Person | None) -> st
     return str(entry["id"])
 
 
+async def _template_id(world: World, team: Team, caller: Person | None) -> str:
+    template = await world.post(
+        "/api/v1/email/templates",
+        team.owner.headers,
+        json={
+            "key": f"t-{uuid.uuid4().hex[:12]}",
+            "name": "Welcome",
+            "variables": [{"name": "first_name", "type": "string", "sample": "Ada"}],
+            "subject": "Welcome, {{ first_name }}",
+            "body": "<p>Hello {{ first_name }}</p>",
+        },
+    )
+    return str(template["id"])
+
+
+async def _locale(world: World, team: Team, caller: Person | None) -> str:
+    return "fr"
+
+
 async def _provider(world: World, team: Team, caller: Person | None) -> str:
     return "postmark"
 
@@ -566,6 +585,8 @@ ID_FACTORIES: dict[str, Resolver] = {
     "job_id": _job_id,
     "suppression_id": _suppression_id,
     "provider": _provider,
+    "template_id": _template_id,
+    "locale": _locale,
     "session_id": _session_id,
     "tag": _tag,
     "bucket_id": _bucket_id,
@@ -682,8 +703,13 @@ async def send(world: World, route: RouteInfo, request: Prepared) -> httpx.Respo
     return response
 
 
+# Path parameters that are names rather than ids keep a valid value; the ids beside them are
+# the unknown part.
+NAME_PARAMS = {"tag": "vip", "locale": "fr"}
+
+
 def random_path(route: RouteInfo) -> dict[str, str]:
-    return {name: "vip" if name == "tag" else str(uuid.uuid4()) for name in route.path_params}
+    return {name: NAME_PARAMS.get(name, str(uuid.uuid4())) for name in route.path_params}
 
 
 async def snapshot(runtime: Runtime) -> dict[str, list[str]]:

@@ -23,6 +23,7 @@ from frontdesk.email.provider_routes import router as email_provider_router
 from frontdesk.email.routes import router as email_router
 from frontdesk.email.service import check_email_settings
 from frontdesk.email.suppression_routes import router as email_suppression_router
+from frontdesk.email.template_routes import router as email_template_router
 from frontdesk.email.webhook_routes import router as email_public_router
 from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
@@ -102,6 +103,7 @@ def create_app(
         email_router,
         email_provider_router,
         email_suppression_router,
+        email_template_router,
         realtime_router,
         storage_router,
     ):

@@ -149,3 +149,45 @@ class EmailEvent(UUIDPrimaryKey, Base):
     machine_reason: Mapped[str | None] = mapped_column(sa.String(100))
     received_at: Mapped[datetime] = mapped_column()
     processed_at: Mapped[datetime | None] = mapped_column()
+
+
+class EmailTemplate(UUIDPrimaryKey, Base):
+    """A workspace's email template: its variable schema and, per locale, its versions."""
+
+    __tablename__ = "email_templates"
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "key"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    # Unique in the workspace; the key of a built-in email replaces that email's text.
+    key: Mapped[str] = mapped_column(sa.String(100))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    # VariableSpec dictionaries.
+    variables: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    # The locale used when a message asks for one the template does not have.
+    default_locale: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class EmailTemplateVersion(UUIDPrimaryKey, Base):
+    """One saved version of a template in one locale; the highest version is current."""
+
+    __tablename__ = "email_template_versions"
+    __table_args__ = (sa.UniqueConstraint("template_id", "locale", "version"),)
+
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("email_templates.id", ondelete="CASCADE"), index=True
+    )
+    locale: Mapped[str] = mapped_column(sa.String(20))
+    version: Mapped[int] = mapped_column()
+    subject: Mapped[str] = mapped_column(sa.Text)
+    body_format: Mapped[str] = mapped_column(sa.String(10))
+    body: Mapped[str] = mapped_column(sa.Text)
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column()

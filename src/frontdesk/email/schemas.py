@@ -164,3 +164,106 @@ class SuppressionIn(BaseModel):
 
     address: EmailStr
     detail: str | None = Field(default=None, max_length=2000)
+
+
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+TEMPLATE_KEY_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
+MAX_TEMPLATE_SOURCE = 200_000
+
+
+class TemplateContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=2000)
+    body_format: Literal["html", "markdown"] = "html"
+    body: str = Field(min_length=1, max_length=MAX_TEMPLATE_SOURCE)
+    text: str | None = Field(
+        default=None,
+        max_length=MAX_TEMPLATE_SOURCE,
+        description="Plain text body; generated from the HTML when absent.",
+    )
+
+
+class TemplateCreate(TemplateContent):
+    key: str = Field(
+        pattern=TEMPLATE_KEY_PATTERN,
+        description="Unique in the workspace, like 'welcome' or 'enquiry_acknowledgement'.",
+    )
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    variables: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    locale: str = Field(default="en", pattern=LOCALE_PATTERN)
+
+
+class TemplateUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    variables: list[dict[str, Any]] | None = Field(default=None, max_length=100)
+    default_locale: str | None = Field(default=None, pattern=LOCALE_PATTERN)
+
+
+class TemplateVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    locale: str
+    version: int
+    subject: str
+    body_format: str
+    body: str
+    text: str | None
+    created_by: uuid.UUID | None
+    created_at: datetime
+
+
+class TemplateOut(BaseModel):
+    id: uuid.UUID
+    key: str
+    name: str
+    description: str | None
+    variables: list[dict[str, Any]]
+    default_locale: str
+    locales: dict[str, TemplateVersionOut] = Field(description="The current version per locale.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateOut]
+
+
+class TemplateVersionList(BaseModel):
+    items: list[TemplateVersionOut]
+
+
+class TemplatePreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    locale: str | None = Field(default=None, pattern=LOCALE_PATTERN)
+    data: dict[str, Any] | None = Field(
+        default=None, description="Values of the variables; the samples are used when absent."
+    )
+
+
+class TemplatePreviewOut(BaseModel):
+    locale: str = Field(description="The locale rendered, after fallback.")
+    version: int
+    subject: str
+    html: str
+    text: str
+
+
+class TemplateSendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: EmailStr
+    data: dict[str, Any] = Field(default_factory=dict)
+    locale: str | None = Field(default=None, pattern=LOCALE_PATTERN)
+    enquiry_id: uuid.UUID | None = None
+    category: Literal["transactional", "bulk"] = "transactional"
+
+
+class TemplateSendOut(BaseModel):
+    email_id: uuid.UUID
+    status: str

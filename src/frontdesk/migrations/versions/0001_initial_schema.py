@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 22:53:58.992702
+Create Date: 2026-12-04 23:22:43.082978
 """
 
 from collections.abc import Sequence
@@ -193,6 +193,32 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_email_provider_settings")),
         sa.UniqueConstraint("webhook_token", name=op.f("uq_email_provider_settings_webhook_token")),
+    )
+    op.create_table(
+        "email_templates",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column(
+            "variables",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("default_locale", sa.String(length=20), nullable=False),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_email_templates_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_templates")),
+        sa.UniqueConstraint(
+            "workspace_id", "key", name=op.f("uq_email_templates_workspace_id_key")
+        ),
     )
     op.create_table(
         "forms",
@@ -403,6 +429,43 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("workspace_id", "key_id", name=op.f("pk_storage_signing_keys")),
     )
+    op.create_table(
+        "email_template_versions",
+        sa.Column("template_id", sa.Uuid(), nullable=False),
+        sa.Column("locale", sa.String(length=20), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("body_format", sa.String(length=10), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_email_template_versions_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["template_id"],
+            ["email_templates.id"],
+            name=op.f("fk_email_template_versions_template_id_email_templates"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_template_versions")),
+        sa.UniqueConstraint(
+            "template_id",
+            "locale",
+            "version",
+            name=op.f("uq_email_template_versions_template_id_locale_version"),
+        ),
+    )
+    with op.batch_alter_table("email_template_versions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_email_template_versions_template_id"), ["template_id"], unique=False
+        )
+
     op.create_table(
         "enquiries",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -874,6 +937,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_enquiries_contact_id"))
 
     op.drop_table("enquiries")
+    with op.batch_alter_table("email_template_versions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_email_template_versions_template_id"))
+
+    op.drop_table("email_template_versions")
     op.drop_table("storage_signing_keys")
     with op.batch_alter_table("storage_link_uses", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_link_uses_workspace_id"))
@@ -903,6 +970,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_forms_workspace_id"))
 
     op.drop_table("forms")
+    op.drop_table("email_templates")
     op.drop_table("email_provider_settings")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index(

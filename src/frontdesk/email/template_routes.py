@@ -1,0 +1,173 @@
+"""Email templates API: write, version, preview and send workspace templates."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query, Response
+
+from frontdesk.auth.dependencies import AdminDep, AgentDep
+from frontdesk.core.api import UowDep
+from frontdesk.core.errors import Problem, ValidationFailed
+from frontdesk.email import template_service
+from frontdesk.email.schemas import (
+    LOCALE_PATTERN,
+    TemplateContent,
+    TemplateCreate,
+    TemplateList,
+    TemplateOut,
+    TemplatePreviewIn,
+    TemplatePreviewOut,
+    TemplateSendIn,
+    TemplateSendOut,
+    TemplateUpdate,
+    TemplateVersionList,
+    TemplateVersionOut,
+)
+from frontdesk.email.service import queue_email
+from frontdesk.enquiries.models import Enquiry
+
+router = APIRouter(prefix="/email/templates", tags=["email templates"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": Problem, "description": "No such template, or not this workspace's."},
+    409: {"model": Problem, "description": "A template with this key exists."},
+    422: {"model": Problem, "description": "Invalid input; `errors` names each field."},
+}
+LocalePath = Annotated[str, Path(pattern=LOCALE_PATTERN, max_length=20)]
+
+
+@router.post("", status_code=201, response_model=TemplateOut, responses=_ERRORS)
+async def create_template(uow: UowDep, actor: AdminDep, body: TemplateCreate) -> TemplateOut:
+    """Create a template with its variable schema and its first locale (version 1)."""
+    template = await template_service.create_template(
+        uow, workspace_id=actor.workspace_id, actor_id=actor.user_id, data=body
+    )
+    return await template_service.view(uow, template)
+
+
+@router.get("", response_model=TemplateList, responses=_ERRORS)
+async def list_templates(uow: UowDep, actor: AgentDep) -> TemplateList:
+    templates = await template_service.list_templates(uow, workspace_id=actor.workspace_id)
+    return TemplateList(items=[await template_service.view(uow, item) for item in templates])
+
+
+@router.get("/{template_id}", response_model=TemplateOut, responses=_ERRORS)
+async def get_template(uow: UowDep, actor: AgentDep, template_id: uuid.UUID) -> TemplateOut:
+    template = await template_service.get_template(
+        uow, workspace_id=actor.workspace_id, template_id=template_id
+    )
+    return await template_service.view(uow, template)
+
+
+@router.patch("/{template_id}", response_model=TemplateOut, responses=_ERRORS)
+async def update_template(
+    uow: UowDep, actor: AdminDep, template_id: uuid.UUID, body: TemplateUpdate
+) -> TemplateOut:
+    template = await template_service.update_template(
+        uow, workspace_id=actor.workspace_id, template_id=template_id, changes=body
+    )
+    return await template_service.view(uow, template)
+
+
+@router.delete("/{template_id}", status_code=204, response_class=Response, responses=_ERRORS)
+async def delete_template(uow: UowDep, actor: AdminDep, template_id: uuid.UUID) -> Response:
+    await template_service.delete_template(
+        uow, workspace_id=actor.workspace_id, template_id=template_id
+    )
+    return Response(status_code=204)
+
+
+@router.put("/{template_id}/locales/{locale}", response_model=TemplateOut, responses=_ERRORS)
+async def save_locale(
+    uow: UowDep,
+    actor: AdminDep,
+    template_id: uuid.UUID,
+    locale: LocalePath,
+    body: TemplateContent,
+) -> TemplateOut:
+    """Save a new version of one locale; earlier versions stay in the history."""
+    template = await template_service.save_locale(
+        uow,
+        workspace_id=actor.workspace_id,
+        template_id=template_id,
+        locale=locale,
+        actor_id=actor.user_id,
+        content=body,
+    )
+    return await template_service.view(uow, template)
+
+
+@router.get("/{template_id}/versions", response_model=TemplateVersionList, responses=_ERRORS)
+async def list_versions(
+    uow: UowDep,
+    actor: AgentDep,
+    template_id: uuid.UUID,
+    locale: Annotated[str | None, Query(pattern=LOCALE_PATTERN, max_length=20)] = None,
+) -> TemplateVersionList:
+    versions = await template_service.list_versions(
+        uow, workspace_id=actor.workspace_id, template_id=template_id, locale=locale
+    )
+    return TemplateVersionList(items=[TemplateVersionOut.model_validate(v) for v in versions])
+
+
+@router.post("/{template_id}/preview", response_model=TemplatePreviewOut, responses=_ERRORS)
+async def preview(
+    uow: UowDep, actor: AgentDep, template_id: uuid.UUID, body: TemplatePreviewIn
+) -> TemplatePreviewOut:
+    """Render with the given data, or with the samples; problems come back as 422 errors.
+
+    Show the HTML in a sandboxed iframe: its styles would otherwise apply to your page.
+    """
+    template = await template_service.get_template(
+        uow, workspace_id=actor.workspace_id, template_id=template_id
+    )
+    version, rendered = await template_service.render(
+        uow, template, locale=body.locale, data=body.data
+    )
+    return TemplatePreviewOut(
+        locale=version.locale,
+        version=version.version,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+    )
+
+
+@router.post(
+    "/{template_id}/send", status_code=202, response_model=TemplateSendOut, responses=_ERRORS
+)
+async def send(
+    uow: UowDep, actor: AgentDep, template_id: uuid.UUID, body: TemplateSendIn
+) -> TemplateSendOut:
+    """Render the template with ``data`` and queue the email to ``to``."""
+    template = await template_service.get_template(
+        uow, workspace_id=actor.workspace_id, template_id=template_id
+    )
+    if body.enquiry_id is not None:
+        found = await uow.session.scalar(
+            sa.select(Enquiry.id).where(
+                Enquiry.id == body.enquiry_id, Enquiry.workspace_id == actor.workspace_id
+            )
+        )
+        if found is None:
+            raise ValidationFailed("enquiry_id", "No such enquiry in this workspace.", "not_found")
+    _version, rendered = await template_service.render(
+        uow, template, locale=body.locale, data=body.data
+    )
+    message = await queue_email(
+        uow,
+        kind="template",
+        to=str(body.to),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        workspace_id=actor.workspace_id,
+        enquiry_id=body.enquiry_id,
+        auto_submitted=False,
+        category=body.category,
+    )
+    message.template_key = template.key
+    return TemplateSendOut(email_id=message.id, status=message.status)
