@@ -100,6 +100,10 @@ FORM_FIELDS: list[dict[str, Any]] = [
     {"key": "attachment", "type": "file", "label": "Attachment"},
 ]
 PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+RAW_EMAIL = (
+    b"From: Camille <camille@example.org>\r\nTo: hello@studio.example\r\n"
+    b"Subject: Wedding photos\r\nMessage-ID: <matrix-1@example.org>\r\n\r\nAre you free?\r\n"
+)
 TEMPLATE_BODY = {
     "key": "welcome",
     "name": "Welcome",
@@ -802,6 +806,28 @@ CASES: dict[tuple[str, str], RouteCases] = {
             *id_errors("template_id", body={"to": "ada@example.org", "data": {}}),
         ),
     ),
+    # --- Inbound email -----------------------------------------------------------------------
+    ("POST", "/api/v1/email/inbound"): RouteCases(
+        access="admin",
+        ok=ok(201, content=RAW_EMAIL, headers={"Content-Type": "message/rfc822"}),
+        invalid=(
+            bad(
+                400,
+                "",
+                code="bad_request",
+                content=b"   ",
+                headers={"Content-Type": "message/rfc822"},
+            ),
+        ),
+    ),
+    ("GET", "/api/v1/email/inbound"): RouteCases(
+        access="agent",
+        ok=ok(200),
+        invalid=(bad(422, "enquiry_id", query={"enquiry_id": "nope"}), *LIST_QUERY_ERRORS),
+    ),
+    ("GET", "/api/v1/email/inbound/{inbound_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("inbound_id")
+    ),
     # --- Outbox and jobs ----------------------------------------------------------------------
     ("GET", "/api/v1/outbox"): RouteCases(
         access="admin",
@@ -1013,6 +1039,10 @@ EXCLUDED: dict[tuple[str, str], str] = {
         "provider webhook verified by the provider's signature, not by a login; "
         "tests/test_email_events_api.py covers valid, tampered, replayed, duplicated and "
         "out-of-order deliveries and unknown addresses"
+    ),
+    ("POST", "/webhooks/email/{provider}/{token}/inbound"): (
+        "provider inbound webhook verified by the provider's signature or credentials; "
+        "tests/test_email_inbound_api.py"
     ),
     ("GET", "/e/o/{token}.gif"): "open pixel image; tests/test_email_events_api.py",
     ("GET", "/e/c/{token}"): (

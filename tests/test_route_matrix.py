@@ -563,6 +563,19 @@ async def _template_id(world: World, team: Team, caller: Person | None) -> str:
     return str(template["id"])
 
 
+async def _inbound_id(world: World, team: Team, caller: Person | None) -> str:
+    raw = (
+        "From: Camille <camille@example.org>\r\nTo: hello@studio.example\r\n"
+        f"Subject: Hello\r\nMessage-ID: <{uuid.uuid4()}@example.org>\r\n\r\nHi\r\n"
+    ).encode()
+    received = await world.post(
+        "/api/v1/email/inbound",
+        team.owner.headers | {"Content-Type": "message/rfc822"},
+        content=raw,
+    )
+    return str(received["id"])
+
+
 async def _locale(world: World, team: Team, caller: Person | None) -> str:
     return "fr"
 
@@ -586,6 +599,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "suppression_id": _suppression_id,
     "provider": _provider,
     "template_id": _template_id,
+    "inbound_id": _inbound_id,
     "locale": _locale,
     "session_id": _session_id,
     "tag": _tag,

@@ -19,6 +19,7 @@ from frontdesk.core.health import router as health_router
 from frontdesk.core.http import BodySizeLimitMiddleware
 from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
+from frontdesk.email.inbound_routes import router as email_inbound_router
 from frontdesk.email.provider_routes import router as email_provider_router
 from frontdesk.email.routes import router as email_router
 from frontdesk.email.service import check_email_settings
@@ -104,6 +105,7 @@ def create_app(
         email_provider_router,
         email_suppression_router,
         email_template_router,
+        email_inbound_router,
         realtime_router,
         storage_router,
     ):

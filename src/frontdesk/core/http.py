@@ -44,11 +44,16 @@ _FORM_UPLOAD_PATH = re.compile(r"^/f/[^/]+/uploads$")
 
 
 def _is_streamed_upload(scope: Scope) -> bool:
-    """Return whether the request uploads one file, which the storage limits cap instead."""
+    """Return whether the route limits its own body: file uploads and received emails."""
     if scope.get("method") != "POST":
         return False
     path: str = scope.get("path", "")
     if path.startswith("/api/v1/storage/buckets/") and path.endswith("/objects"):
+        return True
+    # Received emails, which their routes limit to FRONTDESK_INBOUND_MAX_BYTES.
+    if path == "/api/v1/email/inbound" or (
+        path.startswith("/webhooks/email/") and path.endswith("/inbound")
+    ):
         return True
     return _FORM_UPLOAD_PATH.match(path) is not None
 

@@ -191,3 +191,51 @@ class EmailTemplateVersion(UUIDPrimaryKey, Base):
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column()
+
+
+class InboundEmail(UUIDPrimaryKey, Base):
+    """A message received for a workspace, what it became, and where its bytes are.
+
+    ``action`` records the decision: ``created_enquiry`` (a new sender or topic),
+    ``threaded`` (a reply from the enquiry's contact), ``staff_reply`` (a member wrote from
+    their own mail client), ``automatic`` (auto-replies and mailing lists, which never start
+    an enquiry), ``report`` (a bounce or complaint) or ``duplicate``.
+    """
+
+    __tablename__ = "inbound_emails"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "message_id"),
+        sa.Index("ix_inbound_emails_workspace_received", "workspace_id", "created_at"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    # api (raw upload), imap, or the provider whose inbound webhook delivered it.
+    source: Mapped[str] = mapped_column(sa.String(20))
+    # The Message-ID with its angle brackets; None when the message has none.
+    message_id: Mapped[str | None] = mapped_column(sa.String(1000))
+    from_address: Mapped[str | None] = mapped_column(sa.String(320))
+    from_name: Mapped[str | None] = mapped_column(sa.String(300))
+    subject: Mapped[str] = mapped_column(sa.Text)
+    # What the sender wrote now; quoted history and signature are kept apart.
+    text: Mapped[str] = mapped_column(sa.Text)
+    quoted: Mapped[str] = mapped_column(sa.Text, default="")
+    signature: Mapped[str] = mapped_column(sa.Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column()
+    action: Mapped[str] = mapped_column(sa.String(20))
+    automatic_reason: Mapped[str | None] = mapped_column(sa.Text)
+    report_kind: Mapped[str | None] = mapped_column(sa.String(20))
+    defects: Mapped[list[str]] = mapped_column(default=list)
+    # {object_id, filename, content_type, size, content_id, inline} per attachment.
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    raw_object_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("storage_objects.id", ondelete="SET NULL")
+    )
+    enquiry_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("enquiries.id", ondelete="SET NULL"), index=True
+    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column()

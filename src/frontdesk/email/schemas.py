@@ -267,3 +267,34 @@ class TemplateSendIn(BaseModel):
 class TemplateSendOut(BaseModel):
     email_id: uuid.UUID
     status: str
+
+
+class InboundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    source: str = Field(description="api, imap, or the provider of the inbound webhook.")
+    message_id: str | None
+    from_address: str | None
+    from_name: str | None
+    subject: str
+    text: str = Field(description="What the sender wrote now, without quotes and signature.")
+    quoted: str
+    signature: str
+    sent_at: datetime | None
+    action: str = Field(
+        description="created_enquiry, threaded, staff_reply, automatic, report or duplicate."
+    )
+    automatic_reason: str | None
+    report_kind: str | None = Field(description="hard, soft, delayed or complaint.")
+    defects: list[str]
+    attachments: list[dict[str, Any]]
+    raw_object_id: uuid.UUID | None
+    enquiry_id: uuid.UUID | None
+    contact_id: uuid.UUID | None
+    created_at: datetime
+
+
+class InboundPage(BaseModel):
+    items: list[InboundOut]
+    next_cursor: str | None

@@ -12,6 +12,8 @@ from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.email import template_service
+from frontdesk.email.inbound_service import reply_address
+from frontdesk.email.mime import parse_address
 from frontdesk.email.schemas import (
     LOCALE_PATTERN,
     TemplateContent,
@@ -26,7 +28,7 @@ from frontdesk.email.schemas import (
     TemplateVersionList,
     TemplateVersionOut,
 )
-from frontdesk.email.service import queue_email
+from frontdesk.email.service import queue_email, workspace_provider_setting
 from frontdesk.enquiries.models import Enquiry
 
 router = APIRouter(prefix="/email/templates", tags=["email templates"])
@@ -157,9 +159,16 @@ async def send(
     _version, rendered = await template_service.render(
         uow, template, locale=body.locale, data=body.data
     )
+    reply_to = None
+    provider = await workspace_provider_setting(uow, actor.workspace_id)
+    if body.enquiry_id is not None and provider is not None:
+        # Replies come back to the same mailbox with the enquiry's token in the address.
+        address = parse_address(provider.from_address).address
+        reply_to = reply_address(address, uow.rt.secrets.secret_key, body.enquiry_id)
     message = await queue_email(
         uow,
         kind="template",
+        reply_to=reply_to,
         to=str(body.to),
         subject=rendered.subject,
         text=rendered.text,

@@ -18,11 +18,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from frontdesk.core.api import ClientIpDep, UowDep
-from frontdesk.core.errors import Conflict, NotFound, ProblemError
+from frontdesk.core.errors import Conflict, NotFound, ProblemError, ValidationFailed
 from frontdesk.core.jobs import job_handler
 from frontdesk.core.uow import UnitOfWork
-from frontdesk.email import tracking, webhooks
+from frontdesk.email import inbound, tracking, webhooks
 from frontdesk.email.events import record_engagement, store_provider_events
+from frontdesk.email.inbound_routes import read_limited
+from frontdesk.email.inbound_service import receive
 from frontdesk.email.models import EmailMessage, EmailProviderSetting
 from frontdesk.email.provider_settings import decrypt_webhook_secret
 from frontdesk.email.suppressions import suppress
@@ -278,3 +280,121 @@ async def confirm_sns_subscription(uow: UnitOfWork, payload: dict[str, Any]) -> 
         response = await client.get(url)
     response.raise_for_status()
     log.info("email.sns_subscription_confirmed")
+
+
+async def _form_fields(
+    request: Request,
+) -> tuple[dict[str, str | bytes], dict[str, tuple[str, str, bytes]]]:
+    form = await request.form(max_files=100, max_fields=1000, max_part_size=32 * 1024 * 1024)
+    fields: dict[str, str | bytes] = {}
+    files: dict[str, tuple[str, str, bytes]] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            fields[name] = value
+        else:
+            files[name] = (value.filename or "", value.content_type or "", await value.read())
+    return fields, files
+
+
+async def _parse_inbound(
+    request: Request, uow: UnitOfWork, setting: EmailProviderSetting, body: bytes
+) -> tuple[inbound.ParsedEmail, bytes | None] | None:
+    """Verify an inbound delivery and parse it; None for an SNS message that is no email."""
+    secret = decrypt_webhook_secret(uow, setting)
+    headers = dict(request.headers)
+    now = uow.now()
+    if setting.kind == "postmark":
+        if secret is None:
+            raise _secret_missing(setting)
+        username, _, password = secret.partition(":")
+        webhooks.verify_postmark(headers, username=username, password=password)
+        payload = webhooks.verify.load_json_body(body, "Postmark")
+        return inbound.from_postmark_inbound(payload), None
+    if setting.kind == "sendgrid":
+        # Inbound Parse signs nothing; the random token of the address is the secret.
+        fields, files = await _form_fields(request)
+        parsed = inbound.from_sendgrid_inbound(fields, files)
+        raw = fields.get("email")
+        return parsed, raw.encode() if isinstance(raw, str) else raw
+    if setting.kind == "mailgun":
+        if secret is None:
+            raise _secret_missing(setting)
+        fields, files = await _form_fields(request)
+        webhooks.verify_mailgun_form(
+            {name: value for name, value in fields.items() if isinstance(value, str)},
+            signing_key=secret,
+            now=now,
+        )
+        parsed = inbound.from_mailgun_route(fields, files)
+        raw = fields.get("body-mime")
+        return parsed, raw.encode() if isinstance(raw, str) else raw
+    fetch = getattr(request.app.state, "sns_fetch_certificate", None)
+    if fetch is None:
+        fetch = request.app.state.sns_fetch_certificate = webhooks.HttpxCertificateFetcher()
+    message = await webhooks.verify_sns_message(
+        body, fetch_certificate=fetch, expected_topic_arn=secret or None, now=now
+    )
+    if message.get("Type") == "SubscriptionConfirmation":
+        uow.enqueue(
+            SNS_CONFIRM_JOB,
+            {"url": webhooks.confirmation_url(message), "topic_arn": message.get("TopicArn")},
+            workspace_id=setting.workspace_id,
+        )
+        return None
+    if message.get("Type") != "Notification":
+        return None
+    return inbound.from_sns_ses(message), None
+
+
+def _secret_missing(setting: EmailProviderSetting) -> Conflict:
+    log.warning("email.webhook_secret_missing", workspace_id=str(setting.workspace_id))
+    return Conflict(
+        "The workspace has no webhook secret for this provider; set webhook_secret in "
+        "PUT /api/v1/email/provider.",
+        code="webhook_secret_missing",
+    )
+
+
+@router.post(
+    "/webhooks/email/{provider}/{token}/inbound",
+    responses={
+        200: {
+            "description": '{"inbound_email_id", "action", "enquiry_id"}; null ids for SNS control messages.'
+        },
+        400: {
+            "description": "The payload is not what the provider sends; `errors` names the field."
+        },
+        401: {"description": "The signature or credentials do not verify."},
+        404: {"description": "No inbound webhook at this address."},
+        413: {"description": "The message is larger than FRONTDESK_INBOUND_MAX_BYTES."},
+    },
+)
+async def receive_inbound(
+    provider: str, token: str, request: Request, uow: UowDep
+) -> dict[str, str | None]:
+    """Receive an email from Postmark, SendGrid Inbound Parse, a Mailgun route or SES."""
+    setting = await _setting(uow, provider, token)
+    if provider not in ("postmark", "sendgrid", "mailgun", "ses"):
+        raise NotFound(f"{provider} does not deliver inbound email to webhooks.")
+    body = await read_limited(request, uow.settings.inbound_max_bytes)
+    request._body = body  # the form parser reads the body already read here
+    try:
+        result = await _parse_inbound(request, uow, setting, body)
+    except webhooks.WebhookRejected as exc:
+        log.warning("email.webhook_rejected", workspace_id=str(setting.workspace_id), code=exc.code)
+        raise _rejected(exc) from exc
+    except inbound.InboundPayloadError as exc:
+        raise ValidationFailed(
+            exc.field, f"The payload is invalid: {exc.problem}.", "payload_invalid"
+        ) from exc
+    if result is None:
+        return {"inbound_email_id": None, "action": None, "enquiry_id": None}
+    parsed, raw = result
+    received = await receive(
+        uow, workspace_id=setting.workspace_id, parsed=parsed, raw=raw, source=provider
+    )
+    return {
+        "inbound_email_id": str(received.inbound.id),
+        "action": received.inbound.action,
+        "enquiry_id": str(received.enquiry_id) if received.enquiry_id else None,
+    }

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import new_token, uuid7
 from frontdesk.core.jobs import periodic
 from frontdesk.core.uow import UnitOfWork
@@ -79,37 +79,8 @@ def file_field(form: Form, field_key: str) -> Mapping[str, Any]:
 
 
 async def upload_bucket(uow: UnitOfWork, workspace_id: uuid.UUID) -> Bucket:
-    """Return the workspace's private ``form-uploads`` bucket, creating it when missing.
-
-    Raises Conflict when a public bucket has that name, because visitors' files must never
-    be public.
-    """
-    bucket = await uow.session.scalar(
-        sa.select(Bucket).where(Bucket.workspace_id == workspace_id, Bucket.name == UPLOAD_BUCKET)
-    )
-    if bucket is None:
-        now = uow.now()
-        bucket = Bucket(
-            id=uuid7(),
-            workspace_id=workspace_id,
-            name=UPLOAD_BUCKET,
-            visibility="private",
-            max_object_bytes=None,
-            allowed_content_types=None,
-            created_at=now,
-            updated_at=now,
-        )
-        uow.session.add(bucket)
-        await uow.session.flush()
-        log.info("forms.upload_bucket_created", workspace_id=str(workspace_id))
-    if bucket.visibility != "private":
-        log.error("forms.upload_bucket_public", workspace_id=str(workspace_id))
-        raise Conflict(
-            f"The bucket '{UPLOAD_BUCKET}' is public, so it cannot hold visitors' files; make "
-            "it private.",
-            code="upload_bucket_public",
-        )
-    return bucket
+    """Return the workspace's private ``form-uploads`` bucket, creating it when missing."""
+    return await service.system_bucket(uow, workspace_id, UPLOAD_BUCKET)
 
 
 def _hash_token(token: str) -> str:

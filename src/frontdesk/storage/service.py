@@ -100,16 +100,51 @@ async def _ensure_name_free(uow: UnitOfWork, workspace_id: uuid.UUID, name: str)
 
 
 # Buckets that hold the public's files (form uploads) and so can never be made public.
-PRIVATE_ONLY_BUCKETS = frozenset({"form-uploads"})
+PRIVATE_ONLY_BUCKETS = frozenset({"form-uploads", "email-inbound"})
 
 
 def _check_visibility(name: str, visibility: str | None) -> None:
     if visibility == "public" and name in PRIVATE_ONLY_BUCKETS:
         raise Conflict(
-            f"Bucket '{name}' holds files that visitors sent with forms, so it stays private; "
+            f"Bucket '{name}' holds files that the public sent (forms, emails), so it stays private; "
             "share single files with signed links instead.",
             code="bucket_must_stay_private",
         )
+
+
+async def system_bucket(uow: UnitOfWork, workspace_id: uuid.UUID, name: str) -> Bucket:
+    """Return one of the workspace's private-only buckets, creating it when missing.
+
+    These buckets hold files that the public sent (form uploads, inbound email), so they
+    are never public; Conflict is raised if one somehow is.
+    """
+    assert name in PRIVATE_ONLY_BUCKETS
+    bucket = await uow.session.scalar(
+        sa.select(Bucket).where(Bucket.workspace_id == workspace_id, Bucket.name == name)
+    )
+    if bucket is None:
+        now = uow.now()
+        bucket = Bucket(
+            id=uuid7(),
+            workspace_id=workspace_id,
+            name=name,
+            visibility="private",
+            max_object_bytes=None,
+            allowed_content_types=None,
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(bucket)
+        await uow.session.flush()
+        log.info("storage.system_bucket_created", workspace_id=str(workspace_id), name=name)
+    if bucket.visibility != "private":
+        log.error("storage.system_bucket_public", workspace_id=str(workspace_id), name=name)
+        raise Conflict(
+            f"The bucket '{name}' is public, so it cannot hold files from the public; make "
+            "it private.",
+            code="upload_bucket_public",
+        )
+    return bucket
 
 
 async def create_bucket(uow: UnitOfWork, *, workspace_id: uuid.UUID, data: BucketCreate) -> Bucket:

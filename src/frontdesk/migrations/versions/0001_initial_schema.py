@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 23:22:43.082978
+Create Date: 2026-12-04 23:27:39.923015
 """
 
 from collections.abc import Sequence
@@ -787,6 +787,73 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "inbound_emails",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("source", sa.String(length=20), nullable=False),
+        sa.Column("message_id", sa.String(length=1000), nullable=True),
+        sa.Column("from_address", sa.String(length=320), nullable=True),
+        sa.Column("from_name", sa.String(length=300), nullable=True),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("quoted", sa.Text(), nullable=False),
+        sa.Column("signature", sa.Text(), nullable=False),
+        sa.Column("sent_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("action", sa.String(length=20), nullable=False),
+        sa.Column("automatic_reason", sa.Text(), nullable=True),
+        sa.Column("report_kind", sa.String(length=20), nullable=True),
+        sa.Column(
+            "defects",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "attachments",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("raw_object_id", sa.Uuid(), nullable=True),
+        sa.Column("enquiry_id", sa.Uuid(), nullable=True),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_inbound_emails_contact_id_contacts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["enquiry_id"],
+            ["enquiries.id"],
+            name=op.f("fk_inbound_emails_enquiry_id_enquiries"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["raw_object_id"],
+            ["storage_objects.id"],
+            name=op.f("fk_inbound_emails_raw_object_id_storage_objects"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_inbound_emails_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inbound_emails")),
+        sa.UniqueConstraint(
+            "workspace_id", "message_id", name=op.f("uq_inbound_emails_workspace_id_message_id")
+        ),
+    )
+    with op.batch_alter_table("inbound_emails", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_inbound_emails_enquiry_id"), ["enquiry_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_inbound_emails_workspace_received", ["workspace_id", "created_at"], unique=False
+        )
+
+    op.create_table(
         "storage_object_scans",
         sa.Column("object_id", sa.Uuid(), nullable=False),
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -899,6 +966,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_storage_object_scans_workspace_id"))
 
     op.drop_table("storage_object_scans")
+    with op.batch_alter_table("inbound_emails", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbound_emails_workspace_received")
+        batch_op.drop_index(batch_op.f("ix_inbound_emails_enquiry_id"))
+
+    op.drop_table("inbound_emails")
     with op.batch_alter_table("form_uploads", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_form_uploads_workspace_id"))
         batch_op.drop_index(batch_op.f("ix_form_uploads_form_id"))
