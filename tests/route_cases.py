@@ -828,6 +828,29 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ("GET", "/api/v1/email/inbound/{inbound_id}"): RouteCases(
         access="agent", ok=ok(200), invalid=id_errors("inbound_id")
     ),
+    # --- Email analytics ---------------------------------------------------------------------
+    ("GET", "/api/v1/email/analytics"): RouteCases(
+        access="admin",
+        ok=ok(200, query={"from": "2027-01-01T00:00:00Z", "to": "2027-02-01T00:00:00Z"}),
+        invalid=(
+            bad(422, "from", query={"to": "2027-02-01T00:00:00Z"}),
+            bad(422, "from", query={"from": "2027-01-01T00:00:00", "to": "2027-02-01T00:00:00Z"}),
+            bad(422, "to", query={"from": "2027-02-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}),
+            bad(
+                422,
+                "group_by",
+                query={"from": "2027-01-01T00:00Z", "to": "2027-02-01T00:00Z", "group_by": "hour"},
+            ),
+            bad(
+                422,
+                "format",
+                query={"from": "2027-01-01T00:00Z", "to": "2027-02-01T00:00Z", "format": "xls"},
+            ),
+        ),
+    ),
+    ("GET", "/api/v1/email/messages/{email_id}/events"): RouteCases(
+        access="admin", ok=ok(200), invalid=id_errors("email_id")
+    ),
     # --- Outbox and jobs ----------------------------------------------------------------------
     ("GET", "/api/v1/outbox"): RouteCases(
         access="admin",

@@ -19,6 +19,7 @@ from frontdesk.core.health import router as health_router
 from frontdesk.core.http import BodySizeLimitMiddleware
 from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
+from frontdesk.email.analytics_routes import router as email_analytics_router
 from frontdesk.email.inbound_routes import router as email_inbound_router
 from frontdesk.email.provider_routes import router as email_provider_router
 from frontdesk.email.routes import router as email_router
@@ -106,6 +107,7 @@ def create_app(
         email_suppression_router,
         email_template_router,
         email_inbound_router,
+        email_analytics_router,
         realtime_router,
         storage_router,
     ):

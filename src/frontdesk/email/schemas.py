@@ -298,3 +298,49 @@ class InboundOut(BaseModel):
 class InboundPage(BaseModel):
     items: list[InboundOut]
     next_cursor: str | None
+
+
+class AnalyticsRow(BaseModel):
+    group: str = Field(description="The day, ISO week, month or template key.")
+    sent: int
+    delivered: int
+    bounced: int
+    complained: int
+    unsubscribed: int
+    opened: int = Field(description="Messages opened by a person at least once.")
+    clicked: int = Field(description="Messages with a link clicked by a person.")
+    delivery_rate: float
+    bounce_rate: float
+    complaint_rate: float
+    open_rate: float
+    click_rate: float
+    click_through_rate: float = Field(description="Human clicks over human opens.")
+    unsubscribe_rate: float
+
+
+class AnalyticsOut(BaseModel):
+    start: datetime
+    end: datetime
+    group_by: str
+    rows: list[AnalyticsRow]
+
+
+class EmailEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    provider: str
+    type: str
+    occurred_at: datetime
+    recipient: str | None
+    bounce_kind: str | None
+    reason: str | None
+    url: str | None
+    user_agent: str | None
+    machine_reason: str | None = Field(
+        description="Why an open or click counts as made by software; null for people."
+    )
+
+
+class EmailEventList(BaseModel):
+    items: list[EmailEventOut]
