@@ -796,6 +796,15 @@ CASES: dict[tuple[str, str], RouteCases] = {
             bad(422, "data.first_name", body={"to": "ada@example.org", "data": {}}),
             bad(
                 422,
+                "attachments.0.object_id",
+                body={
+                    "to": "ada@example.org",
+                    "data": {"first_name": "Ada"},
+                    "attachments": [{"object_id": "00000000-0000-0000-0000-000000000000"}],
+                },
+            ),
+            bad(
+                422,
                 "enquiry_id",
                 body={
                     "to": "ada@example.org",

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     rate_limit_store: Literal["memory", "database"] = "memory"
     rate_limits_enabled: bool = True
     max_body_bytes: int = 1024 * 1024
+    email_max_attachment_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        description="Largest total size of one email's attachments, in bytes.",
+    )
     inbound_max_bytes: int = Field(
         default=30 * 1024 * 1024,
         description="Largest received email (raw upload or inbound webhook), in bytes.",

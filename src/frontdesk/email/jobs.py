@@ -25,7 +25,8 @@ import structlog
 
 from frontdesk.core.jobs import PermanentFailure, RetryLater, current_job, job_handler
 from frontdesk.core.uow import UnitOfWork, unit_of_work
-from frontdesk.email.mime import OutgoingEmail
+from frontdesk.email.mime import Attachment, OutgoingEmail
+from frontdesk.email.mime import build_mime as build_full_mime
 from frontdesk.email.models import EmailMessage
 from frontdesk.email.provider_settings import WorkspaceProvider, find_provider
 from frontdesk.email.service import SEND_JOB
@@ -38,6 +39,8 @@ from frontdesk.email.transports import (
     send_smtp,
 )
 from frontdesk.runtime import Runtime
+from frontdesk.storage.backends.base import BlobNotFound
+from frontdesk.storage.service import blob_path
 
 log = structlog.get_logger()
 
@@ -94,10 +97,14 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
         outgoing: OutgoingEmail | None = None
         build_error: PermanentDeliveryError | None = None
         try:
-            if provider is None:
+            if provider is None and not message.attachments:
                 mime = build_mime(message)
             else:
-                outgoing = outgoing_email(message)
+                files = await load_attachments(uow, message)
+                outgoing = outgoing_email(message, files)
+                if provider is None:
+                    mime = build_full_mime(outgoing)
+                    outgoing = None
         except PermanentDeliveryError as exc:
             build_error = exc
         return _Attempt(
@@ -147,7 +154,34 @@ async def _fail(uow: UnitOfWork, attempt: _Attempt, error: DeliveryError) -> Non
     raise error
 
 
-def outgoing_email(message: EmailMessage) -> OutgoingEmail:
+async def load_attachments(uow: UnitOfWork, message: EmailMessage) -> list[Attachment]:
+    """Read the bytes of the message's attachments from storage.
+
+    Raises PermanentDeliveryError when a file was deleted after the message was queued.
+    """
+    files: list[Attachment] = []
+    for item in message.attachments:
+        path = blob_path(message.workspace_id, uuid.UUID(item["object_id"]))  # type: ignore[arg-type]
+        try:
+            data = b"".join([chunk async for chunk in uow.rt.storage.read(path)])
+        except BlobNotFound as exc:
+            raise PermanentDeliveryError(
+                f"the attachment {item['filename']!r} was deleted before the message was sent"
+            ) from exc
+        files.append(
+            Attachment(
+                filename=item["filename"],
+                content_type=item["content_type"],
+                data=data,
+                content_id=item.get("content_id"),
+            )
+        )
+    return files
+
+
+def outgoing_email(
+    message: EmailMessage, attachments: list[Attachment] | None = None
+) -> OutgoingEmail:
     """Build the provider-neutral message from the stored one, with its fixed headers."""
     headers = {
         name: str(value)
@@ -164,6 +198,7 @@ def outgoing_email(message: EmailMessage) -> OutgoingEmail:
         message_id=message.message_id,
         idempotency_key=f"email-{message.id}",
         headers=headers,
+        attachments=attachments or [],
     )
 
 

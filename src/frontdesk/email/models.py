@@ -60,6 +60,9 @@ class EmailMessage(UUIDPrimaryKey, Base):
     # Bulk messages carry List-Unsubscribe; transactional ones do not.
     category: Mapped[str] = mapped_column(sa.String(20), default="transactional")
     template_key: Mapped[str | None] = mapped_column(sa.String(100))
+    # Storage objects sent with the message: {object_id, filename, content_type, content_id}.
+    # A content_id makes the file an inline image that the HTML shows as cid:<content_id>.
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
 
 
 class EmailProviderSetting(Base):

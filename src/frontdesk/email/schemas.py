@@ -254,8 +254,21 @@ class TemplatePreviewOut(BaseModel):
     text: str
 
 
+class AttachmentRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object_id: uuid.UUID = Field(description="A storage object of the workspace.")
+    content_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Set to show the file inline: the HTML refers to it as cid:<content_id>.",
+    )
+
+
 class TemplateSendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=10)
 
     to: EmailStr
     data: dict[str, Any] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ delivers it over SMTP or, without SMTP, leaves it in the local outbox.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from email.utils import format_datetime, parseaddr
@@ -73,6 +74,8 @@ def _log_development_link(uow: UnitOfWork, message: EmailMessage, link: str) -> 
 
 
 PROVIDER_CACHE_KEY = "email_provider_settings"
+# A Message-ID in the <local@domain> form, without spaces or line breaks.
+MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 
 
 async def workspace_provider_setting(
@@ -104,6 +107,8 @@ async def queue_email(
     enquiry_id: uuid.UUID | None = None,
     auto_submitted: bool = True,
     category: str = "transactional",
+    attachments: list[dict[str, Any]] | None = None,
+    in_reply_to: str | None = None,
 ) -> EmailMessage:
     """Store a message with its final headers and enqueue its send job in this transaction.
 
@@ -142,6 +147,10 @@ async def queue_email(
         headers["Auto-Submitted"] = "auto-generated"
         headers["X-Auto-Response-Suppress"] = "All"
 
+    if in_reply_to is not None and MESSAGE_ID.fullmatch(in_reply_to):
+        # Threading headers of a reply; ids that are not plain <local@domain> are left out.
+        headers["In-Reply-To"] = in_reply_to
+        headers["References"] = in_reply_to
     if category == "bulk" and workspace_id is not None:
         link = unsubscribe_url(settings.resolved_public_url, uow.rt.secrets.secret_key, email_id)
         headers["List-Unsubscribe"] = f"<{link}>"
@@ -177,6 +186,7 @@ async def queue_email(
         track_opens=track_opens,
         track_clicks=track_clicks,
         category=category,
+        attachments=attachments or [],
     )
     uow.session.add(message)
     uow.enqueue(SEND_JOB, {"email_id": str(email_id)}, workspace_id=workspace_id)

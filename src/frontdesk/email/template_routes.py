@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Response
@@ -11,11 +11,14 @@ from fastapi import APIRouter, Path, Query, Response
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
+from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import template_service
 from frontdesk.email.inbound_service import reply_address
 from frontdesk.email.mime import parse_address
+from frontdesk.email.models import InboundEmail
 from frontdesk.email.schemas import (
     LOCALE_PATTERN,
+    AttachmentRef,
     TemplateContent,
     TemplateCreate,
     TemplateList,
@@ -30,6 +33,8 @@ from frontdesk.email.schemas import (
 )
 from frontdesk.email.service import queue_email, workspace_provider_setting
 from frontdesk.enquiries.models import Enquiry
+from frontdesk.storage import scanning
+from frontdesk.storage.models import StoredObject
 
 router = APIRouter(prefix="/email/templates", tags=["email templates"])
 
@@ -156,6 +161,25 @@ async def send(
         )
         if found is None:
             raise ValidationFailed("enquiry_id", "No such enquiry in this workspace.", "not_found")
+    attachments = await _attachments(uow, actor.workspace_id, body.attachments)
+    in_reply_to = None
+    if body.enquiry_id is not None:
+        # The email answers the latest message the contact sent about the enquiry.
+        in_reply_to = await uow.session.scalar(
+            sa.select(InboundEmail.message_id)
+            .where(
+                InboundEmail.enquiry_id == body.enquiry_id,
+                InboundEmail.message_id.is_not(None),
+                InboundEmail.action == "threaded",
+            )
+            .order_by(InboundEmail.created_at.desc())
+            .limit(1)
+        ) or await uow.session.scalar(
+            sa.select(InboundEmail.message_id)
+            .where(InboundEmail.enquiry_id == body.enquiry_id, InboundEmail.message_id.is_not(None))
+            .order_by(InboundEmail.created_at.desc())
+            .limit(1)
+        )
     _version, rendered = await template_service.render(
         uow, template, locale=body.locale, data=body.data
     )
@@ -177,6 +201,48 @@ async def send(
         enquiry_id=body.enquiry_id,
         auto_submitted=False,
         category=body.category,
+        attachments=attachments,
+        in_reply_to=in_reply_to,
     )
     message.template_key = template.key
     return TemplateSendOut(email_id=message.id, status=message.status)
+
+
+async def _attachments(
+    uow: UnitOfWork, workspace_id: uuid.UUID, refs: list[AttachmentRef]
+) -> list[dict[str, Any]]:
+    """Check the files to attach and describe them for the message.
+
+    Each must be an object of the workspace that may be downloaded (scanned and clean), and
+    together they must fit FRONTDESK_EMAIL_MAX_ATTACHMENT_BYTES.
+    """
+    described: list[dict[str, Any]] = []
+    total = 0
+    for index, ref in enumerate(refs):
+        stored = await uow.session.scalar(
+            sa.select(StoredObject).where(
+                StoredObject.id == ref.object_id, StoredObject.workspace_id == workspace_id
+            )
+        )
+        if stored is None:
+            raise ValidationFailed(
+                f"attachments.{index}.object_id", "No such file in this workspace.", "not_found"
+            )
+        await scanning.ensure_downloadable(uow, stored)
+        total += stored.size
+        described.append(
+            {
+                "object_id": str(stored.id),
+                "filename": stored.key.rsplit("/", 1)[-1],
+                "content_type": stored.content_type,
+                "content_id": ref.content_id,
+            }
+        )
+    limit = uow.settings.email_max_attachment_bytes
+    if total > limit:
+        raise ValidationFailed(
+            "attachments",
+            f"The files add up to {total} bytes; an email carries at most {limit}.",
+            "too_large",
+        )
+    return described

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 23:27:39.923015
+Create Date: 2026-12-04 23:32:01.530520
 """
 
 from collections.abc import Sequence
@@ -656,6 +656,11 @@ def upgrade() -> None:
         sa.Column("track_clicks", sa.Boolean(), nullable=False),
         sa.Column("category", sa.String(length=20), nullable=False),
         sa.Column("template_key", sa.String(length=100), nullable=True),
+        sa.Column(
+            "attachments",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
             ["enquiry_id"],
