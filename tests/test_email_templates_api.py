@@ -198,3 +198,65 @@ async def test_agent_cannot_edit(client: httpx.AsyncClient, runtime: Runtime) ->
 )
 def test_choose_locale(requested: str | None, chosen: str) -> None:
     assert choose_locale(["en", "pt", "pt-BR"], requested, "en") == chosen
+
+
+async def test_workspace_replaces_acknowledgement(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    replacement = await client.post(
+        "/api/v1/email/templates",
+        headers=staff.headers,
+        json={
+            "key": "enquiry_acknowledgement",
+            "name": "Our thank-you",
+            "variables": [
+                {"name": "contact_name", "type": "string", "required": False, "sample": "Ada"},
+                {"name": "business_name", "type": "string", "sample": "Studio"},
+            ],
+            "subject": "Thanks from {{ business_name }}",
+            "body": "<p>Dear {{ contact_name or 'friend' }}, we will call you.</p>",
+        },
+    )
+    assert replacement.status_code == 201, replacement.text
+    form = await client.post(
+        "/api/v1/forms",
+        headers=staff.headers,
+        json={
+            "name": "Contact",
+            "fields": [
+                {"key": "name", "type": "text", "label": "Name"},
+                {"key": "email", "type": "email", "label": "Email"},
+            ],
+        },
+    )
+    public = httpx.URL(form.json()["public_url"]).path
+    submitted = await client.post(public, json={"name": "Grace", "email": "grace@example.org"})
+    assert submitted.status_code == 201, submitted.text
+
+    async with runtime.sessionmaker() as session:
+        message = (
+            await session.scalars(
+                sa.select(EmailMessage).where(EmailMessage.kind == "enquiry_acknowledgement")
+            )
+        ).one()
+    assert message.subject.startswith("Thanks from ")
+    assert "Dear Grace, we will call you." in message.html_body
+
+
+async def test_replacement_variables_limited(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    response = await client.post(
+        "/api/v1/email/templates",
+        headers=staff.headers,
+        json={
+            "key": "enquiry_acknowledgement",
+            "name": "Bad",
+            "variables": [{"name": "discount_code", "type": "string", "sample": "X"}],
+            "subject": "{{ discount_code }}",
+            "body": "<p>x</p>",
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "variables.0.name"
+    assert response.json()["errors"][0]["code"] == "not_provided"

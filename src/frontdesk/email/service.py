@@ -23,6 +23,7 @@ from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import composer
 from frontdesk.email.composer import RenderedEmail, single_line
 from frontdesk.email.models import EmailMessage, EmailProviderSetting
+from frontdesk.email.template_service import render_replacement
 from frontdesk.email.tracking import add_tracking, unsubscribe_url
 from frontdesk.workspaces.models import Workspace
 
@@ -324,7 +325,18 @@ async def send_enquiry_acknowledgement(
             reason="daily_limit",
         )
         return False
-    rendered = composer.compose_acknowledgement(
+    rendered = await render_replacement(
+        uow,
+        workspace_id=workspace_id,
+        key=ACKNOWLEDGEMENT_KIND,
+        language=language,
+        values={
+            "contact_name": contact_name,
+            "business_name": business_name,
+            "form_name": form_name,
+            "can_reply": bool(reply_to),
+        },
+    ) or composer.compose_acknowledgement(
         language=language,
         business_name=business_name,
         form_name=form_name,

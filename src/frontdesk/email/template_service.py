@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
+from frontdesk.email.builtin_templates import provided_names
 from frontdesk.email.composer import RenderedEmail
 from frontdesk.email.models import EmailTemplate, EmailTemplateVersion
 from frontdesk.email.schemas import (
@@ -164,10 +165,30 @@ def _new_version(
     )
 
 
+def _check_builtin_variables(key: str, variables: Sequence[VariableSpec]) -> None:
+    """A template that replaces a built-in email may only use the variables Frontdesk fills."""
+    provided = provided_names(key)
+    if provided is None:
+        return
+    errors = [
+        FieldError(
+            field=f"variables.{index}.name",
+            message=f"The {key} email provides only {', '.join(sorted(provided))}; remove "
+            f"'{variable.name}'.",
+            code="not_provided",
+        )
+        for index, variable in enumerate(variables)
+        if variable.name not in provided
+    ]
+    if errors:
+        raise ValidationFailed.many(errors)
+
+
 async def create_template(
     uow: UnitOfWork, *, workspace_id: uuid.UUID, actor_id: uuid.UUID | None, data: TemplateCreate
 ) -> EmailTemplate:
     variables = parse_variables(data.variables)
+    _check_builtin_variables(data.key, variables)
     _check(data, variables)
     existing = await uow.session.scalar(
         sa.select(EmailTemplate.id).where(
@@ -241,6 +262,7 @@ async def update_template(
     sent = changes.model_fields_set
     if "variables" in sent and changes.variables is not None:
         variables = parse_variables(changes.variables)
+        _check_builtin_variables(template.key, variables)
         errors: list[FieldError] = []
         for locale, version in (await _current_versions(uow, template.id)).items():
             errors.extend(
@@ -322,3 +344,33 @@ async def render(
     except TemplateRenderError as exc:
         raise ValidationFailed.many(_field_errors(exc.errors)) from exc
     return version, rendered
+
+
+async def render_replacement(
+    uow: UnitOfWork, *, workspace_id: uuid.UUID, key: str, language: str, values: dict[str, Any]
+) -> RenderedEmail | None:
+    """Render the workspace's template that replaces built-in email ``key``, if it has one.
+
+    Only the variables the template declares are passed. Returns None when there is no such
+    template or it fails to render; the caller then sends the built-in text.
+    """
+    template = await uow.session.scalar(
+        sa.select(EmailTemplate).where(
+            EmailTemplate.workspace_id == workspace_id, EmailTemplate.key == key
+        )
+    )
+    if template is None:
+        return None
+    declared = {variable["name"] for variable in template.variables}
+    data = {name: value for name, value in values.items() if name in declared and value is not None}
+    try:
+        _version, rendered = await render(uow, template, locale=language, data=data)
+    except ValidationFailed as exc:
+        log.warning(
+            "email.template_fallback",
+            template_id=str(template.id),
+            key=key,
+            errors=[error.code for error in exc.errors],
+        )
+        return None
+    return rendered
