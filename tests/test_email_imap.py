@@ -81,21 +81,24 @@ class CuttingProxy:
     """A TCP proxy to Dovecot that stops forwarding once the server has sent ``marker``.
 
     The server's output is forwarded up to the end of the marker. Then the proxy closes both
-    connections, or, with ``stall``, keeps them open and forwards nothing more.
+    connections, or, with ``stall``, keeps them open and forwards nothing more. Without a
+    marker it forwards everything. ``client_output`` records what the client sent.
     """
 
-    def __init__(self, target_port: int, marker: bytes, *, stall: bool = False) -> None:
+    def __init__(self, target_port: int, marker: bytes | None, *, stall: bool = False) -> None:
         self.target_port = target_port
         self.marker = marker
         self.stall = stall
         self.port = 0
         self.triggered = False
+        self.client_output = bytearray()
         self._writers: list[asyncio.StreamWriter] = []
 
     async def _pump_to_server(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         while data := await reader.read(65536):
+            self.client_output += data
             writer.write(data)
             await writer.drain()
 
@@ -109,12 +112,12 @@ class CuttingProxy:
         while chunk := await reader.read(65536):
             forwarded = len(seen)
             seen += chunk
-            found = seen.find(self.marker)
+            found = seen.find(self.marker) if self.marker is not None else -1
             if found < 0:
                 client.write(chunk)
                 await client.drain()
                 continue
-            client.write(seen[forwarded : found + len(self.marker)])
+            client.write(seen[forwarded : found + len(self.marker or b"")])
             await client.drain()
             self.triggered = True
             if not self.stall:
@@ -219,10 +222,12 @@ async def test_poll_delivers_each_message_once(imap_mailbox: TestMailbox) -> Non
     assert state == MailboxState(uidvalidity=uidvalidity, last_uid=uids[-1])
 
     second = Recorder()
-    unchanged = await poll_mailbox(settings, state, second, batch_size=2)
+    with capture_logs() as logs:
+        unchanged = await poll_mailbox(settings, state, second, batch_size=2)
 
     assert second.received == []
     assert unchanged == state
+    assert [entry["event"] for entry in logs] == []
 
     new_uids = append_corpus(imap_mailbox, [5, 6])
     third = Recorder()
@@ -416,6 +421,70 @@ async def test_poll_skips_uid_gaps(
 
     assert second.uids == [uids[6]]
     assert state.last_uid == uids[6]
+
+
+async def test_poll_batches_by_count(imap_mailbox: TestMailbox) -> None:
+    uids = append_corpus(imap_mailbox, range(5))
+
+    proxy = CuttingProxy(imap_mailbox.server.port, None)
+    recorder = Recorder()
+    async with proxy.running():
+        settings = imap_mailbox.settings(port=proxy.port)
+        await poll_mailbox(settings, INITIAL, recorder, batch_size=2)
+
+    assert recorder.uids == uids
+    assert bytes(proxy.client_output).count(b"(UID BODY.PEEK[])") == 3
+
+
+@pytest.mark.parametrize(("limit_below_total", "fetches"), [(1, 2), (None, 5)])
+async def test_poll_batches_by_size(
+    imap_mailbox: TestMailbox,
+    monkeypatch: pytest.MonkeyPatch,
+    limit_below_total: int | None,
+    fetches: int,
+) -> None:
+    uids = append_corpus(imap_mailbox, range(5))
+    total = sum(len(stored_form(corpus_message(index))) for index in range(5))
+    # One byte below the total splits the 5 messages in two FETCH commands. A limit of one
+    # byte fetches each message alone, since every message is larger than the limit.
+    limit = total - limit_below_total if limit_below_total is not None else 1
+    monkeypatch.setattr(imap, "MAX_BATCH_BYTES", limit)
+
+    proxy = CuttingProxy(imap_mailbox.server.port, None)
+    recorder = Recorder()
+    async with proxy.running():
+        settings = imap_mailbox.settings(port=proxy.port)
+        await poll_mailbox(settings, INITIAL, recorder)
+
+    assert recorder.uids == uids
+    assert [raw for _uid, raw in recorder.received] == [
+        stored_form(corpus_message(index)) for index in range(5)
+    ]
+    assert bytes(proxy.client_output).count(b"(UID BODY.PEEK[])") == fetches
+
+
+@pytest.mark.parametrize("options", [{"batch_size": 0}, {"max_messages": 0}])
+async def test_poll_rejects_invalid_limits(options: dict[str, int]) -> None:
+    settings = ImapSettings(host="127.0.0.1", username="u", password="p")
+
+    with pytest.raises(ValueError, match="at least 1"):
+        await poll_mailbox(settings, INITIAL, Recorder(), **options)
+
+
+def test_fetch_response_uid_after_body() -> None:
+    # imaplib's data for a FETCH response that puts UID after BODY[], with an unrequested
+    # flag update and a UID that was not requested.
+    data = [
+        (b"1 (BODY[] {5}", b"first"),
+        b" UID 11)",
+        b"2 (FLAGS (\\Seen) UID 12)",
+        (b"3 (UID 13 BODY[] {6}", b"second"),
+        b")",
+        (b"4 (UID 99 BODY[] {5}", b"other"),
+        b")",
+    ]
+
+    assert imap._parse_bodies(data, {11, 12, 13}) == {11: b"first", 13: b"second"}
 
 
 async def test_poll_rejects_wrong_password(imap_mailbox: TestMailbox) -> None:

@@ -14,10 +14,13 @@ Delivery contract of ``poll_mailbox``:
 - When the connection fails (refused, dropped, timed out), ``ImapTemporaryError.state`` is the
   state reached so far. Every message up to ``state.last_uid`` was handled and the rest were
   not, so storing it loses nothing and repeats nothing.
-- A message can still be handed over twice: when the process dies, or the task is cancelled,
-  after ``handle`` ran but before the caller stored the state. The same happens after a
-  UIDVALIDITY change (see below). ``handle`` must therefore be idempotent, for example by
-  ignoring a Message-ID it has already stored for the workspace.
+- Connection failures never repeat a message, because ``handle`` does not run while the poller
+  waits for the server. Messages are handed over again in three cases, so ``handle`` must be
+  idempotent, for example by skipping a Message-ID already stored for the workspace:
+  a handler that raised after doing part of its work sees that message again; when the poll
+  returns no state (the process dies, or the task is cancelled during or after a ``handle``
+  call), the caller keeps the previous state and every message of that poll comes again;
+  and after a UIDVALIDITY change, described next, the whole mailbox comes again.
 - When the server's UIDVALIDITY differs from the stored one, UIDs from before no longer name
   the same messages (RFC 3501, section 2.3.1.1), so the poll starts over at UID 1 and logs
   ``email.imap.uidvalidity_changed``. Messages handled before the change are handed over
@@ -387,13 +390,15 @@ def _fetch_sizes(client: imaplib.IMAP4, uids: list[int]) -> dict[int, int]:
     return sizes
 
 
-def _fetch_bodies(client: imaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
-    """Fetch the raw messages of ``uids``. A UID missing from the result was expunged."""
-    data = _command(client, "FETCH", _uid_set(uids), "(UID BODY.PEEK[])")
-    requested = set(uids)
+def _parse_bodies(data: list[Any], requested: set[int]) -> dict[int, bytes]:
+    """Return the ``BODY[]`` literal of each requested UID in FETCH response data.
+
+    imaplib gives each literal as a pair (text before it, literal), followed by the text
+    after it as bytes. The server may put the UID item before or after ``BODY[]``, so both
+    are searched. Other FETCH responses, such as unrequested flag updates, are skipped.
+    """
     bodies: dict[int, bytes] = {}
-    # imaplib gives each literal as (text before it, literal), then the text after it as
-    # bytes. The server may put the UID item before or after BODY[], so look in both.
+    # A literal whose UID comes after it, in the next item.
     unclaimed: bytes | None = None
     for item in data:
         if isinstance(item, tuple):
@@ -412,6 +417,12 @@ def _fetch_bodies(client: imaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
                 bodies[int(match.group(1))] = unclaimed
             unclaimed = None
     return bodies
+
+
+def _fetch_bodies(client: imaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
+    """Fetch the raw messages of ``uids``. A UID missing from the result was expunged."""
+    data = _command(client, "FETCH", _uid_set(uids), "(UID BODY.PEEK[])")
+    return _parse_bodies(data, set(uids))
 
 
 def _batches(uids: list[int], sizes: dict[int, int], batch_size: int) -> Iterator[list[int]]:
@@ -524,12 +535,14 @@ async def poll_mailbox(
         _disconnect(session.client)
         raise
     await asyncio.to_thread(_logout, session.client)
-    log.info(
-        "email.imap.polled",
-        uidvalidity=reached.uidvalidity,
-        last_uid=reached.last_uid,
-        handled=handled,
-    )
+    if reached != state:
+        # Logged only on progress, because an idle mailbox is polled again and again.
+        log.info(
+            "email.imap.polled",
+            uidvalidity=reached.uidvalidity,
+            last_uid=reached.last_uid,
+            handled=handled,
+        )
     return reached
 
 
