@@ -60,6 +60,9 @@ MAX_BATCH_BYTES = 20 * 1024 * 1024
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+# Response codes of a NO reply that mean "try again later" (RFC 5530, section 3): the
+# server's backend is down, or another session is using the mailbox.
+_TEMPORARY_CODES = ("[UNAVAILABLE]", "[INUSE]")
 
 
 class ImapSettings(BaseModel):
@@ -68,8 +71,9 @@ class ImapSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(min_length=1, max_length=253)
-    # None means the default for ``security``: 993 for implicit TLS, 143 otherwise.
+    # Filled in by ``security`` when left out: 993 for implicit TLS, 143 otherwise.
     port: int | None = Field(default=None, ge=1, le=65535)
+    # "none" sends the password unencrypted, so it suits only a server on a trusted network.
     security: ImapSecurity = "tls"
     username: str = Field(min_length=1, max_length=320)
     password: SecretStr = Field(min_length=1, max_length=1024)
@@ -130,7 +134,7 @@ class ImapTemporaryError(ImapError):
 
     def __init__(self, message: str, *, state: MailboxState | None = None) -> None:
         super().__init__(message)
-        # The state reached before the failure. ``poll_mailbox`` sets it; elsewhere it is None.
+        # The state reached before the failure, set by ``poll_mailbox``. Other calls leave None.
         self.state = state
 
 
@@ -259,8 +263,11 @@ def _login(client: imaplib.IMAP4, settings: ImapSettings) -> None:
     except imaplib.IMAP4.abort as exc:
         raise ImapTemporaryError(f"login failed: {_describe(exc)}") from exc
     except imaplib.IMAP4.error as exc:
+        reply = _describe(exc)
+        if reply.startswith(_TEMPORARY_CODES):
+            raise ImapTemporaryError(f"login failed: {reply}") from exc
         # A NO reply (RFC 3501, 6.2.3): wrong user name or password, or login not allowed.
-        raise ImapAuthError(f"login rejected by the server: {_describe(exc)}") from exc
+        raise ImapAuthError(f"login rejected by the server: {reply}") from exc
 
 
 def _select(client: imaplib.IMAP4, mailbox: str) -> _Session:
@@ -272,7 +279,10 @@ def _select(client: imaplib.IMAP4, mailbox: str) -> _Session:
         # A BAD reply, for a name the server does not accept.
         raise ImapMailboxError(f"selecting mailbox {mailbox!r} failed: {_describe(exc)}") from exc
     if kind != "OK":
-        raise ImapMailboxError(f"selecting mailbox {mailbox!r} failed: {_text(data)}")
+        reply = _text(data)
+        if reply.startswith(_TEMPORARY_CODES):
+            raise ImapTemporaryError(f"selecting mailbox {mailbox!r} failed: {reply}")
+        raise ImapMailboxError(f"selecting mailbox {mailbox!r} failed: {reply}")
     exists = int(data[0]) if data and data[0] else 0
     _code, values = client.response("UIDVALIDITY")
     if not values or values[0] is None:
