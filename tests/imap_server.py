@@ -45,7 +45,21 @@ HOST = "127.0.0.1"
 USERNAME = "frontdesk"
 # A second user whose password is not ASCII, to test login with SASL PLAIN.
 UTF8_USERNAME = "frontdesk-utf8"
+# A user whose login fails with "[UNAVAILABLE] Temporary authentication failure".
+UNAVAILABLE_USERNAME = "frontdesk-unavailable"
 STARTUP_SECONDS = 15.0
+
+# A checkpassword program for Dovecot's checkpassword passdb (doc.dovecot.org, 2.3,
+# "CheckPassword"). The user name and password arrive on file descriptor 3, separated by NUL
+# bytes. Exit status 1 means the login failed and 111 means a temporary problem.
+_CHECKPASSWORD = """\
+#!/bin/sh
+user=$(head -c 1024 <&3 | tr '\\000' '\\n' | head -n 1)
+if [ "$user" = "{username}" ]; then
+  exit 111
+fi
+exit 1
+"""
 
 _CONFIG = """\
 base_dir = {folder}/run
@@ -75,6 +89,12 @@ mail_fsync = never
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {folder}/passwd
+}}
+# Users missing from the passwd file reach this script, which fails the login for good or,
+# for UNAVAILABLE_USERNAME, as a temporary failure of the password database.
+passdb {{
+  driver = checkpassword
+  args = {folder}/checkpassword
 }}
 userdb {{
   driver = passwd-file
@@ -193,6 +213,9 @@ class DovecotServer:
             f"{UTF8_USERNAME}:{{PLAIN}}{self.utf8_password}::::::\n"
         )
         (self.folder / "passwd").write_text(passwd, encoding="utf-8")
+        checkpassword = self.folder / "checkpassword"
+        checkpassword.write_text(_CHECKPASSWORD.format(username=UNAVAILABLE_USERNAME))
+        checkpassword.chmod(0o755)
         config = _CONFIG.format(
             folder=self.folder,
             instance=uuid.uuid4().hex[:8],

@@ -30,7 +30,7 @@ from frontdesk.email.imap import (
     encode_mailbox_name,
     poll_mailbox,
 )
-from imap_server import UTF8_USERNAME, DovecotServer, TestMailbox
+from imap_server import UNAVAILABLE_USERNAME, UTF8_USERNAME, DovecotServer, TestMailbox
 from imap_server import imap_mailbox as imap_mailbox
 from imap_server import imap_server as imap_server
 from smtp_server import free_port
@@ -495,6 +495,17 @@ async def test_poll_rejects_wrong_password(imap_mailbox: TestMailbox) -> None:
 
     assert "Authentication failed" in str(raised.value)
     assert "wrong-password-for-test" not in str(raised.value)
+
+
+async def test_poll_auth_unavailable_is_temporary(imap_server: DovecotServer) -> None:
+    state = MailboxState(uidvalidity=7, last_uid=42)
+    settings = imap_server.settings(username=UNAVAILABLE_USERNAME, password="any-password")
+
+    with pytest.raises(ImapTemporaryError) as raised:
+        await poll_mailbox(settings, state, Recorder())
+
+    assert "[UNAVAILABLE]" in str(raised.value)
+    assert raised.value.state == state
 
 
 async def test_poll_unknown_mailbox(imap_server: DovecotServer) -> None:
