@@ -90,8 +90,8 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {folder}/passwd
 }}
-# Users missing from the passwd file reach this script, which fails the login for good or,
-# for UNAVAILABLE_USERNAME, as a temporary failure of the password database.
+# Logins that the passwd file does not accept (an unknown user or a wrong password) reach
+# this script. It fails them, or reports a temporary failure for UNAVAILABLE_USERNAME.
 passdb {{
   driver = checkpassword
   args = {folder}/checkpassword
