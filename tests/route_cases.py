@@ -860,6 +860,7 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ("GET", "/api/v1/email/messages/{email_id}/events"): RouteCases(
         access="admin", ok=ok(200), invalid=id_errors("email_id")
     ),
+    ("DELETE", "/api/v1/email/mailbox"): RouteCases(access="admin", ok=ok(204)),
     # --- Outbox and jobs ----------------------------------------------------------------------
     ("GET", "/api/v1/outbox"): RouteCases(
         access="admin",
@@ -1075,6 +1076,20 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ("POST", "/webhooks/email/{provider}/{token}/inbound"): (
         "provider inbound webhook verified by the provider's signature or credentials; "
         "tests/test_email_inbound_api.py"
+    ),
+    ("GET", "/api/v1/email/mailbox"): (
+        "needs a mailbox, which can only be set by logging in to a live IMAP server; "
+        "tests/test_email_mailbox_api.py covers it against Dovecot"
+    ),
+    ("PUT", "/api/v1/email/mailbox"): (
+        "logs in to the IMAP server before storing anything; tests/test_email_mailbox_api.py "
+        "covers valid, invalid, private-host and refused logins against Dovecot"
+    ),
+    ("POST", "/api/v1/email/mailbox/test"): (
+        "logs in to a live IMAP server; tests/test_email_mailbox_api.py"
+    ),
+    ("POST", "/api/v1/email/mailbox/poll"): (
+        "needs a mailbox set against a live IMAP server; tests/test_email_mailbox_api.py"
     ),
     ("GET", "/e/o/{token}.gif"): "open pixel image; tests/test_email_events_api.py",
     ("GET", "/e/c/{token}"): (

@@ -21,6 +21,7 @@ from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
 from frontdesk.email.analytics_routes import router as email_analytics_router
 from frontdesk.email.inbound_routes import router as email_inbound_router
+from frontdesk.email.mailbox_routes import router as email_mailbox_router
 from frontdesk.email.provider_routes import router as email_provider_router
 from frontdesk.email.routes import router as email_router
 from frontdesk.email.service import check_email_settings
@@ -108,6 +109,7 @@ def create_app(
         email_template_router,
         email_inbound_router,
         email_analytics_router,
+        email_mailbox_router,
         realtime_router,
         storage_router,
     ):

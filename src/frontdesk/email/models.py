@@ -242,3 +242,24 @@ class InboundEmail(UUIDPrimaryKey, Base):
         sa.ForeignKey("contacts.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column()
+
+
+class EmailMailbox(Base):
+    """A workspace's own mailbox that Frontdesk polls over IMAP, with its position.
+
+    ``settings_encrypted`` holds the IMAP settings (password included), encrypted like the
+    provider settings. ``uidvalidity`` and ``last_uid`` say how far polling got.
+    """
+
+    __tablename__ = "email_mailboxes"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    settings_encrypted: Mapped[str] = mapped_column(sa.Text)
+    uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)
+    last_uid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_polled_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()

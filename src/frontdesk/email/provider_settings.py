@@ -125,7 +125,7 @@ def _is_private(address: str) -> bool:
     return not parsed.is_global
 
 
-async def _host_is_private(host: str) -> bool:
+async def host_is_private(host: str) -> bool:
     """Return whether ``host`` is or resolves to a loopback, private or link-local address."""
     try:
         return _is_private(host)
@@ -167,7 +167,7 @@ async def _check_hosts(uow: UnitOfWork, kind: str, config: BaseModel) -> list[Fi
         checks.append(("config.api_base_url", parts.hostname or ""))
     errors = []
     for field, host in checks:
-        if await _host_is_private(host):
+        if await host_is_private(host):
             errors.append(
                 FieldError(
                     field=field,

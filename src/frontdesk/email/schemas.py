@@ -357,3 +357,32 @@ class EmailEventOut(BaseModel):
 
 class EmailEventList(BaseModel):
     items: list[EmailEventOut]
+
+
+class MailboxIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    settings: dict[str, Any] = Field(
+        description="host, port, security (tls, starttls, none), username, password, mailbox, "
+        "verify_certificate, timeout_seconds. A password left out or sent as '********' keeps "
+        "the stored one."
+    )
+    import_existing: bool = Field(
+        default=False,
+        description="Turn the mail already in the mailbox into enquiries too; by default only "
+        "mail that arrives from now on does.",
+    )
+
+
+class MailboxOut(BaseModel):
+    settings: dict[str, Any] = Field(description="The password is shown as '********'.")
+    uidvalidity: int | None
+    last_uid: int
+    last_polled_at: datetime | None
+    last_error: str | None
+    updated_at: datetime
+
+
+class MailboxTestOut(BaseModel):
+    status: Literal["ok"]
+    messages: int = Field(description="Messages in the mailbox now.")

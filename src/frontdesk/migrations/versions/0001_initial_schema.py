@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 23:32:01.530520
+Create Date: 2026-12-04 23:40:22.303244
 """
 
 from collections.abc import Sequence
@@ -173,6 +173,24 @@ def upgrade() -> None:
             postgresql_where=sa.text("email IS NOT NULL"),
         )
 
+    op.create_table(
+        "email_mailboxes",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("settings_encrypted", sa.Text(), nullable=False),
+        sa.Column("uidvalidity", sa.BigInteger(), nullable=True),
+        sa.Column("last_uid", sa.BigInteger(), nullable=False),
+        sa.Column("last_polled_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_email_mailboxes_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_email_mailboxes")),
+    )
     op.create_table(
         "email_provider_settings",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -1049,6 +1067,7 @@ def downgrade() -> None:
     op.drop_table("forms")
     op.drop_table("email_templates")
     op.drop_table("email_provider_settings")
+    op.drop_table("email_mailboxes")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_contacts_workspace_email",
