@@ -265,7 +265,8 @@ class Worker:
             return ids
 
     async def run_job(self, job_id: uuid.UUID) -> None:
-        async with self.rt.sessionmaker() as session:
+        # A read: on SQLite the read engine takes no write lock for it.
+        async with self.rt.read_sessionmaker() as session:
             job = await session.get(Job, job_id)
             if job is None or job.status != "running" or job.locked_by != self.name:
                 return

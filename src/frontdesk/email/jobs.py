@@ -3,11 +3,12 @@
 The job runs in three steps so that no database transaction stays open while the SMTP server
 is talking (on SQLite an open write transaction blocks every other writer):
 
-1. a short transaction checks the suppression list, counts the attempt and reads the message
-   and the workspace's provider settings;
+1. a read-only transaction reads the message, checks the suppression list and reads the
+   workspace's provider settings and the attachments;
 2. the message goes to the workspace's provider, or else to the instance's SMTP server, with
    no transaction open;
-3. the worker's transaction marks the message sent, together with the job.
+3. the worker's transaction marks the message sent and counts the attempt, together with
+   the job; a failure is recorded and counted in a transaction of its own.
 
 A process that dies between steps 2 and 3 sends the message again on the next attempt, with
 the same Message-ID, which lets receiving systems discard the duplicate.
@@ -64,9 +65,14 @@ class _Attempt:
 
 
 async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
-    """Count an attempt and build the MIME message; None when there is nothing to send."""
-    async with unit_of_work(rt) as uow:
-        message = await uow.session.get(EmailMessage, email_id)
+    """Read the message and build what to send; None when there is nothing to send.
+
+    Only reads, through the read engine, so that on SQLite concurrent sends do not wait for
+    each other's write lock here. The attempt is counted when its outcome is recorded.
+    """
+    async with rt.read_sessionmaker() as session:
+        uow = UnitOfWork(rt, session)
+        message = await session.get(EmailMessage, email_id)
         if message is None:
             log.warning("email.missing", email_id=str(email_id))
             return None
@@ -77,8 +83,7 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
                 uow, workspace_id=message.workspace_id, address=message.to_address
             )
             if suppression is not None:
-                message.status = "suppressed"
-                message.suppressed_reason = suppression.reason
+                await _mark_suppressed(rt, email_id, suppression.reason)
                 log.info(
                     "email.suppressed",
                     email_id=str(email_id),
@@ -86,9 +91,6 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
                     reason=suppression.reason,
                 )
                 return None
-        message.attempts += 1
-        # A failed message sent again (a dead job retried by an admin) is queued again.
-        message.status = "queued"
         provider = await find_provider(uow, message.workspace_id) if message.workspace_id else None
         job = current_job()
         if job is not None and job.name != SEND_JOB:
@@ -119,12 +121,24 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
         )
 
 
+async def _mark_suppressed(rt: Runtime, email_id: uuid.UUID, reason: str) -> None:
+    async with unit_of_work(rt) as uow:
+        await uow.session.execute(
+            sa.update(EmailMessage)
+            .where(EmailMessage.id == email_id)
+            .values(status="suppressed", suppressed_reason=reason)
+        )
+
+
 async def _record_failure(rt: Runtime, email_id: uuid.UUID, reason: str, *, final: bool) -> None:
     """Store the failure on the message in its own transaction, which survives the job's rollback."""
     async with unit_of_work(rt) as uow:
-        values: dict[str, Any] = {"last_error": reason[:2000]}
-        if final:
-            values["status"] = "failed"
+        values: dict[str, Any] = {
+            "last_error": reason[:2000],
+            "attempts": EmailMessage.attempts + 1,
+            # A failed message sent again (a dead job retried by an admin) is queued again.
+            "status": "failed" if final else "queued",
+        }
         await uow.session.execute(
             sa.update(EmailMessage).where(EmailMessage.id == email_id).values(**values)
         )
@@ -243,6 +257,7 @@ async def send_email(uow: UnitOfWork, payload: dict[str, Any]) -> None:
     if message is None:
         return
     message.status = "sent"
+    message.attempts += 1
     message.transport = transport
     message.provider = attempt.provider.kind if attempt.provider else None
     message.provider_message_id = provider_message_id
