@@ -411,6 +411,9 @@ async def test_one_click_unsubscribe(
     done = await client.post(path, content=b"List-Unsubscribe=One-Click")
     assert done.status_code == 200
     assert await suppressed(runtime, staff) == [(TO, "unsubscribe")]
+    async with runtime.sessionmaker() as session:
+        types = list(await session.scalars(sa.select(EmailEvent.type)))
+    assert "unsubscribed" in types
 
 
 async def test_transactional_mail_has_no_unsubscribe(

@@ -209,18 +209,79 @@ async def test_auto_reply_starts_nothing(client: httpx.AsyncClient, runtime: Run
     assert await enquiry_count(runtime, staff) == 0
 
 
-async def test_bounce_report_suppresses(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    staff = await owner(client)
-    raw = (CORPUS / "email" / "flanker" / "bounce" / "gmail-invalid-address.eml").read_bytes()
-    received = await upload(client, staff, raw)
-    assert received["action"] == "report"
-    assert received["report_kind"] == "hard"
+def delivery_report(original_message_id: str, recipient: str) -> bytes:
+    """A bounce (RFC 3464 multipart/report) about the message ``original_message_id``."""
+    return (
+        "From: Mail Delivery Subsystem <mailer-daemon@mx.example.org>\r\n"
+        "To: hello@studio.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <{uuid.uuid4()}@mx.example.org>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
+        "--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.org\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+        "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {original_message_id}\r\nTo: {recipient}\r\nSubject: Re\r\n\r\n"
+        "--b1--\r\n"
+    ).encode()
+
+
+async def suppressions(runtime: Runtime) -> list[tuple[str, str]]:
     async with runtime.sessionmaker() as session:
         rows = (
             await session.execute(sa.select(EmailSuppression.address, EmailSuppression.reason))
         ).all()
-    assert [tuple(row) for row in rows] == [("awfawfawfawfawfaw@someserverhere.com", "hard_bounce")]
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def test_bounce_of_sent_message_suppresses(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    first = await upload(client, staff, mime())
+    sent = await send_template_about(client, runtime, staff, first["enquiry_id"])
+
+    received = await upload(client, staff, delivery_report(sent.message_id, CUSTOMER))
+
+    assert received["action"] == "report"
+    assert received["report_kind"] == "hard"
+    assert await suppressions(runtime) == [(CUSTOMER, "hard_bounce")]
+
+
+async def test_forged_bounce_suppresses_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    first = await upload(client, staff, mime())
+    sent = await send_template_about(client, runtime, staff, first["enquiry_id"])
+    corpus = (CORPUS / "email" / "flanker" / "bounce" / "gmail-invalid-address.eml").read_bytes()
+
+    unknown_message = await upload(client, staff, corpus)
+    other_address = await upload(client, staff, delivery_report(sent.message_id, "sam@example.com"))
+
+    assert unknown_message["action"] == "report"
+    assert other_address["action"] == "report"
+    assert await suppressions(runtime) == []
+    assert await enquiry_count(runtime, staff) == 1
+
+
+async def test_own_address_is_automatic(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    runtime.settings.email_from = "Studio Nine <hello@studio-nine.example>"
+    received = await upload(client, staff, mime(sender="hello@studio-nine.example"))
+    assert received["action"] == "automatic"
     assert await enquiry_count(runtime, staff) == 0
+
+
+async def test_message_without_id_deduplicated(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    raw = b"From: Camille <camille@example.org>\r\nTo: hello@studio.example\r\nSubject: Hi\r\n\r\nHello\r\n"
+    first = await upload(client, staff, raw)
+    second = await upload(client, staff, raw)
+    assert second["id"] == first["id"]
+    assert first["message_id"].endswith("@no-message-id.invalid>")
+    assert await enquiry_count(runtime, staff) == 1
 
 
 async def test_upload_limits(client: httpx.AsyncClient, runtime: Runtime) -> None:

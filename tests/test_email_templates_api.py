@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -260,3 +261,43 @@ async def test_replacement_variables_limited(client: httpx.AsyncClient) -> None:
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "variables.0.name"
     assert response.json()["errors"][0]["code"] == "not_provided"
+
+
+async def test_preview_without_body(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    template = await create(client, staff)
+    response = await client.post(
+        f"/api/v1/email/templates/{template['id']}/preview", headers=staff.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["subject"] == "See you soon, Ada"
+
+
+async def test_outbox_sends_attachments_unread(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    template = await create(client, staff)
+    bucket = await client.post(
+        "/api/v1/storage/buckets", headers=staff.headers, json={"name": "files"}
+    )
+    stored = await client.post(
+        f"/api/v1/storage/buckets/{bucket.json()['id']}/objects",
+        headers=staff.headers | {"Content-Type": "text/plain"},
+        params={"key": "notes.txt"},
+        content=b"notes",
+    )
+    response = await client.post(
+        f"/api/v1/email/templates/{template['id']}/send",
+        headers=staff.headers,
+        json={
+            "to": "ada@example.org",
+            "data": {"first_name": "Ada"},
+            "attachments": [{"object_id": stored.json()["id"]}],
+        },
+    )
+    assert response.status_code == 202, response.text
+    await run_jobs(runtime)
+    async with runtime.sessionmaker() as session:
+        message = await session.get(EmailMessage, uuid.UUID(response.json()["email_id"]))
+    assert message is not None
+    assert message.status == "sent"
+    assert message.transport == "outbox"

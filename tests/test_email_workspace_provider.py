@@ -366,3 +366,32 @@ async def test_test_send_checks_input(client: httpx.AsyncClient, fake: FakeProvi
     assert invalid.status_code == 422
     assert invalid.json()["errors"][0]["field"] == "to"
     assert fake.received("resend") == []
+
+
+async def test_mask_needs_stored_value(client: httpx.AsyncClient, fake: FakeProviders) -> None:
+    staff = await owner(client)
+    assert (
+        await set_provider(client, staff, "postmark", fake.config("postmark"))
+    ).status_code == 200
+    switched = await set_provider(
+        client, staff, "smtp", {"host": "127.0.0.1", "username": "u", "password": "********"}
+    )
+    assert switched.status_code == 422
+    assert switched.json()["errors"][0]["field"] == "config.password"
+
+
+async def test_postmark_secret_format(client: httpx.AsyncClient, fake: FakeProviders) -> None:
+    staff = await owner(client)
+    response = await set_provider(
+        client, staff, "postmark", fake.config("postmark"), webhook_secret="no-colon"
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "webhook_secret"
+
+
+async def test_smtp_has_no_webhooks(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    response = await set_provider(client, staff, "smtp", {"host": "127.0.0.1"})
+    assert response.status_code == 200, response.text
+    assert response.json()["events_webhook_url"] is None
+    assert response.json()["inbound_webhook_url"] is None

@@ -10,6 +10,7 @@ import pytest
 from starlette.requests import Request
 
 from frontdesk.core.http import client_ip
+from frontdesk.core.logging import redact_path
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("198.51.100.0/24")]
 
@@ -140,3 +141,17 @@ async def test_malformed_email_message(client: httpx.AsyncClient) -> None:
         "message": "Enter a valid email address, like name@example.com.",
         "code": "value_error",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/e/u/eyJwIjoidW5zdWJzY3JpYmUifQ.sig", "/e/u/[token]"),
+        ("/e/c/abc.def", "/e/c/[token]"),
+        ("/webhooks/email/postmark/SECRET/inbound", "/webhooks/email/postmark/[token]/inbound"),
+        ("/storage/links/SECRET", "/storage/links/[token]"),
+        ("/api/v1/enquiries", "/api/v1/enquiries"),
+    ],
+)
+def test_request_log_hides_tokens(path: str, logged: str) -> None:
+    assert redact_path(path) == logged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import uuid
@@ -44,6 +45,16 @@ HTTP_REQUESTS = Histogram(
     "HTTP request duration by method, route template and status",
     ["method", "route", "status"],
 )
+
+
+# Paths whose segments are secrets: tracking and unsubscribe tokens, webhook addresses and
+# signed storage links. Logs show the route with the secret part replaced.
+_SECRET_PATHS = re.compile(r"^(/e/[ocu]/|/webhooks/email/[^/]+/|/storage/links/)[^/]+")
+
+
+def redact_path(path: str) -> str:
+    """Return ``path`` with a token segment replaced by ``[token]``."""
+    return _SECRET_PATHS.sub(r"\1[token]", path)
 
 
 class RequestLogMiddleware:
@@ -88,7 +99,7 @@ class RequestLogMiddleware:
                 self.log.info(
                     "http.request",
                     method=scope.get("method"),
-                    path=scope.get("path"),
+                    path=redact_path(scope.get("path", "")),
                     status=status,
                     duration_ms=round(duration * 1000, 1),
                 )

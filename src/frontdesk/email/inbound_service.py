@@ -28,6 +28,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +40,7 @@ from frontdesk.core.errors import ProblemError
 from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email.inbound import (
+    DeliveryReport,
     ParsedEmail,
     is_automatic,
     parse_report,
@@ -68,6 +70,16 @@ class InboundResult:
 
 def _bracketed(message_id: str) -> str:
     return message_id if message_id.startswith("<") else f"<{message_id}>"
+
+
+def _fingerprint(parsed: ParsedEmail, raw: bytes | None) -> str:
+    """Return a stand-in Message-ID for a message without one, so a resent copy is a duplicate."""
+    if raw is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+    else:
+        parts = [parsed.from_address or "", parsed.subject, str(parsed.date), parsed.text]
+        digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()
+    return f"<sha256-{digest}@no-message-id.invalid>"
 
 
 def reply_token(secret_key: bytes, enquiry_id: uuid.UUID) -> str:
@@ -154,11 +166,48 @@ async def _contact_email(uow: UnitOfWork, enquiry: Enquiry) -> str | None:
 
 
 async def _own_addresses(uow: UnitOfWork, workspace_id: uuid.UUID) -> list[str]:
-    addresses = [uow.settings.email_from]
+    """Return the bare addresses this workspace sends from, lower-cased."""
+    formatted = [uow.settings.email_from]
     setting = await workspace_provider_setting(uow, workspace_id)
     if setting is not None:
-        addresses.append(setting.from_address)
-    return addresses
+        formatted.append(setting.from_address)
+    return [parseaddr(value)[1].lower() for value in formatted if parseaddr(value)[1]]
+
+
+async def _apply_report(
+    uow: UnitOfWork, workspace_id: uuid.UUID, report: DeliveryReport, report_id: str | None
+) -> None:
+    """Suppress the addresses of a hard bounce or complaint about a message this workspace sent.
+
+    Anyone can send a message that looks like a bounce, so a report counts only when it
+    names the Message-ID of one of the workspace's sent messages and the address that
+    message went to; other reports are stored but change nothing.
+    """
+    if report.original_message_id is None:
+        log.info("email.inbound_report_unmatched", reason="no original message id")
+        return
+    sent = await uow.session.scalar(
+        sa.select(EmailMessage).where(
+            EmailMessage.workspace_id == workspace_id,
+            EmailMessage.message_id == _bracketed(report.original_message_id),
+        )
+    )
+    if sent is None:
+        log.info("email.inbound_report_unmatched", reason="not a message of this workspace")
+        return
+    reason = "complaint" if report.kind == "complaint" else "hard_bounce"
+    for address in report.addresses:
+        if address.lower() != sent.to_address.lower():
+            continue
+        await suppress(
+            uow,
+            workspace_id=workspace_id,
+            address=address,
+            reason=reason,
+            source="inbound",
+            detail=f"{report.source} report {report_id or ''}".strip(),
+            email_id=sent.id,
+        )
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
@@ -226,7 +275,7 @@ async def receive(
     source: str,
 ) -> InboundResult:
     """Store a received message and apply it (see the module docstring for the rules)."""
-    message_id = _bracketed(parsed.message_id) if parsed.message_id else None
+    message_id = _bracketed(parsed.message_id) if parsed.message_id else _fingerprint(parsed, raw)
     if message_id is not None:
         existing = await uow.session.scalar(
             sa.select(InboundEmail).where(
@@ -275,16 +324,7 @@ async def receive(
         inbound.action = "report"
         inbound.report_kind = report.kind
         if report.kind in ("hard", "complaint"):
-            reason = "complaint" if report.kind == "complaint" else "hard_bounce"
-            for address in report.addresses:
-                await suppress(
-                    uow,
-                    workspace_id=workspace_id,
-                    address=address,
-                    reason=reason,
-                    source="inbound",
-                    detail=f"{report.source} report {message_id or ''}".strip(),
-                )
+            await _apply_report(uow, workspace_id, report, message_id)
         enquiry = None
     elif enquiry is not None:
         inbound.action = "staff_reply" if staff_id else "threaded"

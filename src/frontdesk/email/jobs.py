@@ -99,7 +99,8 @@ async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
         outgoing: OutgoingEmail | None = None
         build_error: PermanentDeliveryError | None = None
         try:
-            if provider is None and not message.attachments:
+            if provider is None and (not message.attachments or rt.settings.uses_outbox):
+                # The outbox sends nothing, so its attachments are not read.
                 mime = build_mime(message)
             else:
                 files = await load_attachments(uow, message)

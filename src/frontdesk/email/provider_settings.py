@@ -191,8 +191,13 @@ def view(uow: UnitOfWork, setting: EmailProviderSetting) -> ProviderSettingsOut:
         track_opens=setting.track_opens,
         track_clicks=setting.track_clicks,
         has_webhook_secret=setting.webhook_secret_encrypted is not None,
-        events_webhook_url=f"{base}/events",
-        inbound_webhook_url=f"{base}/inbound",
+        # SMTP reports no events and delivers no inbound mail to webhooks.
+        events_webhook_url=None if setting.kind == "smtp" else f"{base}/events",
+        inbound_webhook_url=(
+            f"{base}/inbound"
+            if setting.kind in ("postmark", "sendgrid", "mailgun", "ses")
+            else None
+        ),
         updated_at=setting.updated_at,
     )
 
@@ -224,7 +229,25 @@ async def put_setting(
             if name not in config or config[name] == MASK:
                 config[name] = value
 
-    errors: list[FieldError] = []
+    errors: list[FieldError] = [
+        FieldError(
+            field=f"config.{name}",
+            message="There is no stored value to keep for this provider; send the real value.",
+            code="mask_without_value",
+        )
+        for name, value in config.items()
+        if value == MASK
+    ]
+    if data.kind == "postmark" and data.webhook_secret is not None:
+        secret = data.webhook_secret.get_secret_value()
+        if secret and ":" not in secret:
+            errors.append(
+                FieldError(
+                    field="webhook_secret",
+                    message="Give Postmark's webhook credentials as user:password.",
+                    code="invalid_format",
+                )
+            )
     model: BaseModel | None = None
     try:
         model = PROVIDER_CONFIGS[data.kind].model_validate(config)

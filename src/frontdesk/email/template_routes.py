@@ -122,7 +122,7 @@ async def list_versions(
 
 @router.post("/{template_id}/preview", response_model=TemplatePreviewOut, responses=_ERRORS)
 async def preview(
-    uow: UowDep, actor: AgentDep, template_id: uuid.UUID, body: TemplatePreviewIn
+    uow: UowDep, actor: AgentDep, template_id: uuid.UUID, body: TemplatePreviewIn | None = None
 ) -> TemplatePreviewOut:
     """Render with the given data, or with the samples; problems come back as 422 errors.
 
@@ -131,6 +131,7 @@ async def preview(
     template = await template_service.get_template(
         uow, workspace_id=actor.workspace_id, template_id=template_id
     )
+    body = body or TemplatePreviewIn()
     version, rendered = await template_service.render(
         uow, template, locale=body.locale, data=body.data
     )
@@ -171,6 +172,7 @@ async def send(
                 InboundEmail.enquiry_id == body.enquiry_id,
                 InboundEmail.message_id.is_not(None),
                 InboundEmail.action == "threaded",
+                InboundEmail.automatic_reason.is_(None),
             )
             .order_by(InboundEmail.created_at.desc())
             .limit(1)

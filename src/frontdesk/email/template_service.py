@@ -9,6 +9,7 @@ default locale.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +47,7 @@ log = structlog.get_logger()
 def _field_errors(errors: Sequence[TemplateError], prefix: str = "") -> list[FieldError]:
     result = []
     for error in errors:
-        message = error.message if error.line is None else f"Line {error.line}: {error.message}"
+        message = re.sub(r" at 0x[0-9a-f]+", "", error.message)
         result.append(FieldError(field=f"{prefix}{error.field}", message=message, code=error.code))
     return result
 

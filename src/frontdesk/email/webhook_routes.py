@@ -243,7 +243,7 @@ async def unsubscribe_page(token: str, uow: UowDep) -> HTMLResponse:
 
 
 @router.post("/e/u/{token}", response_class=HTMLResponse)
-async def unsubscribe(token: str, uow: UowDep) -> HTMLResponse:
+async def unsubscribe(token: str, request: Request, uow: UowDep) -> HTMLResponse:
     """Unsubscribe the recipient: the page's button, or a one-click POST (RFC 8058)."""
     found = await _tracked_message(uow, token, "unsubscribe")
     if found is None:
@@ -257,6 +257,15 @@ async def unsubscribe(token: str, uow: UowDep) -> HTMLResponse:
         reason="unsubscribe",
         source="unsubscribe_link",
         email_id=message.id,
+    )
+    await record_engagement(
+        uow,
+        message=message,
+        event_type="unsubscribed",
+        url=None,
+        user_agent=request.headers.get("user-agent"),
+        ip=None,
+        method="POST",
     )
     return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
 
