@@ -61,6 +61,7 @@ class JobContext:
     name: str
     attempts: int
     max_attempts: int
+    payload: dict[str, Any]
 
 
 _current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
@@ -165,6 +166,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        # Jobs this worker leased, by id, until run_job takes them.
+        self._claimed: dict[uuid.UUID, JobContext] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._last_schedule = 0.0
 
@@ -204,6 +207,9 @@ class Worker:
     async def _loop(self) -> None:
         poll = self.rt.settings.job_poll_interval_seconds
         while not self._stopping.is_set():
+            # Cleared before looking for work, so a job that finishes while this iteration
+            # claims wakes the wait below instead of being lost until the next poll.
+            self._wake.clear()
             try:
                 await self._maybe_schedule()
                 free = self.concurrency - len(self._running)
@@ -216,7 +222,6 @@ class Worker:
                     continue
             except Exception as exc:
                 log.error("worker.loop_failed", error=repr(exc), exc_info=exc)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=poll)
             except TimeoutError:
@@ -243,13 +248,14 @@ class Worker:
                 sa.and_(Job.status == "running", Job.locked_until < now),
             )
             query = (
-                sa.select(Job.id)
+                sa.select(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts)
                 .where(due)
                 .order_by(Job.run_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            ids = list((await uow.session.scalars(query)).all())
+            rows = (await uow.session.execute(query)).all()
+            ids = [row.id for row in rows]
             if ids:
                 lease = now + timedelta(seconds=self.rt.settings.job_lease_seconds)
                 await uow.session.execute(
@@ -262,23 +268,33 @@ class Worker:
                         attempts=Job.attempts + 1,
                     )
                 )
-            return ids
+        # Kept for run_job, which then needs no query of its own; the lease is taken.
+        for row in rows:
+            self._claimed[row.id] = JobContext(
+                row.id, row.name, row.attempts + 1, row.max_attempts, dict(row.payload)
+            )
+        return ids
 
     async def run_job(self, job_id: uuid.UUID) -> None:
-        # A read: on SQLite the read engine takes no write lock for it.
-        async with self.rt.read_sessionmaker() as session:
-            job = await session.get(Job, job_id)
-            if job is None or job.status != "running" or job.locked_by != self.name:
-                return
-            name, payload, attempts, max_attempts = (
-                job.name,
-                dict(job.payload),
-                job.attempts,
-                job.max_attempts,
-            )
+        claimed = self._claimed.pop(job_id, None)
+        if claimed is not None:
+            name, payload = claimed.name, claimed.payload
+            attempts, max_attempts = claimed.attempts, claimed.max_attempts
+        else:
+            # A read: on SQLite the read engine takes no write lock for it.
+            async with self.rt.read_sessionmaker() as session:
+                job = await session.get(Job, job_id)
+                if job is None or job.status != "running" or job.locked_by != self.name:
+                    return
+                name, payload, attempts, max_attempts = (
+                    job.name,
+                    dict(job.payload),
+                    job.attempts,
+                    job.max_attempts,
+                )
         handler = _HANDLERS.get(name)
         structlog.contextvars.bind_contextvars(job_id=str(job_id), job=name)
-        context_token = _current_job.set(JobContext(job_id, name, attempts, max_attempts))
+        context_token = _current_job.set(JobContext(job_id, name, attempts, max_attempts, payload))
         try:
             if handler is None:
                 raise PermanentFailure(f"no handler is registered for job '{name}'")

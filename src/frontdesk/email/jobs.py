@@ -254,14 +254,18 @@ async def send_email(uow: UnitOfWork, payload: dict[str, Any]) -> None:
             except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
                 await _fail(uow, attempt, exc)
 
-    message = await uow.session.get(EmailMessage, email_id)
-    if message is None:
-        return
-    message.status = "sent"
-    message.attempts += 1
-    message.transport = transport
-    message.provider = attempt.provider.kind if attempt.provider else None
-    message.provider_message_id = provider_message_id
-    message.sent_at = uow.now()
-    message.last_error = None
+    # One UPDATE, without loading the message again; a deleted message updates nothing.
+    await uow.session.execute(
+        sa.update(EmailMessage)
+        .where(EmailMessage.id == email_id)
+        .values(
+            status="sent",
+            attempts=EmailMessage.attempts + 1,
+            transport=transport,
+            provider=attempt.provider.kind if attempt.provider else None,
+            provider_message_id=provider_message_id,
+            sent_at=uow.now(),
+            last_error=None,
+        )
+    )
     log.info("email.sent", email_id=str(email_id), kind=attempt.kind, transport=transport)
