@@ -30,7 +30,7 @@ log = structlog.get_logger()
 PROCESS_JOB = "email.events.process"
 BATCH_SIZE = 500
 
-# Delivery states by how far a message got; the status only moves to a higher rank, so an
+# Delivery states by how far a message got. The status only moves to a higher rank, so an
 # event that arrives late ("delivered" after "bounced" was applied) changes nothing.
 _DELIVERY_RANK = {
     "queued": 0,

@@ -9,8 +9,8 @@ Every source (raw upload, provider inbound webhooks, IMAP polling) ends in ``rec
    a message of that enquiry (one Frontdesk sent, or one received earlier), or when it was
    sent to the enquiry's reply address (``local+r<token>@domain``). It joins only when the
    sender is the enquiry's contact, or a member of the workspace writing from their own
-   mail client; anyone else starts a new enquiry, so a forwarded thread cannot be used to
-   read or write into someone else's enquiry. A reply whose subject was changed still
+   mail client. Anyone else starts a new enquiry, so a forwarded thread cannot be used to
+   write into someone else's enquiry. A reply whose subject was changed still
    joins its enquiry: the headers say which message it answers, and people change subjects
    without changing topics more often than the reverse.
 4. Automatic mail (auto-replies, mailing lists, messages from this system's own addresses)
@@ -179,9 +179,9 @@ async def _apply_report(
 ) -> None:
     """Suppress the addresses of a hard bounce or complaint about a message this workspace sent.
 
-    Anyone can send a message that looks like a bounce, so a report counts only when it
+    Anyone can send a message that looks like a bounce. So a report counts only when it
     names the Message-ID of one of the workspace's sent messages and the address that
-    message went to; other reports are stored but change nothing.
+    message went to. Other reports are stored but change nothing.
     """
     if report.original_message_id is None:
         log.info("email.inbound_report_unmatched", reason="no original message id")

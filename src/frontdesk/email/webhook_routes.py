@@ -57,6 +57,35 @@ async def _setting(uow: UnitOfWork, provider: str, token: str) -> EmailProviderS
     return setting
 
 
+def _sns_fetcher(request: Request) -> webhooks.FetchCertificate:
+    """Return the app's SNS certificate fetcher, made on first use; tests put their own."""
+    fetch: webhooks.FetchCertificate | None = getattr(
+        request.app.state, "sns_fetch_certificate", None
+    )
+    if fetch is None:
+        fetch = request.app.state.sns_fetch_certificate = webhooks.HttpxCertificateFetcher()
+    return fetch
+
+
+def _is_notification(
+    uow: UnitOfWork, setting: EmailProviderSetting, message: dict[str, Any]
+) -> bool:
+    """Return whether a verified SNS message carries a notification.
+
+    A SubscriptionConfirmation queues the job that confirms the subscription; other control
+    messages are ignored.
+    """
+    if message.get("Type") == "SubscriptionConfirmation":
+        uow.enqueue(
+            SNS_CONFIRM_JOB,
+            {"url": webhooks.confirmation_url(message), "topic_arn": message.get("TopicArn")},
+            workspace_id=setting.workspace_id,
+        )
+        log.info("email.sns_subscription_confirming", workspace_id=str(setting.workspace_id))
+        return False
+    return message.get("Type") == "Notification"
+
+
 def _rejected(exc: webhooks.WebhookRejected) -> ProblemError:
     status = 400 if exc.code == "payload_invalid" else 401
     problem = WebhookRejectedProblem(exc.message, code=exc.code)
@@ -95,22 +124,11 @@ async def _verify_and_parse(
         username, _, password = secret.partition(":")
         webhooks.verify_postmark(headers, username=username, password=password)
         return webhooks.parse_postmark(body)
-    fetch = getattr(request.app.state, "sns_fetch_certificate", None)
-    if fetch is None:
-        fetch = request.app.state.sns_fetch_certificate = webhooks.HttpxCertificateFetcher()
+    fetch = _sns_fetcher(request)
     message = await webhooks.verify_sns_message(
         body, fetch_certificate=fetch, expected_topic_arn=secret or None, now=now
     )
-    if message.get("Type") == "SubscriptionConfirmation":
-        url = webhooks.confirmation_url(message)
-        uow.enqueue(
-            SNS_CONFIRM_JOB,
-            {"url": url, "topic_arn": message.get("TopicArn")},
-            workspace_id=setting.workspace_id,
-        )
-        log.info("email.sns_subscription_confirming", workspace_id=str(setting.workspace_id))
-        return []
-    if message.get("Type") != "Notification":
+    if not _is_notification(uow, setting, message):
         return []
     return webhooks.parse_ses_sns(message)
 
@@ -337,20 +355,11 @@ async def _parse_inbound(
         parsed = inbound.from_mailgun_route(fields, files)
         raw = fields.get("body-mime")
         return parsed, raw.encode() if isinstance(raw, str) else raw
-    fetch = getattr(request.app.state, "sns_fetch_certificate", None)
-    if fetch is None:
-        fetch = request.app.state.sns_fetch_certificate = webhooks.HttpxCertificateFetcher()
+    fetch = _sns_fetcher(request)
     message = await webhooks.verify_sns_message(
         body, fetch_certificate=fetch, expected_topic_arn=secret or None, now=now
     )
-    if message.get("Type") == "SubscriptionConfirmation":
-        uow.enqueue(
-            SNS_CONFIRM_JOB,
-            {"url": webhooks.confirmation_url(message), "topic_arn": message.get("TopicArn")},
-            workspace_id=setting.workspace_id,
-        )
-        return None
-    if message.get("Type") != "Notification":
+    if not _is_notification(uow, setting, message):
         return None
     return inbound.from_sns_ses(message), None
 
