@@ -126,12 +126,19 @@ def _typed_value(value: str | None) -> str | None:
     return result or None
 
 
+# Mailbox full (X.2.2, RFC 3463): the address exists and may take mail again later, so it
+# is a soft bounce even with a 5 class, and does not suppress the address for good.
+_TRANSIENT_DETAILS = frozenset({"2.2"})
+
+
 def _kind_for(action: str | None, status: str | None) -> ReportKind | None:
     status_class = status[:1] if status else ""
     if action == "delayed":
         return "delayed"
     if action in ("delivered", "relayed", "expanded"):
         return None
+    if status and status[2:] in _TRANSIENT_DETAILS:
+        return "soft"
     if action == "failed":
         return "soft" if status_class == "4" else "hard"
     if status_class == "5":
