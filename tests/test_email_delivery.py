@@ -263,3 +263,34 @@ async def test_smtp_mode_logs_no_link(runtime: Runtime) -> None:
 
     assert [entry["event"] for entry in logs] == ["email.queued"]
     assert "secret-token" not in repr(logs)
+
+
+async def test_batch_fails_only_bad_message(runtime: Runtime, smtp_server: SmtpServer) -> None:
+    workspace_id = await make_workspace(runtime)
+    async with unit_of_work(runtime) as uow:
+        queued = [
+            await service.queue_email(
+                uow,
+                kind="notice",
+                to=to,
+                subject="Opening hours",
+                text="We open at nine.",
+                html="<p>We open at nine.</p>",
+                workspace_id=workspace_id,
+            )
+            for to in ("first@example.org", "not an address", "third@example.org")
+        ]
+
+    # The three jobs run as one batch: one read, three sends, one transaction.
+    assert await run_jobs(runtime) == 3
+
+    received = await smtp_server.wait_for(2)
+    assert sorted(message.rcpt_tos[0] for message in received) == [
+        "first@example.org",
+        "third@example.org",
+    ]
+    statuses = [(await load_message(runtime, message.id)).status for message in queued]
+    assert statuses == ["sent", "failed", "sent"]
+    jobs = [(await send_job(runtime, message.id)).status for message in queued]
+    assert jobs == ["succeeded", "dead", "succeeded"]
+    assert [(await load_message(runtime, message.id)).attempts for message in queued] == [1, 1, 1]

@@ -83,6 +83,25 @@ class PeriodicTask:
 _HANDLERS: dict[str, JobHandler] = {}
 _PERIODIC: dict[str, PeriodicTask] = {}
 
+# A handler of several due jobs of one name at once. It returns the exception of each job
+# that failed; the others are marked succeeded in the unit of work it was given.
+BatchHandler = Callable[[UnitOfWork, list[JobContext]], Awaitable[dict[uuid.UUID, Exception]]]
+_BATCH_HANDLERS: dict[str, tuple[BatchHandler, int]] = {}
+
+
+def batch_job_handler(name: str, *, max_batch: int) -> Callable[[BatchHandler], BatchHandler]:
+    """Register a handler that runs up to ``max_batch`` due jobs of ``name`` together.
+
+    Batching saves the per-job transactions of jobs that are many and small, such as
+    sending email. The handler must tolerate running a job twice, like any handler.
+    """
+
+    def register(function: BatchHandler) -> BatchHandler:
+        _BATCH_HANDLERS[name] = (function, max_batch)
+        return function
+
+    return register
+
 
 def job_handler(name: str) -> Callable[[JobHandler], JobHandler]:
     """Register the handler of the job ``name``; handlers must tolerate running twice."""
@@ -105,8 +124,9 @@ def periodic(name: str, *, every_seconds: int) -> Callable[[JobHandler], JobHand
     return register
 
 
-def registered_handlers() -> dict[str, JobHandler]:
-    return dict(_HANDLERS)
+def registered_handlers() -> set[str]:
+    """Return the names of every job that has a handler."""
+    return set(_HANDLERS) | set(_BATCH_HANDLERS)
 
 
 def backoff_delay(attempts: int, *, base: float, maximum: float) -> float:
@@ -199,9 +219,9 @@ class Worker:
             claimed = await self.claim(limit=self.concurrency)
             if not claimed:
                 return ran
-            for job_id in claimed:
-                await self.run_job(job_id)
-                ran += 1
+            for batch in await self._batches(claimed):
+                await self.run_batch(batch)
+                ran += len(batch)
         return ran
 
     async def _loop(self) -> None:
@@ -214,8 +234,8 @@ class Worker:
                 await self._maybe_schedule()
                 free = self.concurrency - len(self._running)
                 claimed = await self.claim(limit=free) if free > 0 else []
-                for job_id in claimed:
-                    task = asyncio.create_task(self.run_job(job_id))
+                for batch in await self._batches(claimed):
+                    task = asyncio.create_task(self.run_batch(batch))
                     self._running.add(task)
                     task.add_done_callback(self._job_done)
                 if claimed and len(claimed) == free:
@@ -239,14 +259,40 @@ class Worker:
         async with unit_of_work(self.rt) as uow:
             await schedule_periodic(uow)
 
-    async def claim(self, *, limit: int) -> list[uuid.UUID]:
-        """Lease up to ``limit`` due jobs to this worker and return their ids."""
+    async def _batches(self, claimed: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+        """Group claimed jobs into the runs of one task each.
+
+        A job with a batch handler leases more due jobs of its name, up to the batch size,
+        and runs with them; any other job runs alone.
+        """
+        batches: list[list[uuid.UUID]] = []
+        grouped: dict[str, list[uuid.UUID]] = {}
+        for job_id in claimed:
+            context = self._claimed.get(job_id)
+            if context is not None and context.name in _BATCH_HANDLERS:
+                grouped.setdefault(context.name, []).append(job_id)
+            else:
+                batches.append([job_id])
+        for name, ids in grouped.items():
+            max_batch = _BATCH_HANDLERS[name][1]
+            room = max_batch * len(ids) - len(ids)
+            if room > 0:
+                ids = ids + await self.claim(limit=room, name=name)
+            batches.extend(
+                ids[start : start + max_batch] for start in range(0, len(ids), max_batch)
+            )
+        return batches
+
+    async def claim(self, *, limit: int, name: str | None = None) -> list[uuid.UUID]:
+        """Lease up to ``limit`` due jobs (of ``name`` when given) to this worker; return their ids."""
         async with unit_of_work(self.rt) as uow:
             now = uow.now()
             due = sa.or_(
                 sa.and_(Job.status == "pending", Job.run_at <= now),
                 sa.and_(Job.status == "running", Job.locked_until < now),
             )
+            if name is not None:
+                due = sa.and_(due, Job.name == name)
             query = (
                 sa.select(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts)
                 .where(due)
@@ -275,23 +321,71 @@ class Worker:
             )
         return ids
 
+    async def run_batch(self, job_ids: list[uuid.UUID]) -> None:
+        """Run claimed jobs: several of a batch handler together, any other one alone."""
+        first = self._claimed.get(job_ids[0])
+        if first is None or first.name not in _BATCH_HANDLERS:
+            for job_id in job_ids:
+                await self.run_job(job_id)
+            return
+        contexts = [context for job_id in job_ids if (context := self._claimed.pop(job_id, None))]
+        name = first.name
+        handler = _BATCH_HANDLERS[name][0]
+        structlog.contextvars.bind_contextvars(job=name, batch=len(contexts))
+        try:
+            async with unit_of_work(self.rt) as uow:
+                failures = await handler(uow, contexts)
+                succeeded = [context.id for context in contexts if context.id not in failures]
+                if succeeded:
+                    await uow.session.execute(
+                        sa.update(Job)
+                        .where(Job.id.in_(succeeded))
+                        .values(
+                            status="succeeded",
+                            finished_at=uow.now(),
+                            locked_until=None,
+                            last_error=None,
+                        )
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The batch's own transaction failed; every job of it is retried or dead.
+            failures = {context.id: exc for context in contexts}
+            succeeded = []
+        finally:
+            structlog.contextvars.unbind_contextvars("job", "batch")
+        if succeeded:
+            JOBS_FINISHED.labels(name, "succeeded").inc(len(succeeded))
+        for context in contexts:
+            failure = failures.get(context.id)
+            if failure is not None:
+                structlog.contextvars.bind_contextvars(job_id=str(context.id), job=name)
+                try:
+                    await self._record_failure(
+                        context.id, name, context.attempts, context.max_attempts, failure
+                    )
+                finally:
+                    structlog.contextvars.unbind_contextvars("job_id", "job")
+
     async def run_job(self, job_id: uuid.UUID) -> None:
-        claimed = self._claimed.pop(job_id, None)
-        if claimed is not None:
-            name, payload = claimed.name, claimed.payload
-            attempts, max_attempts = claimed.attempts, claimed.max_attempts
-        else:
+        claimed = self._claimed.get(job_id)
+        if claimed is None:
             # A read: on SQLite the read engine takes no write lock for it.
             async with self.rt.read_sessionmaker() as session:
                 job = await session.get(Job, job_id)
                 if job is None or job.status != "running" or job.locked_by != self.name:
                     return
-                name, payload, attempts, max_attempts = (
-                    job.name,
-                    dict(job.payload),
-                    job.attempts,
-                    job.max_attempts,
+                claimed = JobContext(
+                    job_id, job.name, job.attempts, job.max_attempts, dict(job.payload)
                 )
+            self._claimed[job_id] = claimed
+        if claimed.name in _BATCH_HANDLERS:
+            await self.run_batch([job_id])
+            return
+        del self._claimed[job_id]
+        name, payload = claimed.name, claimed.payload
+        attempts, max_attempts = claimed.attempts, claimed.max_attempts
         handler = _HANDLERS.get(name)
         structlog.contextvars.bind_contextvars(job_id=str(job_id), job=name)
         context_token = _current_job.set(JobContext(job_id, name, attempts, max_attempts, payload))

@@ -24,7 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from frontdesk.core.jobs import PermanentFailure, RetryLater, current_job, job_handler
+from frontdesk.config import Settings
+from frontdesk.core.jobs import JobContext, PermanentFailure, RetryLater, batch_job_handler
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.email.mime import Attachment, OutgoingEmail
 from frontdesk.email.mime import build_mime as build_full_mime
@@ -45,6 +46,9 @@ from frontdesk.storage.service import blob_path
 
 log = structlog.get_logger()
 
+# Messages that one task sends in a row, sharing its transactions.
+SEND_BATCH = 20
+
 
 # Headers that OutgoingEmail carries in its own fields, not in ``headers``.
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "subject", "message-id"})
@@ -54,6 +58,8 @@ _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "subject", "messag
 class _Attempt:
     email_id: uuid.UUID
     kind: str
+    # The message's attempt count before this attempt.
+    attempts: int
     mime: MimeMessage | None
     build_error: PermanentDeliveryError | None
     # The workspace's own provider and the message for it; None sends as the instance does.
@@ -64,62 +70,83 @@ class _Attempt:
     job_max_attempts: int | None
 
 
-async def _start_attempt(rt: Runtime, email_id: uuid.UUID) -> _Attempt | None:
-    """Read the message and build what to send; None when there is nothing to send.
+async def _start_attempts(rt: Runtime, jobs: list[JobContext]) -> list[_Attempt | None]:
+    """Read the messages of ``jobs`` and build what to send, in one read-only transaction.
 
-    Only reads, through the read engine, so that on SQLite concurrent sends do not wait for
-    each other's write lock here. The attempt is counted when its outcome is recorded.
+    On SQLite the read engine takes no write lock, so concurrent batches do not wait for
+    each other here. None in the result means there is nothing to send for that job.
     """
     async with rt.read_sessionmaker() as session:
         uow = UnitOfWork(rt, session)
-        message = await session.get(EmailMessage, email_id)
-        if message is None:
-            log.warning("email.missing", email_id=str(email_id))
-            return None
-        if message.status == "sent":
-            return None
-        if message.workspace_id is not None:
-            suppression = await find_suppression(
-                uow, workspace_id=message.workspace_id, address=message.to_address
-            )
-            if suppression is not None:
-                await _mark_suppressed(rt, email_id, suppression.reason)
-                log.info(
-                    "email.suppressed",
-                    email_id=str(email_id),
-                    kind=message.kind,
-                    reason=suppression.reason,
-                )
-                return None
-        provider = await find_provider(uow, message.workspace_id) if message.workspace_id else None
-        job = current_job()
-        if job is not None and job.name != SEND_JOB:
-            job = None
-        mime: MimeMessage | None = None
-        outgoing: OutgoingEmail | None = None
-        build_error: PermanentDeliveryError | None = None
-        try:
-            if provider is None and (not message.attachments or rt.settings.uses_outbox):
-                # The outbox sends nothing, so its attachments are not read.
-                mime = build_mime(message)
-            else:
-                files = await load_attachments(uow, message)
-                outgoing = outgoing_email(message, files)
-                if provider is None:
-                    mime = build_full_mime(outgoing)
-                    outgoing = None
-        except PermanentDeliveryError as exc:
-            build_error = exc
-        return _Attempt(
-            email_id=email_id,
-            kind=message.kind,
-            mime=mime,
-            build_error=build_error,
-            provider=provider,
-            outgoing=outgoing,
-            job_attempts=job.attempts if job else None,
-            job_max_attempts=job.max_attempts if job else None,
+        ids = [uuid.UUID(job.payload["email_id"]) for job in jobs]
+        rows = await session.scalars(sa.select(EmailMessage).where(EmailMessage.id.in_(ids)))
+        messages = {message.id: message for message in rows}
+        providers: dict[uuid.UUID, WorkspaceProvider | None] = {}
+        attempts: list[_Attempt | None] = []
+        for job, email_id in zip(jobs, ids, strict=True):
+            message = messages.get(email_id)
+            if message is None:
+                log.warning("email.missing", email_id=str(email_id))
+                attempts.append(None)
+                continue
+            attempts.append(await _start_attempt(uow, message, job, providers))
+        return attempts
+
+
+async def _start_attempt(
+    uow: UnitOfWork,
+    message: EmailMessage,
+    job: JobContext,
+    providers: dict[uuid.UUID, WorkspaceProvider | None],
+) -> _Attempt | None:
+    """Build what to send for one message; None when it is sent already or suppressed."""
+    email_id = message.id
+    if message.status == "sent":
+        return None
+    if message.workspace_id is not None:
+        suppression = await find_suppression(
+            uow, workspace_id=message.workspace_id, address=message.to_address
         )
+        if suppression is not None:
+            await _mark_suppressed(uow.rt, email_id, suppression.reason)
+            log.info(
+                "email.suppressed",
+                email_id=str(email_id),
+                kind=message.kind,
+                reason=suppression.reason,
+            )
+            return None
+    provider: WorkspaceProvider | None = None
+    if message.workspace_id is not None:
+        if message.workspace_id not in providers:
+            providers[message.workspace_id] = await find_provider(uow, message.workspace_id)
+        provider = providers[message.workspace_id]
+    mime: MimeMessage | None = None
+    outgoing: OutgoingEmail | None = None
+    build_error: PermanentDeliveryError | None = None
+    try:
+        if provider is None and (not message.attachments or uow.settings.uses_outbox):
+            # The outbox sends nothing, so its attachments are not read.
+            mime = build_mime(message)
+        else:
+            files = await load_attachments(uow, message)
+            outgoing = outgoing_email(message, files)
+            if provider is None:
+                mime = build_full_mime(outgoing)
+                outgoing = None
+    except PermanentDeliveryError as exc:
+        build_error = exc
+    return _Attempt(
+        email_id=email_id,
+        kind=message.kind,
+        attempts=message.attempts,
+        mime=mime,
+        build_error=build_error,
+        provider=provider,
+        outgoing=outgoing,
+        job_attempts=job.attempts,
+        job_max_attempts=job.max_attempts,
+    )
 
 
 async def _mark_suppressed(rt: Runtime, email_id: uuid.UUID, reason: str) -> None:
@@ -145,15 +172,15 @@ async def _record_failure(rt: Runtime, email_id: uuid.UUID, reason: str, *, fina
         )
 
 
-async def _fail(uow: UnitOfWork, attempt: _Attempt, error: DeliveryError) -> None:
-    """Record ``error`` on the message, then raise what makes the worker retry or give up."""
+async def _failure(rt: Runtime, attempt: _Attempt, error: DeliveryError) -> Exception:
+    """Record ``error`` on the message; return what makes the worker retry or give up."""
     permanent = isinstance(error, PermanentDeliveryError)
     exhausted = (
         attempt.job_attempts is not None
         and attempt.job_max_attempts is not None
         and attempt.job_attempts >= attempt.job_max_attempts
     )
-    await _record_failure(uow.rt, attempt.email_id, error.reason, final=permanent or exhausted)
+    await _record_failure(rt, attempt.email_id, error.reason, final=permanent or exhausted)
     log.warning(
         "email.failed",
         email_id=str(attempt.email_id),
@@ -162,11 +189,11 @@ async def _fail(uow: UnitOfWork, attempt: _Attempt, error: DeliveryError) -> Non
         error=str(error),
     )
     if permanent:
-        raise PermanentFailure(str(error)) from error
+        return PermanentFailure(str(error))
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
-        raise RetryLater(str(error), delay_seconds=retry_after) from error
-    raise error
+        return RetryLater(str(error), delay_seconds=retry_after)
+    return error
 
 
 async def load_attachments(uow: UnitOfWork, message: EmailMessage) -> list[Attachment]:
@@ -226,46 +253,54 @@ async def _send_with_provider(provider: WorkspaceProvider, outgoing: OutgoingEma
     return result.provider_message_id
 
 
-@job_handler(SEND_JOB)
-async def send_email(uow: UnitOfWork, payload: dict[str, Any]) -> None:
-    """Deliver the message ``payload["email_id"]``; a message already sent is skipped."""
-    email_id = uuid.UUID(payload["email_id"])
-    attempt = await _start_attempt(uow.rt, email_id)
-    if attempt is None:
-        return
+async def _deliver(settings: Settings, attempt: _Attempt) -> tuple[str, str | None]:
+    """Send one message; return the transport and the provider's message id."""
     if attempt.build_error is not None:
-        await _fail(uow, attempt, attempt.build_error)
-
-    settings = uow.settings
-    provider_message_id: str | None = None
+        raise attempt.build_error
     if attempt.provider is not None:
         assert attempt.outgoing is not None
-        transport = attempt.provider.kind
-        try:
-            provider_message_id = await _send_with_provider(attempt.provider, attempt.outgoing)
-        except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
-            await _fail(uow, attempt, exc)
-    else:
-        assert attempt.mime is not None
-        transport = "outbox" if settings.uses_outbox else "smtp"
-        if transport == "smtp":
-            try:
-                await send_smtp(settings, attempt.mime)
-            except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
-                await _fail(uow, attempt, exc)
+        return attempt.provider.kind, await _send_with_provider(attempt.provider, attempt.outgoing)
+    assert attempt.mime is not None
+    if settings.uses_outbox:
+        return "outbox", None
+    await send_smtp(settings, attempt.mime)
+    return "smtp", None
 
-    # One UPDATE, without loading the message again; a deleted message updates nothing.
-    await uow.session.execute(
-        sa.update(EmailMessage)
-        .where(EmailMessage.id == email_id)
-        .values(
-            status="sent",
-            attempts=EmailMessage.attempts + 1,
-            transport=transport,
-            provider=attempt.provider.kind if attempt.provider else None,
-            provider_message_id=provider_message_id,
-            sent_at=uow.now(),
-            last_error=None,
+
+@batch_job_handler(SEND_JOB, max_batch=SEND_BATCH)
+async def send_emails(uow: UnitOfWork, jobs: list[JobContext]) -> dict[uuid.UUID, Exception]:
+    """Deliver the messages of ``jobs``, one after another; messages already sent are skipped.
+
+    The messages that went out are marked sent in the worker's transaction, together with
+    their jobs. A failed one is recorded on its message and returned for the worker.
+    """
+    attempts = await _start_attempts(uow.rt, jobs)
+    failures: dict[uuid.UUID, Exception] = {}
+    sent: list[dict[str, Any]] = []
+    for job, attempt in zip(jobs, attempts, strict=True):
+        if attempt is None:
+            continue
+        try:
+            transport, provider_message_id = await _deliver(uow.settings, attempt)
+        except (PermanentDeliveryError, TemporaryDeliveryError) as exc:
+            failures[job.id] = await _failure(uow.rt, attempt, exc)
+            continue
+        sent.append(
+            {
+                "id": attempt.email_id,
+                "status": "sent",
+                "attempts": attempt.attempts + 1,
+                "transport": transport,
+                "provider": attempt.provider.kind if attempt.provider else None,
+                "provider_message_id": provider_message_id,
+                "sent_at": uow.now(),
+                "last_error": None,
+            }
         )
-    )
-    log.info("email.sent", email_id=str(email_id), kind=attempt.kind, transport=transport)
+        log.info(
+            "email.sent", email_id=str(attempt.email_id), kind=attempt.kind, transport=transport
+        )
+    if sent:
+        # One UPDATE by primary key for the whole batch.
+        await uow.session.execute(sa.update(EmailMessage), sent)
+    return failures
