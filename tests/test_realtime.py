@@ -42,6 +42,7 @@ from live_server import (
     serve_in_process,
     server_environment,
 )
+from redis_server import redis_url as redis_url
 
 WAIT = 5.0
 # How long a test waits to show that no frame arrives. Delivery order is proved separately by
@@ -1031,6 +1032,25 @@ async def test_event_crosses_processes(database_url: str, tmp_path: Path) -> Non
     """A client of process B receives the enquiry submitted to process A, through NOTIFY."""
     if not database_url.startswith("postgresql"):
         pytest.skip("several processes share events through Postgres LISTEN/NOTIFY")
+    await cross_processes(database_url, tmp_path, broker="postgres")
+
+
+async def test_event_crosses_processes_redis(
+    database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    """The same through Redis pub/sub, with the rate limits counted in Redis too."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several processes share one database on Postgres")
+    await cross_processes(
+        database_url,
+        tmp_path,
+        broker="redis",
+        redis_url=redis_url,
+        rate_limit_store="redis",
+    )
+
+
+async def cross_processes(database_url: str, tmp_path: Path, **settings: str) -> None:
     await truncate_all(database_url)
     secret_key = "cluster-" + uuid.uuid4().hex
 
@@ -1039,9 +1059,9 @@ async def test_event_crosses_processes(database_url: str, tmp_path: Path) -> Non
             database_url=database_url,
             data_dir=tmp_path / name,
             secret_key=secret_key,
-            broker="postgres",
-            # Far longer than the test waits: delivery within WAIT proves the NOTIFY path.
+            # Far longer than the test waits: delivery within WAIT proves the broker path.
             realtime_poll_interval_seconds="600",
+            **settings,
         )
 
     async with (

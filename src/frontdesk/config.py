@@ -7,7 +7,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated addresses or CIDR ranges whose X-Forwarded-For is trusted.",
     )
-    rate_limit_store: Literal["memory", "database"] = "memory"
+    rate_limit_store: Literal["memory", "database", "redis"] = "memory"
     rate_limits_enabled: bool = True
     max_body_bytes: int = 1024 * 1024
     email_max_attachment_bytes: int = Field(
@@ -106,8 +106,12 @@ class Settings(BaseSettings):
     form_min_fill_seconds: float = 3.0
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    broker: Literal["memory", "postgres"] | None = Field(
+    broker: Literal["memory", "postgres", "redis"] | None = Field(
         default=None, description="Realtime broker. Default: postgres on Postgres, else memory."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the redis broker and rate-limit store, like redis://host:6379/0.",
     )
     event_replay_window_seconds: int = 24 * 3600
     realtime_auth_timeout_seconds: float = 10.0
@@ -150,6 +154,16 @@ class Settings(BaseSettings):
 
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        uses_redis = self.broker == "redis" or self.rate_limit_store == "redis"
+        if uses_redis and not self.redis_url:
+            raise ValueError(
+                "FRONTDESK_REDIS_URL must be set when FRONTDESK_BROKER or "
+                "FRONTDESK_RATE_LIMIT_STORE is redis"
+            )
+        return self
 
     @field_validator("secret_key")
     @classmethod

@@ -21,9 +21,10 @@ from frontdesk.core.ratelimit import (
     MemoryRateLimitStore,
     RateLimiter,
     RateLimitStore,
+    RedisRateLimitStore,
 )
 from frontdesk.core.secrets import Secrets, resolve_secrets
-from frontdesk.realtime.brokers import Broker, MemoryBroker, PostgresBroker
+from frontdesk.realtime.brokers import Broker, MemoryBroker, PostgresBroker, RedisBroker
 from frontdesk.storage.backends import build_backend
 from frontdesk.storage.backends.base import StorageBackend
 
@@ -86,6 +87,9 @@ class Runtime:
             await self.broker.stop()
             self._started = False
         await self.storage.close()
+        close_store = getattr(self.limiter.store, "close", None)
+        if close_store is not None:
+            await close_store()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -119,16 +123,22 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         else engine
     )
     clock = clock or SystemClock()
-    store: RateLimitStore = (
-        DatabaseRateLimitStore(sessionmaker)
-        if settings.rate_limit_store == "database"
-        else MemoryRateLimitStore()
-    )
-    broker: Broker = (
-        PostgresBroker(settings.resolved_database_url)
-        if settings.resolved_broker == "postgres"
-        else MemoryBroker()
-    )
+    store: RateLimitStore
+    if settings.rate_limit_store == "database":
+        store = DatabaseRateLimitStore(sessionmaker)
+    elif settings.rate_limit_store == "redis":
+        assert settings.redis_url is not None  # checked by Settings
+        store = RedisRateLimitStore(settings.redis_url)
+    else:
+        store = MemoryRateLimitStore()
+    broker: Broker
+    if settings.resolved_broker == "postgres":
+        broker = PostgresBroker(settings.resolved_database_url)
+    elif settings.resolved_broker == "redis":
+        assert settings.redis_url is not None
+        broker = RedisBroker(settings.redis_url)
+    else:
+        broker = MemoryBroker()
     return Runtime(
         settings=settings,
         secrets=secrets,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import sqlalchemy as sa
+from redis import asyncio as redis_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from frontdesk.core.clock import Clock
@@ -95,6 +96,33 @@ class DatabaseRateLimitStore:
                 sa.delete(RateLimitCounter).where(RateLimitCounter.expires_at < now)
             )
             await session.commit()
+
+
+class RedisRateLimitStore:
+    """Counters shared by every process through Redis: INCR, expiring with the window."""
+
+    PREFIX = "frontdesk:ratelimit:"
+
+    def __init__(self, redis_url: str) -> None:
+        self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+            redis_url, socket_connect_timeout=5, socket_timeout=5
+        )
+
+    async def hit(self, key: str, window_start: int, window_seconds: int) -> int:
+        name = f"{self.PREFIX}{key}:{window_start}"
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.incr(name)
+            # A little past the window, so a counter never expires while it still counts.
+            pipe.expire(name, window_seconds + 5)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def reset(self) -> None:
+        async for name in self._client.scan_iter(match=f"{self.PREFIX}*"):
+            await self._client.delete(name)
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
 
 class RateLimiter:

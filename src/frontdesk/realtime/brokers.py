@@ -13,6 +13,8 @@ from typing import Protocol
 
 import asyncpg
 import structlog
+from redis import asyncio as redis_asyncio
+from redis import exceptions as redis_exceptions
 
 log = structlog.get_logger()
 
@@ -151,3 +153,92 @@ class PostgresBroker:
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
         return True
+
+
+class RedisBroker:
+    """Redis pub/sub on one channel, resubscribing with backoff when the connection drops.
+
+    Like the Postgres broker it carries only positions; every process reads the events
+    themselves from the database.
+    """
+
+    def __init__(self, redis_url: str, *, reconnect_delay: float = 1.0) -> None:
+        self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+            redis_url, socket_connect_timeout=10, health_check_interval=30
+        )
+        self._listeners: list[Listener] = []
+        self._reconnect_delay = reconnect_delay
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._stopping = False
+
+    async def start(self) -> None:
+        await self._client.ping()
+        self._reader = asyncio.create_task(self._read(), name="frontdesk-redis-broker")
+        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+
+    async def _read(self) -> None:
+        delay = self._reconnect_delay
+        first = True
+        while not self._stopping:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self._subscribed.set()
+                if not first:
+                    log.info("broker.reconnected", broker="redis")
+                    # Events may have been sequenced while disconnected: wake listeners.
+                    for listener in list(self._listeners):
+                        listener(-1)
+                first = False
+                delay = self._reconnect_delay
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._deliver(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except (OSError, redis_exceptions.RedisError) as exc:
+                if self._stopping:
+                    return
+                log.warning("broker.connection_lost", broker="redis", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _deliver(self, data: object) -> None:
+        try:
+            position = int(data.decode() if isinstance(data, bytes) else str(data))
+        except ValueError:
+            return
+        for listener in list(self._listeners):
+            listener(position)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._client.aclose()
+
+    async def publish(self, position: int) -> None:
+        try:
+            await self._client.publish(CHANNEL, str(position))
+        except (OSError, redis_exceptions.RedisError) as exc:
+            # Listeners catch up through the poll safety net.
+            log.warning("broker.publish_failed", broker="redis", error=repr(exc))
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._client.ping(), timeout=2))
+        except (OSError, TimeoutError, redis_exceptions.RedisError):
+            return False
