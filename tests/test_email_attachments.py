@@ -188,3 +188,40 @@ async def test_reply_carries_threading_headers(client: httpx.AsyncClient, runtim
     assert message is not None
     assert message.headers["In-Reply-To"] == "<question-1@mail.example.org>"
     assert message.headers["References"] == "<question-1@mail.example.org>"
+
+
+async def test_reply_skips_auto_reply(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    question = (
+        b"From: Ada <ada@example.org>\r\nTo: hello@studio.example\r\nSubject: Quote?\r\n"
+        b"Message-ID: <question-2@mail.example.org>\r\n\r\nHow much for a portrait?\r\n"
+    )
+    received = await client.post(
+        "/api/v1/email/inbound",
+        headers=staff.headers | {"Content-Type": "message/rfc822"},
+        content=question,
+    )
+    enquiry_id = received.json()["enquiry_id"]
+    template = await template_id(client, staff)
+    first = await send(client, staff, template, enquiry_id=enquiry_id)
+    async with runtime.sessionmaker() as session:
+        sent = await session.get(EmailMessage, uuid.UUID(first.json()["email_id"]))
+    assert sent is not None
+    auto_reply = (
+        f"From: Ada <ada@example.org>\r\nTo: hello@studio.example\r\nSubject: Out of office\r\n"
+        f"Message-ID: <away-1@mail.example.org>\r\nIn-Reply-To: {sent.message_id}\r\n"
+        f"Auto-Submitted: auto-replied\r\n\r\nI am away.\r\n"
+    ).encode()
+    away = await client.post(
+        "/api/v1/email/inbound",
+        headers=staff.headers | {"Content-Type": "message/rfc822"},
+        content=auto_reply,
+    )
+    assert away.json()["action"] == "threaded"
+
+    second = await send(client, staff, template, enquiry_id=enquiry_id)
+
+    async with runtime.sessionmaker() as session:
+        message = await session.get(EmailMessage, uuid.UUID(second.json()["email_id"]))
+    assert message is not None
+    assert message.headers["In-Reply-To"] == "<question-2@mail.example.org>"

@@ -11,7 +11,6 @@ to the ``dead`` state, where admins can see and retry it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 import random
 import socket
@@ -55,23 +54,13 @@ class PermanentFailure(Exception):
 
 @dataclass(frozen=True)
 class JobContext:
-    """The job that the current task runs, for handlers that need its attempt count."""
+    """A leased job as the worker hands it to a handler: its name, payload and attempt count."""
 
     id: uuid.UUID
     name: str
     attempts: int
     max_attempts: int
     payload: dict[str, Any]
-
-
-_current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
-    "frontdesk_current_job", default=None
-)
-
-
-def current_job() -> JobContext | None:
-    """Return the job being run in this task, or None outside a worker."""
-    return _current_job.get()
 
 
 @dataclass(frozen=True)
@@ -263,7 +252,7 @@ class Worker:
         """Group claimed jobs into the runs of one task each.
 
         A job with a batch handler leases more due jobs of its name, up to the batch size,
-        and runs with them; any other job runs alone.
+        and runs together with them. Any other job runs alone.
         """
         batches: list[list[uuid.UUID]] = []
         grouped: dict[str, list[uuid.UUID]] = {}
@@ -388,7 +377,6 @@ class Worker:
         attempts, max_attempts = claimed.attempts, claimed.max_attempts
         handler = _HANDLERS.get(name)
         structlog.contextvars.bind_contextvars(job_id=str(job_id), job=name)
-        context_token = _current_job.set(JobContext(job_id, name, attempts, max_attempts, payload))
         try:
             if handler is None:
                 raise PermanentFailure(f"no handler is registered for job '{name}'")
@@ -411,7 +399,6 @@ class Worker:
         except Exception as exc:
             await self._record_failure(job_id, name, attempts, max_attempts, exc)
         finally:
-            _current_job.reset(context_token)
             structlog.contextvars.unbind_contextvars("job_id", "job")
 
     async def _record_failure(

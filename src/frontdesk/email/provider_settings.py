@@ -26,7 +26,7 @@ from frontdesk.email.mime import OutgoingEmail, parse_address
 from frontdesk.email.models import EmailProviderSetting
 from frontdesk.email.providers import PROVIDER_CONFIGS, EmailProvider, build_provider
 from frontdesk.email.schemas import ProviderSettingsIn, ProviderSettingsOut
-from frontdesk.email.service import PROVIDER_CACHE_KEY
+from frontdesk.email.service import PROVIDER_CACHE_KEY, sender_domain
 from frontdesk.email.transports import DeliveryError, PermanentDeliveryError
 
 log = structlog.get_logger()
@@ -305,11 +305,6 @@ async def delete_setting(uow: UnitOfWork, *, workspace_id: uuid.UUID) -> None:
     await uow.session.delete(setting)
     uow.session.info.pop(PROVIDER_CACHE_KEY, None)
     log.info("email.provider_removed", workspace_id=str(workspace_id))
-
-
-def sender_domain(from_address: str) -> str:
-    """Return the domain of a stored From address, which ends the workspace's Message-IDs."""
-    return parse_address(from_address, "from_address").address.rsplit("@", 1)[1]
 
 
 async def send_test(uow: UnitOfWork, *, workspace_id: uuid.UUID, to: str) -> str | None:

@@ -22,6 +22,7 @@ from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import composer
 from frontdesk.email.composer import RenderedEmail, single_line
+from frontdesk.email.mime import parse_address
 from frontdesk.email.models import EmailMessage, EmailProviderSetting
 from frontdesk.email.template_service import render_replacement
 from frontdesk.email.tracking import add_tracking, unsubscribe_url
@@ -75,6 +76,13 @@ def _log_development_link(uow: UnitOfWork, message: EmailMessage, link: str) -> 
 
 
 PROVIDER_CACHE_KEY = "email_provider_settings"
+
+
+def sender_domain(from_address: str) -> str:
+    """Return the domain of a stored From address, which ends the workspace's Message-IDs."""
+    return parse_address(from_address, "from_address").address.rsplit("@", 1)[1]
+
+
 # A Message-ID in the <local@domain> form, without spaces or line breaks.
 MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 
@@ -129,7 +137,7 @@ async def queue_email(
     provider = await workspace_provider_setting(uow, workspace_id) if workspace_id else None
     if provider is not None:
         from_address = provider.from_address
-        domain = provider.from_address.rsplit("@", 1)[1].rstrip(">").strip()
+        domain = sender_domain(provider.from_address)
 
     # Fixed here so that every delivery attempt sends the same Message-ID and Date; receivers
     # use the Message-ID to discard a duplicate after a retry.

@@ -165,21 +165,13 @@ async def send(
     attachments = await _attachments(uow, actor.workspace_id, body.attachments)
     in_reply_to = None
     if body.enquiry_id is not None:
-        # The email answers the latest message the contact sent about the enquiry.
+        # The email replies to the newest message a person sent about the enquiry, and to an
+        # auto-reply only when nothing else was received.
+        written_by_person = sa.case((InboundEmail.automatic_reason.is_(None), 0), else_=1)
         in_reply_to = await uow.session.scalar(
             sa.select(InboundEmail.message_id)
-            .where(
-                InboundEmail.enquiry_id == body.enquiry_id,
-                InboundEmail.message_id.is_not(None),
-                InboundEmail.action == "threaded",
-                InboundEmail.automatic_reason.is_(None),
-            )
-            .order_by(InboundEmail.created_at.desc())
-            .limit(1)
-        ) or await uow.session.scalar(
-            sa.select(InboundEmail.message_id)
             .where(InboundEmail.enquiry_id == body.enquiry_id, InboundEmail.message_id.is_not(None))
-            .order_by(InboundEmail.created_at.desc())
+            .order_by(written_by_person, InboundEmail.created_at.desc())
             .limit(1)
         )
     _version, rendered = await template_service.render(
