@@ -1,7 +1,7 @@
 """The Redis that the tests use: FRONTDESK_TEST_REDIS_URL, or the local default port.
 
 Tests that need it take the ``redis_url`` fixture, which skips them with the reason when
-Redis does not answer, or fails them when CI requires it (FRONTDESK_TEST_REQUIRE=redis).
+Redis does not respond, or fails them when CI requires it (FRONTDESK_TEST_REQUIRE=redis).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ async def test_broker_resubscribes_after_drop(redis_url: str) -> None:
         admin = redis_sync.Redis.from_url(redis_url)
         admin.client_kill_filter(_type="pubsub")
         admin.close()
-        # Listeners are told to catch up (-1), then new positions flow again.
+        # Listeners receive -1 (catch up), then new positions flow again.
         await wait_for(received, -1)
         position = 2_000_000 + uuid.uuid4().int % 1_000_000
         async with asyncio.timeout(WAIT):

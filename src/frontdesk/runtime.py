@@ -73,7 +73,7 @@ class Runtime:
         """Connect the broker and check that the file store can be used.
 
         A missing S3 bucket or wrong credentials stop the start with StorageUnavailable,
-        whose message says what to check, instead of failing every later upload.
+        whose message names what to check, instead of failing every later upload.
         """
         if not self._started:
             check_ready = getattr(self.storage, "check_ready", None)

@@ -2,7 +2,7 @@
 
 Provider webhooks and Frontdesk's own open pixel and click redirects store events here. A
 stored event is applied by the ``email.events.process`` job, in its own transaction after
-the webhook answered: it moves the message's delivery status forward, flags opens and clicks
+the webhook responded: it moves the message's delivery status forward, flags opens and clicks
 made by software, and adds hard bounces, complaints and unsubscribes to the suppression list.
 """
 

@@ -11,7 +11,7 @@ Every source (raw upload, provider inbound webhooks, IMAP polling) ends in ``rec
    sender is the enquiry's contact, or a member of the workspace writing from their own
    mail client. Anyone else starts a new enquiry, so a forwarded thread cannot be used to
    write into someone else's enquiry. A reply whose subject was changed still
-   joins its enquiry: the headers say which message it answers, and people change subjects
+   joins its enquiry: the headers name the message it replies to, and people change subjects
    without changing topics more often than the reverse.
 4. Automatic mail (auto-replies, mailing lists, messages from this system's own addresses)
    never starts an enquiry and is never answered.
@@ -108,7 +108,7 @@ def _enquiry_of_token(secret_key: bytes, token: str) -> uuid.UUID | None:
 async def _threaded_enquiry(
     uow: UnitOfWork, workspace_id: uuid.UUID, parsed: ParsedEmail
 ) -> Enquiry | None:
-    """Find the enquiry the message answers, by its headers or by its reply address."""
+    """Find the enquiry the message replies to, by its headers or by its reply address."""
     ids = [_bracketed(item) for item in [*parsed.in_reply_to, *parsed.references]]
     enquiry_id: uuid.UUID | None = None
     if ids:

@@ -2,7 +2,7 @@
 
 The ``email.mailbox.schedule`` periodic task queues one ``email.mailbox.poll`` job per
 workspace with a mailbox. A poll job reads new messages after the stored position and
-hands each to ``inbound_service.receive`` in its own transaction; the position is stored
+hands each to ``inbound_service.receive`` in its own transaction. The position is stored
 after the poll, or after the last message handled when the connection drops. A message
 handled twice (after a crash) is a duplicate by Message-ID and changes nothing.
 """

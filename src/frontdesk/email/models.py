@@ -169,7 +169,7 @@ class EmailTemplate(UUIDPrimaryKey, Base):
     description: Mapped[str | None] = mapped_column(sa.Text)
     # VariableSpec dictionaries.
     variables: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
-    # The locale used when a message asks for one the template does not have.
+    # The locale used when a message requests one the template does not have.
     default_locale: Mapped[str] = mapped_column(sa.String(20))
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
@@ -247,8 +247,8 @@ class InboundEmail(UUIDPrimaryKey, Base):
 class EmailMailbox(Base):
     """A workspace's own mailbox that Frontdesk polls over IMAP, with its position.
 
-    ``settings_encrypted`` holds the IMAP settings (password included), encrypted like the
-    provider settings. ``uidvalidity`` and ``last_uid`` say how far polling got.
+    ``settings_encrypted`` contains the IMAP settings (password included), encrypted like the
+    provider settings. ``uidvalidity`` and ``last_uid`` record how far polling got.
     """
 
     __tablename__ = "email_mailboxes"

@@ -2,7 +2,7 @@
 
 Every save is checked by ``frontdesk.email.templating`` before it is stored (syntax, tags,
 undeclared variables), and every render runs in its sandbox. Saving a locale adds a version;
-earlier versions stay readable. A message asks for a locale and gets the nearest one the
+earlier versions stay readable. A message requests a locale and gets the nearest one the
 template has: the exact tag (``pt-BR``), then its language (``pt``), then the template's
 default locale.
 """
@@ -167,7 +167,7 @@ def _new_version(
 
 
 def _check_builtin_variables(key: str, variables: Sequence[VariableSpec]) -> None:
-    """A template that replaces a built-in email may only use the variables Frontdesk fills."""
+    """Reject variables that built-in email ``key`` does not provide, when it is one."""
     provided = provided_names(key)
     if provided is None:
         return

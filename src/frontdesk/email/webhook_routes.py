@@ -1,7 +1,7 @@
 """Public email endpoints: provider event webhooks, open pixels, click redirects, unsubscribe.
 
 None of them needs a login. A webhook address names its workspace by a random token and is
-verified the way its provider signs; tracking and unsubscribe addresses carry signed tokens
+verified the way its provider signs. Tracking and unsubscribe addresses carry signed tokens
 (see ``frontdesk.email.tracking``).
 """
 

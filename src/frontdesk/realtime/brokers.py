@@ -163,7 +163,12 @@ class RedisBroker:
     """
 
     def __init__(self, redis_url: str, *, reconnect_delay: float = 1.0) -> None:
+        # Publishing and pings time out after 5 s. The subscription has a client of its own
+        # without a read timeout, because it waits for messages as long as none come.
         self._client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+            redis_url, socket_connect_timeout=10, socket_timeout=5
+        )
+        self._subscriber: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
             redis_url, socket_connect_timeout=10, health_check_interval=30
         )
         self._listeners: list[Listener] = []
@@ -181,7 +186,7 @@ class RedisBroker:
         delay = self._reconnect_delay
         first = True
         while not self._stopping:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
                 self._subscribed.set()
@@ -222,6 +227,7 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         await self._client.aclose()
+        await self._subscriber.aclose()
 
     async def publish(self, position: int) -> None:
         try:
