@@ -2,6 +2,15 @@
 
 from frontdesk.auth.models import AuthSession, OneTimeToken, RefreshToken, User
 from frontdesk.contacts.models import Contact
+from frontdesk.conversations.models import (
+    CannedResponse,
+    ChatSettings,
+    ChatVisitor,
+    Conversation,
+    ConversationMessage,
+    ConversationParticipant,
+    MessageRevision,
+)
 from frontdesk.core.db import Base
 from frontdesk.core.models import Event, Job, RateLimitCounter
 from frontdesk.email.models import EmailMessage
@@ -17,7 +26,13 @@ __all__ = [
     "AuthSession",
     "Base",
     "Bucket",
+    "CannedResponse",
+    "ChatSettings",
+    "ChatVisitor",
     "Contact",
+    "Conversation",
+    "ConversationMessage",
+    "ConversationParticipant",
     "EmailMessage",
     "Enquiry",
     "EnquiryActivity",
@@ -28,6 +43,7 @@ __all__ = [
     "Invitation",
     "Job",
     "Membership",
+    "MessageRevision",
     "Notification",
     "ObjectScan",
     "OneTimeToken",

@@ -29,6 +29,10 @@ class Event(Base):
     workspace_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, index=True)
     # When set, only this user receives the event (for example notification.created).
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # "staff": the workspace's members (narrowed by user_id). "visitor": only the website
+    # visitor of ``conversation_id``, with data shaped for customers.
+    audience: Mapped[str] = mapped_column(sa.String(10), default="staff")
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     data: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(index=True)
 

@@ -40,6 +40,8 @@ class UnitOfWork:
         *,
         workspace_id: uuid.UUID | None,
         user_id: uuid.UUID | None = None,
+        audience: str = "staff",
+        conversation_id: uuid.UUID | None = None,
     ) -> Event:
         """Record a domain event; it is published to live clients after the commit."""
         event = Event(
@@ -47,6 +49,8 @@ class UnitOfWork:
             data=data,
             workspace_id=workspace_id,
             user_id=user_id,
+            audience=audience,
+            conversation_id=conversation_id,
             created_at=self.now(),
         )
         self.session.add(event)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 23:40:22.303244
+Create Date: 2026-12-05 01:02:42.468332
 """
 
 from collections.abc import Sequence
@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("workspace_id", sa.Uuid(), nullable=True),
         sa.Column("user_id", sa.Uuid(), nullable=True),
+        sa.Column("audience", sa.String(length=10), nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=True),
         sa.Column(
             "data",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -139,6 +141,59 @@ def upgrade() -> None:
     with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_auth_sessions_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "canned_responses",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("shortcut", sa.String(length=50), nullable=False),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_canned_responses_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_canned_responses_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_canned_responses")),
+        sa.UniqueConstraint(
+            "workspace_id", "shortcut", name=op.f("uq_canned_responses_workspace_id_shortcut")
+        ),
+    )
+    op.create_table(
+        "chat_settings",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("public_key", sa.String(length=40), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column(
+            "theme",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "allowed_origins",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_chat_settings_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_chat_settings")),
+        sa.UniqueConstraint("public_key", name=op.f("uq_chat_settings_public_key")),
+    )
     op.create_table(
         "contacts",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -448,6 +503,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("workspace_id", "key_id", name=op.f("pk_storage_signing_keys")),
     )
     op.create_table(
+        "chat_visitors",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
+        sa.Column("name", sa.String(length=200), nullable=True),
+        sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column("revoked_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_chat_visitors_contact_id_contacts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_chat_visitors_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_chat_visitors")),
+    )
+    with op.batch_alter_table("chat_visitors", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_chat_visitors_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "email_template_versions",
         sa.Column("template_id", sa.Uuid(), nullable=False),
         sa.Column("locale", sa.String(length=20), nullable=False),
@@ -641,6 +725,76 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_storage_objects_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
+        "conversations",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("snoozed_until", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
+        sa.Column("enquiry_id", sa.Uuid(), nullable=True),
+        sa.Column("visitor_id", sa.Uuid(), nullable=True),
+        sa.Column("assignee_id", sa.Uuid(), nullable=True),
+        sa.Column("subject", sa.String(length=300), nullable=True),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_message_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["assignee_id"],
+            ["users.id"],
+            name=op.f("fk_conversations_assignee_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_conversations_contact_id_contacts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["enquiry_id"],
+            ["enquiries.id"],
+            name=op.f("fk_conversations_enquiry_id_enquiries"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["visitor_id"],
+            ["chat_visitors.id"],
+            name=op.f("fk_conversations_visitor_id_chat_visitors"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_conversations_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
+    )
+    with op.batch_alter_table("conversations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_conversations_contact_id"), ["contact_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_conversations_enquiry_id"), ["enquiry_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_conversations_visitor_id"), ["visitor_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_conversations_workspace_activity",
+            ["workspace_id", "last_message_at", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_conversations_workspace_assignee", ["workspace_id", "assignee_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_conversations_workspace_status", ["workspace_id", "status"], unique=False
         )
 
     op.create_table(
@@ -904,6 +1058,97 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "conversation_messages",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("author_type", sa.String(length=10), nullable=False),
+        sa.Column("author_key", sa.String(length=36), nullable=False),
+        sa.Column("author_user_id", sa.Uuid(), nullable=True),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("body_html", sa.Text(), nullable=False),
+        sa.Column(
+            "attachments",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("client_message_id", sa.String(length=100), nullable=True),
+        sa.Column("edited_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("deleted_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["author_user_id"],
+            ["users.id"],
+            name=op.f("fk_conversation_messages_author_user_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_conversation_messages_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_messages")),
+        sa.UniqueConstraint(
+            "conversation_id", "seq", name=op.f("uq_conversation_messages_conversation_id_seq")
+        ),
+    )
+    with op.batch_alter_table("conversation_messages", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_conversation_messages_workspace_created",
+            ["workspace_id", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "uq_conversation_messages_client_id",
+            ["conversation_id", "author_type", "author_key", "client_message_id"],
+            unique=True,
+            sqlite_where=sa.text("client_message_id IS NOT NULL"),
+            postgresql_where=sa.text("client_message_id IS NOT NULL"),
+        )
+
+    op.create_table(
+        "conversation_participants",
+        sa.Column("conversation_id", sa.Uuid(), nullable=False),
+        sa.Column("participant_type", sa.String(length=10), nullable=False),
+        sa.Column("participant_key", sa.String(length=36), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("last_read_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_delivered_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_emailed_seq", sa.BigInteger(), nullable=False),
+        sa.Column("joined_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("read_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_conversation_participants_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "conversation_id",
+            "participant_type",
+            "participant_key",
+            name=op.f("pk_conversation_participants"),
+        ),
+    )
+    with op.batch_alter_table("conversation_participants", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_conversation_participants_key",
+            ["participant_type", "participant_key"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_conversation_participants_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "email_events",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
         sa.Column("email_id", sa.Uuid(), nullable=True),
@@ -974,17 +1219,68 @@ def upgrade() -> None:
             "workspace_id", "address", name=op.f("uq_email_suppressions_workspace_id_address")
         ),
     )
+    op.create_table(
+        "conversation_message_revisions",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("message_id", sa.Uuid(), nullable=False),
+        sa.Column("action", sa.String(length=10), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column(
+            "attachments",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("actor_user_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_user_id"],
+            ["users.id"],
+            name=op.f("fk_conversation_message_revisions_actor_user_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["conversation_messages.id"],
+            name=op.f("fk_conversation_message_revisions_message_id_conversation_messages"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_message_revisions")),
+    )
+    with op.batch_alter_table("conversation_message_revisions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_message_revisions_message", ["message_id", "created_at"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("conversation_message_revisions", schema=None) as batch_op:
+        batch_op.drop_index("ix_message_revisions_message")
+
+    op.drop_table("conversation_message_revisions")
     op.drop_table("email_suppressions")
     with op.batch_alter_table("email_events", schema=None) as batch_op:
         batch_op.drop_index("ix_email_events_workspace_type")
         batch_op.drop_index("ix_email_events_email")
 
     op.drop_table("email_events")
+    with op.batch_alter_table("conversation_participants", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_conversation_participants_workspace_id"))
+        batch_op.drop_index("ix_conversation_participants_key")
+
+    op.drop_table("conversation_participants")
+    with op.batch_alter_table("conversation_messages", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_conversation_messages_client_id",
+            sqlite_where=sa.text("client_message_id IS NOT NULL"),
+            postgresql_where=sa.text("client_message_id IS NOT NULL"),
+        )
+        batch_op.drop_index("ix_conversation_messages_workspace_created")
+
+    op.drop_table("conversation_messages")
     with op.batch_alter_table("storage_object_scans", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_object_scans_workspace_id"))
 
@@ -1015,6 +1311,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_email_messages_provider_message_id"))
 
     op.drop_table("email_messages")
+    with op.batch_alter_table("conversations", schema=None) as batch_op:
+        batch_op.drop_index("ix_conversations_workspace_status")
+        batch_op.drop_index("ix_conversations_workspace_assignee")
+        batch_op.drop_index("ix_conversations_workspace_activity")
+        batch_op.drop_index(batch_op.f("ix_conversations_visitor_id"))
+        batch_op.drop_index(batch_op.f("ix_conversations_enquiry_id"))
+        batch_op.drop_index(batch_op.f("ix_conversations_contact_id"))
+
+    op.drop_table("conversations")
     with op.batch_alter_table("storage_objects", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_objects_workspace_id"))
         batch_op.drop_index(batch_op.f("ix_storage_objects_bucket_id"))
@@ -1036,6 +1341,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_email_template_versions_template_id"))
 
     op.drop_table("email_template_versions")
+    with op.batch_alter_table("chat_visitors", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_chat_visitors_workspace_id"))
+
+    op.drop_table("chat_visitors")
     op.drop_table("storage_signing_keys")
     with op.batch_alter_table("storage_link_uses", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_link_uses_workspace_id"))
@@ -1078,6 +1387,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_contacts_workspace_created")
 
     op.drop_table("contacts")
+    op.drop_table("chat_settings")
+    op.drop_table("canned_responses")
     with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_auth_sessions_user_id"))
 

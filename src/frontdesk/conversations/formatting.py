@@ -1,0 +1,52 @@
+"""Message formatting: a Markdown subset rendered to HTML that is safe to show anywhere.
+
+Writers use emphasis, strong, strikethrough, inline code, code blocks, links, lists and
+quotes. Raw HTML, images, headings and tables are not part of the subset: raw HTML is shown
+as text, and the other constructs render as their plain text. The rendered HTML then passes
+through nh3 with an allow-list, so nothing outside the subset can reach a browser.
+"""
+
+from __future__ import annotations
+
+import nh3
+from markdown_it import MarkdownIt
+
+# Longest body accepted, in characters; a longer one is refused with a field error.
+MAX_BODY_CHARS = 10_000
+
+_MARKDOWN = MarkdownIt("zero", {"html": False, "linkify": False, "breaks": True}).enable(
+    [
+        "emphasis",
+        "strikethrough",
+        "backticks",
+        "fence",
+        "code",
+        "link",
+        "list",
+        "blockquote",
+        "newline",
+        "escape",
+        "entity",
+        "autolink",
+    ]
+)
+
+_ALLOWED_TAGS = {
+    "p", "br", "em", "strong", "s", "del", "code", "pre", "a", "ul", "ol", "li", "blockquote",
+}  # fmt: skip
+_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+
+
+def render_markdown(body: str) -> str:
+    """Render a message body to sanitized HTML; links open safely in a new context."""
+    if not body.strip():
+        return ""
+    html = _MARKDOWN.render(body)
+    return nh3.clean(
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto", "tel"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    ).strip()
