@@ -27,6 +27,7 @@ from frontdesk.conversations.models import (
 from frontdesk.core.errors import NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
+from frontdesk.enquiries.models import Enquiry
 
 CHANNELS = ("chat", "email", "instagram", "form")
 STATUSES = ("open", "pending", "resolved", "snoozed")
@@ -196,6 +197,34 @@ async def create_conversation(
         conversation_id=conversation.id,
     )
     return conversation
+
+
+async def conversation_for_enquiry(uow: UnitOfWork, enquiry: Enquiry) -> Conversation:
+    """Return the enquiry's conversation, creating it on first use.
+
+    An enquiry that arrived by email gets an email conversation; any other gets a form one.
+    Concurrent callers are serialized by locking the enquiry row (a no-op on SQLite, whose
+    write transactions already run one at a time).
+    """
+    await uow.session.execute(
+        sa.select(Enquiry.id).where(Enquiry.id == enquiry.id).with_for_update()
+    )
+    existing = await uow.session.scalar(
+        sa.select(Conversation)
+        .where(Conversation.enquiry_id == enquiry.id)
+        .order_by(Conversation.created_at)
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    return await create_conversation(
+        uow,
+        workspace_id=enquiry.workspace_id,
+        channel="email" if enquiry.source == "email" else "form",
+        contact_id=enquiry.contact_id,
+        enquiry_id=enquiry.id,
+        subject=enquiry.subject,
+    )
 
 
 async def ensure_participant(
