@@ -50,3 +50,11 @@ def render_markdown(body: str) -> str:
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     ).strip()
+
+
+def fit_email_text(text: str) -> str:
+    """Fit an email's text into a message body, marking where it was cut."""
+    text = text.replace("\x00", "")
+    if len(text) <= MAX_BODY_CHARS:
+        return text
+    return text[: MAX_BODY_CHARS - 40].rstrip() + "\n\n[shortened: the full email is stored]"

@@ -36,6 +36,9 @@ import structlog
 
 from frontdesk.contacts.models import Contact
 from frontdesk.contacts.service import match_or_create_contact
+from frontdesk.conversations import service as conversations
+from frontdesk.conversations.attachments import resolve_attachments
+from frontdesk.conversations.formatting import fit_email_text
 from frontdesk.core.errors import ProblemError
 from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
@@ -266,6 +269,32 @@ async def _record_activity(
     )
 
 
+async def _add_to_conversation(
+    uow: UnitOfWork, enquiry: Enquiry, inbound: InboundEmail, staff_id: uuid.UUID | None
+) -> None:
+    """Post the email's new text and files as a message of the enquiry's conversation."""
+    conversation = await conversations.conversation_for_enquiry(uow, enquiry)
+    object_ids = [uuid.UUID(item["object_id"]) for item in inbound.attachments]
+    files = await resolve_attachments(uow, workspace_id=enquiry.workspace_id, object_ids=object_ids)
+    body = inbound.text
+    body = fit_email_text(body)
+    author = (
+        conversations.Author(type="member", id=staff_id, name=inbound.from_name)
+        if staff_id is not None
+        else conversations.Author(type="contact", name=inbound.from_name)
+    )
+    if not body.strip() and not files:
+        body = "(empty email)"
+    await conversations.post_message(
+        uow,
+        conversation,
+        author=author,
+        body=body,
+        attachments=files,
+        data={"inbound_email_id": str(inbound.id), "subject": inbound.subject[:300]},
+    )
+
+
 async def receive(
     uow: UnitOfWork,
     *,
@@ -383,6 +412,7 @@ async def receive(
         )
         inbound.enquiry_id = created.id
         inbound.contact_id = contact.id
+        await _add_to_conversation(uow, created, inbound, staff_id)
     elif inbound.action in ("threaded", "staff_reply") and enquiry is not None:
         inbound.enquiry_id = enquiry.id
         inbound.contact_id = enquiry.contact_id
@@ -393,6 +423,7 @@ async def receive(
             staff_id,
             {"inbound_email_id": str(inbound_id), "subject": parsed.subject[:300]},
         )
+        await _add_to_conversation(uow, enquiry, inbound, staff_id)
     await uow.session.flush()
     log.info(
         "email.inbound_received",

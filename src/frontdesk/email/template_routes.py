@@ -8,14 +8,18 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Response
 
-from frontdesk.auth.dependencies import AdminDep, AgentDep
+from frontdesk.auth.dependencies import Actor, AdminDep, AgentDep
+from frontdesk.auth.models import User
+from frontdesk.conversations import service as conversations
+from frontdesk.conversations.attachments import resolve_attachments
+from frontdesk.conversations.formatting import fit_email_text
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import template_service
 from frontdesk.email.inbound_service import reply_address
 from frontdesk.email.mime import parse_address
-from frontdesk.email.models import InboundEmail
+from frontdesk.email.models import EmailMessage, InboundEmail
 from frontdesk.email.schemas import (
     LOCALE_PATTERN,
     AttachmentRef,
@@ -199,7 +203,41 @@ async def send(
         in_reply_to=in_reply_to,
     )
     message.template_key = template.key
+    if body.enquiry_id is not None:
+        await _add_to_conversation(uow, actor, body.enquiry_id, message, rendered.text, attachments)
     return TemplateSendOut(email_id=message.id, status=message.status)
+
+
+async def _add_to_conversation(
+    uow: UnitOfWork,
+    actor: Actor,
+    enquiry_id: uuid.UUID,
+    message: EmailMessage,
+    text: str,
+    attachments: list[dict[str, Any]],
+) -> None:
+    """Post the sent email's text as the member's message in the enquiry's conversation."""
+    enquiry = await uow.session.get(Enquiry, enquiry_id)
+    user = await uow.session.get(User, actor.user_id)
+    if enquiry is None:
+        return
+    conversation = await conversations.conversation_for_enquiry(uow, enquiry)
+    files = await resolve_attachments(
+        uow,
+        workspace_id=actor.workspace_id,
+        object_ids=[uuid.UUID(item["object_id"]) for item in attachments],
+    )
+    text = fit_email_text(text)
+    await conversations.post_message(
+        uow,
+        conversation,
+        author=conversations.Author(
+            type="member", id=actor.user_id, name=user.full_name if user else None
+        ),
+        body=text if text.strip() or files else "(empty email)",
+        attachments=files,
+        data={"email_id": str(message.id), "subject": message.subject},
+    )
 
 
 async def _attachments(
