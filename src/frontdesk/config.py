@@ -126,6 +126,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between reads of the events table when no broker signal arrives.",
     )
+    realtime_presence_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a member must have no connection on any process before staff "
+        "see them offline.",
+    )
+    realtime_presence_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between the presence reports each process sends the others; a "
+        "process silent for three intervals no longer counts.",
+    )
 
     job_poll_interval_seconds: float = 1.0
     job_max_attempts: int = 10

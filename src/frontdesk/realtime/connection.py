@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import structlog
@@ -14,10 +15,14 @@ from frontdesk.realtime.protocol import (
     MAX_FRAME_BYTES,
     MAX_FRAMES_PER_WINDOW,
     MAX_INVALID_FRAMES,
+    MAX_REJECTED_SENDS,
     PONG_FRAME,
     RATE_WINDOW_SECONDS,
+    SEND_BURST,
+    SEND_REFILL_SECONDS,
     SEND_TIMEOUT_SECONDS,
     AuthFrame,
+    ChatFrame,
     ClientFrame,
     ClientGone,
     CloseCode,
@@ -26,8 +31,10 @@ from frontdesk.realtime.protocol import (
     Rejected,
     departure_reason,
     error_frame,
+    frame_error_text,
     parse_client_frame,
 )
+from frontdesk.realtime.replay import Viewer
 
 log = structlog.get_logger()
 
@@ -78,15 +85,52 @@ class FrameReader:
         return error
 
 
+class SendLimiter:
+    """A token bucket for send frames: SEND_BURST at once, then one per SEND_REFILL_SECONDS.
+
+    ``take`` returns 0 when the send may go ahead, else the seconds until it may. Rejections
+    are counted per RATE_WINDOW_SECONDS window; past MAX_REJECTED_SENDS the client keeps
+    sending regardless of the errors, and ``take`` raises Rejected to close the connection.
+    """
+
+    def __init__(self) -> None:
+        self._tokens = float(SEND_BURST)
+        self._updated = 0.0
+        self._window_started = 0.0
+        self._rejected_in_window = 0
+
+    def take(self, now: float) -> float:
+        if self._updated:
+            elapsed = now - self._updated
+            self._tokens = min(float(SEND_BURST), self._tokens + elapsed / SEND_REFILL_SECONDS)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        if now - self._window_started >= RATE_WINDOW_SECONDS:
+            self._window_started = now
+            self._rejected_in_window = 0
+        self._rejected_in_window += 1
+        if self._rejected_in_window > MAX_REJECTED_SENDS:
+            raise Rejected(CloseCode.POLICY_VIOLATION, "too many send frames")
+        return (1.0 - self._tokens) * SEND_REFILL_SECONDS
+
+
+FrameHandler = Callable[["Connection", ChatFrame], Awaitable[None]]
+
+
 class Connection:
     """An authenticated client: who it is, its bounded send queue and how it closes.
 
-    The gateway registers a connection before it reads the replay, and offers it live events
-    from then on. Until ``go_live`` names the position that the replay reaches, offered events
-    are held in a list, because most of them may turn out to be part of the replay. After
-    that, events above ``last_sent`` go to the bounded queue, and ``run`` sends them in order.
-    Anyone may call ``request_close``; ``run`` then returns and the gateway closes the socket
-    with the requested code.
+    A staff connection has ``user_id`` and ``session_id``; a visitor connection has
+    ``visitor_id`` and the ids of the visitor's conversations. The gateway registers a
+    connection before it reads the replay, and offers it live events from then on. Until
+    ``go_live`` names the position that the replay reaches, offered events are held in a list,
+    because most of them may turn out to be part of the replay. After that, events above
+    ``last_sent`` go to the bounded queue, and ``run`` sends them in order. Typing and presence
+    frames share that queue, so a client that does not read them is closed like one that does
+    not read events. Anyone may call ``request_close``; ``run`` then returns and the gateway
+    closes the socket with the requested code.
     """
 
     def __init__(
@@ -94,10 +138,12 @@ class Connection:
         websocket: WebSocket,
         reader: FrameReader,
         *,
-        user_id: uuid.UUID,
-        session_id: uuid.UUID,
         workspace_id: uuid.UUID,
         queue_size: int,
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        visitor_id: uuid.UUID | None = None,
+        frame_handler: FrameHandler | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.websocket = websocket
@@ -105,7 +151,27 @@ class Connection:
         self.user_id = user_id
         self.session_id = session_id
         self.workspace_id = workspace_id
+        self.visitor_id = visitor_id
+        # The member's full name or the visitor's name, shown to others while typing.
+        self.name: str | None = None
+        self.visitor_conversations: set[uuid.UUID] = set()
+        self.subscriptions: set[uuid.UUID] = set()
+        # Loop time of the last typing start forwarded, per conversation, for throttling.
+        self.typing_since: dict[uuid.UUID, float] = {}
+        # Conversations where this connection's last typing frame was a start.
+        self.typing_active: set[uuid.UUID] = set()
+        self.presence_status = "online"
+        # Set once the presence snapshot was queued; presence changes are sent from then on.
+        self.receives_presence = False
+        self.send_limiter = SendLimiter()
+        self.frame_handler = frame_handler
         self.session_expires_at: datetime | None = None
+        self.viewer = Viewer(
+            workspace_id=workspace_id,
+            user_id=user_id,
+            visitor_id=visitor_id,
+            conversation_ids=self.visitor_conversations if visitor_id is not None else None,
+        )
         self.last_sent = 0
         self.events_sent = 0
         self.close_code: int | None = None
@@ -113,13 +179,36 @@ class Connection:
         self.client_gone = False
         self.closing = asyncio.Event()
         self.finished = asyncio.Event()
-        self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=queue_size)
+        # Events carry their position; typing and presence frames carry None.
+        self._queue: asyncio.Queue[tuple[int | None, str]] = asyncio.Queue(maxsize=queue_size)
         self._pending_live: list[tuple[int, str]] | None = []
         self._send_lock = asyncio.Lock()
 
     @property
+    def is_visitor(self) -> bool:
+        return self.visitor_id is not None
+
+    @property
     def queue_full(self) -> bool:
         return self._queue.full()
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the send queue."""
+        return self._queue.qsize()
+
+    def offer_ephemeral(self, text: str) -> None:
+        """Queue a typing or presence frame; a full queue closes the connection.
+
+        Frames offered before ``go_live`` are dropped: the client has not received ready yet.
+        """
+        if self.closing.is_set() or self._pending_live is not None:
+            return
+        try:
+            self._queue.put_nowait((None, text))
+        except asyncio.QueueFull:
+            log.warning("realtime.slow_consumer", connection_id=self.id, ephemeral=True)
+            self.request_close(CloseCode.SLOW_CONSUMER, "send queue full")
 
     def offer(self, position: int, text: str) -> None:
         """Queue an event for sending; a full queue closes the connection as a slow consumer."""
@@ -131,7 +220,7 @@ class Connection:
         try:
             self._queue.put_nowait((position, text))
         except asyncio.QueueFull:
-            log.warning("realtime.slow_consumer", connection_id=self.id, user_id=str(self.user_id))
+            log.warning("realtime.slow_consumer", connection_id=self.id)
             self.request_close(CloseCode.SLOW_CONSUMER, "send queue full")
 
     def go_live(self, caught_up_to: int) -> None:
@@ -186,7 +275,7 @@ class Connection:
             while True:
                 frame = await self.reader.receive()
                 if isinstance(frame, FrameError):
-                    await self.send_text(error_frame(frame.code, frame.message))
+                    await self.send_text(frame_error_text(frame))
                 elif isinstance(frame, PingFrame):
                     await self.send_text(PONG_FRAME)
                 elif isinstance(frame, AuthFrame):
@@ -197,6 +286,8 @@ class Connection:
                             "open a new connection.",
                         )
                     )
+                elif self.frame_handler is not None:
+                    await self.frame_handler(self, frame)
         except ClientGone as gone:
             self._mark_client_gone(gone.code)
         except WebSocketDisconnect as gone:
@@ -208,6 +299,9 @@ class Connection:
         try:
             while True:
                 position, text = await self._queue.get()
+                if position is None:
+                    await self.send_text(text)
+                    continue
                 if position <= self.last_sent:
                     continue
                 await self.send_event(text)

@@ -5,6 +5,9 @@ every broker signal and every ``realtime_poll_interval_seconds``, reads the even
 from the events table in position order. Every process therefore sends the same events in the
 same order, whichever process recorded them, and a lost signal only delays delivery until the
 next poll.
+
+Typing and presence are not events: they travel between processes as ephemeral broker
+messages, each marked with the sending process's ``node`` id, and are never stored.
 """
 
 from __future__ import annotations
@@ -17,35 +20,45 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from frontdesk.auth.dependencies import resolve_token
-from frontdesk.auth.models import AuthSession
+from frontdesk.auth.models import AuthSession, User
 from frontdesk.auth.tokens import InvalidAccessToken, decode_access_token
+from frontdesk.conversations.visitors import (
+    InvalidVisitorToken,
+    decode_visitor_token,
+    is_visitor_token,
+)
 from frontdesk.core.errors import Unauthorized
 from frontdesk.core.events import event_payload, events_after, latest_position
 from frontdesk.core.models import Event
+from frontdesk.realtime import chat
 from frontdesk.realtime.connection import (
     Connection,
     FrameReader,
     close_websocket,
     send_with_timeout,
 )
+from frontdesk.realtime.hub import ChatHub
 from frontdesk.realtime.protocol import (
     CLOSE_TIMEOUT_SECONDS,
     PONG_FRAME,
     AuthFrame,
     ClientGone,
     CloseCode,
+    FrameError,
     PingFrame,
     Rejected,
     departure_reason,
     encode,
     error_frame,
+    frame_error_text,
     ready_frame,
     resync_frame,
 )
-from frontdesk.realtime.replay import plan_replay
+from frontdesk.realtime.replay import is_visible, plan_replay, track_visitor_conversation
 from frontdesk.runtime import Runtime
 
 log = structlog.get_logger()
@@ -73,6 +86,7 @@ class Gateway:
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.hub = ChatHub(runtime, workspace_connections=lambda w: self._by_workspace.get(w, ()))
 
     @property
     def position(self) -> int:
@@ -89,6 +103,7 @@ class Gateway:
             self._position = await latest_position(session)
         self.runtime.broker.subscribe(self._on_signal)
         self._task = asyncio.create_task(self._run(), name="frontdesk-realtime-dispatcher")
+        await self.hub.start()
         log.info("realtime.started", position=self._position)
 
     async def stop(self) -> None:
@@ -110,6 +125,7 @@ class Gateway:
             _done, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT_SECONDS + 1)
             for waiter in pending:
                 waiter.cancel()
+        await self.hub.stop()
         log.info("realtime.stopped", closed=len(open_connections))
 
     # Dispatching
@@ -156,7 +172,8 @@ class Gateway:
             return
         text = encode(event_payload(event))
         for connection in list(audience):
-            if event.user_id is None or event.user_id == connection.user_id:
+            track_visitor_conversation(event, connection.viewer)
+            if is_visible(event, connection.viewer):
                 if connection.queue_full:
                     # A client that keeps up empties its queue as soon as its writer task
                     # runs. One pass of the event loop separates a burst from a slow consumer.
@@ -174,7 +191,7 @@ class Gateway:
         elif event.name == "internal.member_removed" and event.workspace_id is not None:
             user_id = _parse_uuid(data.get("user_id"))
             for connection in list(self._by_workspace.get(event.workspace_id, ())):
-                if connection.user_id == user_id:
+                if user_id is not None and connection.user_id == user_id:
                     connection.request_close(CloseCode.NOT_A_MEMBER, "removed from workspace")
 
     async def _close_expired_sessions(self) -> None:
@@ -193,7 +210,7 @@ class Gateway:
             )
             sessions = {row.id: row for row in rows}
         for connection in due:
-            login = sessions.get(connection.session_id)
+            login = sessions.get(connection.session_id) if connection.session_id else None
             if login is None or login.revoked_at is not None or login.expires_at <= now:
                 connection.request_close(CloseCode.SESSION_ENDED, "session expired")
             else:
@@ -273,16 +290,24 @@ class Gateway:
                 return frame
             if isinstance(frame, PingFrame):
                 await send_with_timeout(websocket, PONG_FRAME)
+            elif isinstance(frame, FrameError):
+                await send_with_timeout(websocket, frame_error_text(frame))
             else:
-                await send_with_timeout(websocket, error_frame(frame.code, frame.message))
+                await send_with_timeout(
+                    websocket,
+                    error_frame("not_authenticated", "Send the auth frame first."),
+                )
 
     def _admit(self, websocket: WebSocket, reader: FrameReader, token: str) -> Connection:
         """Check the token's signature and register the connection for live events.
 
         Registering before the database check closes a race: a logout or removal that commits
         after the check is dispatched to this connection, and one that committed before it
-        fails the check.
+        fails the check. For a visitor, a conversation created after the registration is
+        seen by the dispatcher, and one created before it is read by the check.
         """
+        if is_visitor_token(token):
+            return self._admit_visitor(websocket, reader, token)
         try:
             claims = decode_access_token(
                 self.runtime.secrets.secret_key, token, now=self.runtime.clock.now()
@@ -298,29 +323,49 @@ class Gateway:
             session_id=claims.session_id,
             workspace_id=claims.workspace_id,
             queue_size=self.settings.realtime_send_queue_size,
+            frame_handler=self.hub.handle_frame,
         )
         # Every later log line of this connection's task carries its id.
         structlog.contextvars.bind_contextvars(connection_id=connection.id)
         self._register(connection)
         return connection
 
+    def _admit_visitor(self, websocket: WebSocket, reader: FrameReader, token: str) -> Connection:
+        try:
+            claims = decode_visitor_token(self.runtime.secrets.secret_key, token)
+        except InvalidVisitorToken as exc:
+            raise Rejected(CloseCode.SESSION_ENDED, "invalid visitor token") from exc
+        connection = Connection(
+            websocket,
+            reader,
+            visitor_id=claims.visitor_id,
+            workspace_id=claims.workspace_id,
+            queue_size=self.settings.realtime_send_queue_size,
+            frame_handler=self.hub.handle_frame,
+        )
+        structlog.contextvars.bind_contextvars(connection_id=connection.id)
+        self._register(connection)
+        return connection
+
     async def _open(self, connection: Connection, frame: AuthFrame) -> None:
-        """Check the session and membership, then send ready and the replay."""
+        """Check the session and membership (or the visitor), then send ready and the replay."""
         async with self.runtime.read_sessionmaker() as session:
-            try:
-                actor, role = await resolve_token(session, self.runtime, frame.token)
-            except Unauthorized as exc:
-                raise Rejected(CloseCode.SESSION_ENDED, "session ended") from exc
-            if role is None:
-                raise Rejected(CloseCode.NOT_A_MEMBER, "not a member of the workspace")
-            # resolve_token loaded the session row, so this reads the identity map.
-            login = await session.get(AuthSession, actor.session_id)
-            connection.session_expires_at = login.expires_at if login is not None else None
+            if connection.is_visitor:
+                role = "visitor"
+                visitor = await chat.find_visitor(session, connection)
+                if visitor is None:
+                    raise Rejected(CloseCode.SESSION_ENDED, "unknown or revoked visitor")
+                connection.name = visitor.name
+                # A union: the dispatcher may have added a conversation created meanwhile.
+                connection.visitor_conversations |= await chat.visitor_conversation_ids(
+                    session, connection
+                )
+            else:
+                role = await self._check_member(session, connection, frame.token)
             plan = await plan_replay(
                 session,
                 last_event_id=frame.last_event_id,
-                user_id=connection.user_id,
-                workspace_id=connection.workspace_id,
+                viewer=connection.viewer,
                 now=self.runtime.clock.now(),
                 window_seconds=self.settings.event_replay_window_seconds,
             )
@@ -329,7 +374,8 @@ class Gateway:
             return
         await connection.send_text(
             ready_frame(
-                user_id=str(connection.user_id),
+                user_id=str(connection.user_id) if connection.user_id is not None else None,
+                visitor_id=str(connection.visitor_id) if connection.is_visitor else None,
                 workspace_id=str(connection.workspace_id),
                 role=role,
                 last_event_id=plan.caught_up_to,
@@ -341,15 +387,32 @@ class Gateway:
             if connection.closing.is_set():
                 break
             await connection.send_event(encode(event_payload(event)))
+        self.hub.connection_opened(connection)
         log.info(
             "realtime.connected",
             connection_id=connection.id,
-            user_id=str(connection.user_id),
+            user_id=str(connection.user_id) if connection.user_id else None,
+            visitor_id=str(connection.visitor_id) if connection.visitor_id else None,
             workspace_id=str(connection.workspace_id),
-            session_id=str(connection.session_id),
+            session_id=str(connection.session_id) if connection.session_id else None,
             replayed=len(plan.events),
             resync=plan.resync,
         )
+
+    async def _check_member(self, session: AsyncSession, connection: Connection, token: str) -> str:
+        """Check the login session and membership; return the member's role."""
+        try:
+            actor, role = await resolve_token(session, self.runtime, token)
+        except Unauthorized as exc:
+            raise Rejected(CloseCode.SESSION_ENDED, "session ended") from exc
+        if role is None:
+            raise Rejected(CloseCode.NOT_A_MEMBER, "not a member of the workspace")
+        # resolve_token loaded the session and user rows, so these read the identity map.
+        login = await session.get(AuthSession, actor.session_id)
+        connection.session_expires_at = login.expires_at if login is not None else None
+        user = await session.get(User, actor.user_id)
+        connection.name = user.full_name if user is not None else None
+        return role
 
     async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
         log.info("realtime.rejected", code=int(rejected.code), reason=rejected.reason)
@@ -358,6 +421,7 @@ class Gateway:
 
     async def _finish(self, connection: Connection) -> None:
         self._unregister(connection)
+        self.hub.connection_closed(connection)
         if not connection.client_gone:
             await connection.close()
         code = connection.close_code or CloseCode.NORMAL
@@ -365,7 +429,8 @@ class Gateway:
         log.info(
             "realtime.closed",
             connection_id=connection.id,
-            user_id=str(connection.user_id),
+            user_id=str(connection.user_id) if connection.user_id else None,
+            visitor_id=str(connection.visitor_id) if connection.visitor_id else None,
             workspace_id=str(connection.workspace_id),
             code=int(code),
             reason=connection.close_reason,

@@ -7,9 +7,10 @@ together.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class CloseCode(IntEnum):
@@ -39,9 +40,12 @@ def departure_reason(code: int) -> str:
     return "client closed"
 
 
-# Largest text frame accepted from a client, in bytes of UTF-8. Clients only send auth and
-# ping frames, and an access token is well under 2 KiB.
-MAX_FRAME_BYTES = 16 * 1024
+# Largest text frame accepted from a client, in bytes of UTF-8. The largest frame is a send
+# frame with a 10,000-character body. Sent as UTF-8 the way JSON.stringify writes it, one
+# character takes at most 6 bytes (the escape "\u0001" of a control character; any other
+# character is at most 4 bytes), so the body fits in 60,000 bytes and the other fields in the
+# rest. A client that escapes characters outside the BMP as surrogate pairs (12 bytes) may go over.
+MAX_FRAME_BYTES = 64 * 1024
 # Invalid frames (malformed JSON, unknown type, binary) tolerated per connection; the next
 # one closes the connection with POLICY_VIOLATION.
 MAX_INVALID_FRAMES = 10
@@ -55,6 +59,18 @@ REPLAY_LIMIT = 1000
 SEND_TIMEOUT_SECONDS = 30.0
 # How long the server waits for its close frame to be written before giving up.
 CLOSE_TIMEOUT_SECONDS = 5.0
+# Send frames: a burst of SEND_BURST, then one more every SEND_REFILL_SECONDS. A send over
+# the limit gets a rate_limited error; more than MAX_REJECTED_SENDS of those in one
+# RATE_WINDOW_SECONDS window close the connection with POLICY_VIOLATION.
+SEND_BURST = 10
+SEND_REFILL_SECONDS = 1.0
+MAX_REJECTED_SENDS = 20
+# Conversations one connection may be subscribed to at once.
+MAX_SUBSCRIPTIONS = 100
+# A typing start is shown for this long unless the typist refreshes it.
+TYPING_EXPIRES_SECONDS = 6.0
+# At most one typing start per connection and conversation is forwarded in this interval.
+TYPING_THROTTLE_SECONDS = 2.0
 
 
 class Rejected(Exception):
@@ -80,6 +96,8 @@ class FrameError:
 
     code: str
     message: str
+    field: str | None = None
+    client_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,46 @@ class PingFrame:
     pass
 
 
-ClientFrame = AuthFrame | PingFrame
+@dataclass(frozen=True)
+class SubscribeFrame:
+    conversation_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class UnsubscribeFrame:
+    conversation_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    conversation_id: uuid.UUID
+    client_message_id: str
+    body: str
+    kind: Literal["message", "note"]
+    attachments: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True)
+class TypingFrame:
+    conversation_id: uuid.UUID
+    state: Literal["start", "stop"]
+
+
+@dataclass(frozen=True)
+class ReadFrame:
+    conversation_id: uuid.UUID
+    seq: int
+
+
+@dataclass(frozen=True)
+class PresenceFrame:
+    status: Literal["online", "away"]
+
+
+ChatFrame = SubscribeFrame | UnsubscribeFrame | SendFrame | TypingFrame | ReadFrame | PresenceFrame
+ClientFrame = AuthFrame | PingFrame | ChatFrame
+
+FRAME_TYPES = ("auth", "ping", "subscribe", "unsubscribe", "send", "typing", "read", "presence")
 
 
 def parse_client_frame(text: str) -> ClientFrame | FrameError:
@@ -109,7 +166,85 @@ def parse_client_frame(text: str) -> ClientFrame | FrameError:
         return PingFrame()
     if kind == "auth":
         return _parse_auth(frame)
-    return FrameError("unknown_type", f"Unknown frame type {kind[:40]!r}; expected auth or ping.")
+    if kind == "presence":
+        status = frame.get("status")
+        if status not in ("online", "away"):
+            return FrameError("invalid_frame", 'status must be "online" or "away".', "status")
+        return PresenceFrame(status=status)
+    if kind not in FRAME_TYPES:
+        return FrameError(
+            "unknown_type",
+            f"Unknown frame type {kind[:40]!r}; expected one of {', '.join(FRAME_TYPES)}.",
+        )
+    conversation_id = _parse_uuid(frame.get("conversation_id"))
+    if conversation_id is None:
+        return FrameError(
+            "invalid_frame",
+            "conversation_id must be a conversation id (a UUID string).",
+            "conversation_id",
+            _client_message_id(frame) if kind == "send" else None,
+        )
+    if kind == "subscribe":
+        return SubscribeFrame(conversation_id)
+    if kind == "unsubscribe":
+        return UnsubscribeFrame(conversation_id)
+    if kind == "typing":
+        state = frame.get("state")
+        if state not in ("start", "stop"):
+            return FrameError("invalid_frame", 'state must be "start" or "stop".', "state")
+        return TypingFrame(conversation_id, state)
+    if kind == "read":
+        seq = frame.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+            return FrameError(
+                "invalid_frame", "seq must be a message seq (an integer, 0 or more).", "seq"
+            )
+        return ReadFrame(conversation_id, seq)
+    return _parse_send(frame, conversation_id)
+
+
+def _parse_uuid(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str) or len(value) > 36:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _client_message_id(frame: dict[str, Any]) -> str | None:
+    value = frame.get("client_message_id")
+    return value if isinstance(value, str) else None
+
+
+def _parse_send(frame: dict[str, Any], conversation_id: uuid.UUID) -> SendFrame | FrameError:
+    client_message_id = _client_message_id(frame)
+
+    def invalid(field: str, message: str) -> FrameError:
+        return FrameError("invalid_frame", message, field, client_message_id)
+
+    if client_message_id is None:
+        return invalid(
+            "client_message_id",
+            "client_message_id is required: a string of your choice (a UUID) that the sent "
+            "frame repeats, so a resent frame is stored once.",
+        )
+    body = frame.get("body", "")
+    if not isinstance(body, str):
+        return invalid("body", "body must be a string.")
+    kind = frame.get("kind", "message")
+    if kind not in ("message", "note"):
+        return invalid("kind", 'kind must be "message" or "note".')
+    raw_attachments = frame.get("attachments", [])
+    if not isinstance(raw_attachments, list):
+        return invalid("attachments", "attachments must be a list of object ids.")
+    attachments = []
+    for index, value in enumerate(raw_attachments):
+        object_id = _parse_uuid(value)
+        if object_id is None:
+            return invalid(f"attachments.{index}", "An attachment is an uploaded object's id.")
+        attachments.append(object_id)
+    return SendFrame(conversation_id, client_message_id, body, kind, tuple(attachments))
 
 
 def _parse_auth(frame: dict[str, Any]) -> AuthFrame | FrameError:
@@ -134,24 +269,48 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def ready_frame(*, user_id: str, workspace_id: str, role: str, last_event_id: int) -> str:
-    return encode(
-        {
-            "type": "ready",
-            "user_id": user_id,
-            "workspace_id": workspace_id,
-            "role": role,
-            "last_event_id": str(last_event_id),
-        }
-    )
+def ready_frame(
+    *,
+    user_id: str | None,
+    workspace_id: str,
+    role: str,
+    last_event_id: int,
+    visitor_id: str | None = None,
+) -> str:
+    frame: dict[str, Any] = {"type": "ready"}
+    if user_id is not None:
+        frame["user_id"] = user_id
+    if visitor_id is not None:
+        frame["visitor_id"] = visitor_id
+    frame.update({"workspace_id": workspace_id, "role": role, "last_event_id": str(last_event_id)})
+    return encode(frame)
 
 
 def resync_frame(*, last_event_id: int) -> str:
     return encode({"type": "resync", "last_event_id": str(last_event_id)})
 
 
-def error_frame(code: str, message: str) -> str:
-    return encode({"type": "error", "code": code, "message": message})
+def error_frame(
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    client_message_id: str | None = None,
+    **extra: Any,
+) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if field is not None:
+        frame["field"] = field
+    if client_message_id is not None:
+        frame["client_message_id"] = client_message_id
+    frame.update(extra)
+    return encode(frame)
+
+
+def frame_error_text(error: FrameError) -> str:
+    return error_frame(
+        error.code, error.message, field=error.field, client_message_id=error.client_message_id
+    )
 
 
 PONG_FRAME = encode({"type": "pong"})

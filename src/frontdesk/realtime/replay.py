@@ -16,13 +16,56 @@ from frontdesk.realtime.protocol import REPLAY_LIMIT
 _MAX_POSITION_DIGITS = 19
 
 
-def is_visible(event: Event, *, user_id: uuid.UUID, workspace_id: uuid.UUID) -> bool:
-    """Tell whether a member acting in ``workspace_id`` may receive the event."""
+@dataclass(frozen=True)
+class Viewer:
+    """Who a connection is, as far as event visibility goes.
+
+    Staff have ``user_id``. A visitor has ``visitor_id`` and ``conversation_ids``, the
+    visitor's conversations, which the gateway grows as conversations are created.
+    """
+
+    workspace_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+    visitor_id: uuid.UUID | None = None
+    conversation_ids: set[uuid.UUID] | None = None
+
+
+def is_visible(event: Event, viewer: Viewer) -> bool:
+    """Tell whether the viewer may receive the event.
+
+    Staff receive their workspace's "staff" events, narrowed to one user by ``user_id``. A
+    visitor receives only "visitor" events of the visitor's own conversations.
+    """
     if event.name.startswith("internal."):
         return False
-    if event.workspace_id != workspace_id:
+    if event.workspace_id != viewer.workspace_id:
         return False
-    return event.user_id is None or event.user_id == user_id
+    if viewer.visitor_id is not None:
+        return (
+            event.audience == "visitor"
+            and event.conversation_id is not None
+            and event.conversation_id in (viewer.conversation_ids or ())
+        )
+    if event.audience != "staff":
+        return False
+    return event.user_id is None or event.user_id == viewer.user_id
+
+
+def track_visitor_conversation(event: Event, viewer: Viewer) -> None:
+    """Add a conversation created for the viewing visitor to ``viewer.conversation_ids``.
+
+    conversation.created is a staff event, so the visitor never receives it, but its data
+    names the visitor, and the visitor's events for that conversation follow it.
+    """
+    if viewer.visitor_id is None or viewer.conversation_ids is None:
+        return
+    if event.name != "conversation.created" or event.conversation_id is None:
+        return
+    if event.workspace_id != viewer.workspace_id:
+        return
+    data = event.data if isinstance(event.data, dict) else {}
+    if data.get("visitor_id") == str(viewer.visitor_id):
+        viewer.conversation_ids.add(event.conversation_id)
 
 
 def parse_position(value: str) -> int | None:
@@ -48,8 +91,7 @@ async def plan_replay(
     session: AsyncSession,
     *,
     last_event_id: str | None,
-    user_id: uuid.UUID,
-    workspace_id: uuid.UUID,
+    viewer: Viewer,
     now: datetime,
     window_seconds: int,
 ) -> ReplayPlan:
@@ -83,5 +125,9 @@ async def plan_replay(
     # On Postgres each statement reads a fresh snapshot, so the replay may reach past
     # ``latest``.
     caught_up_to = max(latest, missed[-1].position or 0) if missed else latest
-    visible = [e for e in missed if is_visible(e, user_id=user_id, workspace_id=workspace_id)]
+    visible = []
+    for event in missed:
+        track_visitor_conversation(event, viewer)
+        if is_visible(event, viewer):
+            visible.append(event)
     return ReplayPlan(events=visible, resync=False, caught_up_to=caught_up_to)

@@ -1,0 +1,254 @@
+"""Chat frames that read or write the database: subscribe, send and read.
+
+Every frame is authorized against the database when it arrives: a member reaches the
+conversations of the connection's workspace, a visitor only their own, and anything else
+looks like a conversation that does not exist. Service errors become error frames; the
+connection stays open.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.auth.models import User
+from frontdesk.conversations import service
+from frontdesk.conversations.attachments import attachment_dict, resolve_attachments
+from frontdesk.conversations.models import ChatVisitor, Conversation, ConversationParticipant
+from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
+from frontdesk.core.uow import UnitOfWork, unit_of_work
+from frontdesk.realtime.connection import Connection
+from frontdesk.realtime.protocol import (
+    CloseCode,
+    ReadFrame,
+    Rejected,
+    SendFrame,
+    encode,
+    error_frame,
+)
+from frontdesk.runtime import Runtime
+from frontdesk.storage.models import Bucket, StoredObject
+
+# The private system bucket where the visitor API stores visitor uploads, each with
+# user_metadata {"visitor_id": "<id>"}.
+VISITOR_UPLOAD_BUCKET = "chat-uploads"
+
+
+async def find_visitor(session: AsyncSession, connection: Connection) -> ChatVisitor | None:
+    """Return the connection's visitor while it exists, belongs to the workspace and is active."""
+    visitor = await session.get(ChatVisitor, connection.visitor_id)
+    if visitor is None or visitor.workspace_id != connection.workspace_id:
+        return None
+    if visitor.revoked_at is not None:
+        return None
+    return visitor
+
+
+async def get_active_visitor(session: AsyncSession, connection: Connection) -> ChatVisitor:
+    """Return the visitor; raises Rejected (4003) when the visitor was revoked or deleted."""
+    visitor = await find_visitor(session, connection)
+    if visitor is None:
+        raise Rejected(CloseCode.SESSION_ENDED, "visitor revoked")
+    return visitor
+
+
+async def visitor_conversation_ids(session: AsyncSession, connection: Connection) -> set[uuid.UUID]:
+    rows = await session.scalars(
+        sa.select(Conversation.id).where(
+            Conversation.workspace_id == connection.workspace_id,
+            Conversation.visitor_id == connection.visitor_id,
+        )
+    )
+    return set(rows)
+
+
+async def get_conversation_for(
+    session: AsyncSession, connection: Connection, conversation_id: uuid.UUID
+) -> Conversation:
+    """Return the conversation when the connection may use it; raises NotFound otherwise."""
+    if connection.is_visitor:
+        await get_active_visitor(session, connection)
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.workspace_id != connection.workspace_id:
+        raise NotFound("No such conversation.")
+    if connection.is_visitor:
+        if conversation.visitor_id != connection.visitor_id:
+            raise NotFound("No such conversation.")
+        connection.visitor_conversations.add(conversation.id)
+    return conversation
+
+
+async def subscription_state(
+    session: AsyncSession, connection: Connection, conversation: Conversation
+) -> dict[str, Any]:
+    """Return the subscribed frame without the typing list: last seq and read positions.
+
+    Members see every participant. A visitor sees their own position and one "staff" entry
+    holding the furthest position of any member, as the visitor's read events show it.
+    """
+    participants = list(
+        await session.scalars(
+            sa.select(ConversationParticipant)
+            .where(ConversationParticipant.conversation_id == conversation.id)
+            .order_by(
+                ConversationParticipant.participant_type, ConversationParticipant.participant_key
+            )
+        )
+    )
+    read: list[dict[str, Any]] = []
+    if connection.is_visitor:
+        members = [p for p in participants if p.participant_type == "member"]
+        if members:
+            read.append(
+                {
+                    "participant": {"type": "staff", "id": None},
+                    "last_read_seq": max(p.last_read_seq for p in members),
+                    "last_delivered_seq": max(p.last_delivered_seq for p in members),
+                }
+            )
+        read.extend(
+            _read_entry(p)
+            for p in participants
+            if p.participant_type == "visitor" and p.participant_key == str(connection.visitor_id)
+        )
+    else:
+        read.extend(_read_entry(p) for p in participants)
+    return {
+        "type": "subscribed",
+        "conversation_id": str(conversation.id),
+        "last_seq": conversation.last_seq,
+        "read": read,
+    }
+
+
+def _read_entry(participant: ConversationParticipant) -> dict[str, Any]:
+    return {
+        "participant": {"type": participant.participant_type, "id": participant.participant_key},
+        "last_read_seq": participant.last_read_seq,
+        "last_delivered_seq": participant.last_delivered_seq,
+    }
+
+
+async def send_message(runtime: Runtime, connection: Connection, frame: SendFrame) -> str:
+    """Store the message and return the sent frame, or the error frame for the client."""
+    try:
+        async with unit_of_work(runtime) as uow:
+            conversation = await get_conversation_for(
+                uow.session, connection, frame.conversation_id
+            )
+            if connection.is_visitor:
+                visitor = await get_active_visitor(uow.session, connection)
+                author = service.Author(type="visitor", id=visitor.id, name=visitor.name)
+                connection.name = visitor.name
+                attachments = await resolve_visitor_uploads(uow, connection, frame.attachments)
+            else:
+                user = await uow.session.get(User, connection.user_id)
+                name = user.full_name if user is not None else None
+                author = service.Author(type="member", id=connection.user_id, name=name)
+                attachments = await resolve_attachments(
+                    uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
+                )
+            message, _created = await service.post_message(
+                uow,
+                conversation,
+                author=author,
+                kind=frame.kind,
+                body=frame.body,
+                attachments=attachments,
+                client_message_id=frame.client_message_id,
+            )
+            shown = (
+                service.visitor_message_dict(message)
+                if connection.is_visitor
+                else service.message_dict(message)
+            )
+    except (ValidationFailed, NotFound) as exc:
+        return problem_frame(exc, client_message_id=frame.client_message_id)
+    return encode({"type": "sent", "client_message_id": frame.client_message_id, "message": shown})
+
+
+async def resolve_visitor_uploads(
+    uow: UnitOfWork, connection: Connection, object_ids: tuple[uuid.UUID, ...]
+) -> list[dict[str, Any]]:
+    """Describe the visitor's own uploads named by id; any other object is a field error.
+
+    An object counts as the visitor's when it is in the workspace's "chat-uploads" bucket
+    and its user_metadata names this visitor.
+    """
+    unique = list(dict.fromkeys(object_ids))
+    if not unique:
+        return []
+    rows = await uow.session.scalars(
+        sa.select(StoredObject)
+        .join(Bucket, Bucket.id == StoredObject.bucket_id)
+        .where(
+            StoredObject.id.in_(unique),
+            StoredObject.workspace_id == connection.workspace_id,
+            Bucket.name == VISITOR_UPLOAD_BUCKET,
+        )
+    )
+    found = {
+        row.id: row
+        for row in rows
+        if (row.user_metadata or {}).get("visitor_id") == str(connection.visitor_id)
+    }
+    errors = [
+        FieldError(
+            field=f"attachments.{object_ids.index(object_id)}",
+            message=f"No upload {object_id} of yours; upload the file first.",
+            code="not_found",
+        )
+        for object_id in unique
+        if object_id not in found
+    ]
+    if errors:
+        raise ValidationFailed.many(errors)
+    return [attachment_dict(found[object_id]) for object_id in unique]
+
+
+async def mark_read(runtime: Runtime, connection: Connection, frame: ReadFrame) -> str | None:
+    """Move the connection's read position; returns an error frame, or None on success."""
+    try:
+        async with unit_of_work(runtime) as uow:
+            conversation = await get_conversation_for(
+                uow.session, connection, frame.conversation_id
+            )
+            if connection.is_visitor:
+                await service.mark_read(
+                    uow,
+                    conversation,
+                    participant_type="visitor",
+                    participant_key=str(connection.visitor_id),
+                    seq=frame.seq,
+                )
+            else:
+                await service.mark_read(
+                    uow,
+                    conversation,
+                    participant_type="member",
+                    participant_key=str(connection.user_id),
+                    seq=frame.seq,
+                )
+    except (ValidationFailed, NotFound) as exc:
+        return problem_frame(exc)
+    return None
+
+
+def problem_frame(exc: ValidationFailed | NotFound, *, client_message_id: str | None = None) -> str:
+    """Turn a service error into an error frame; a field error names its field."""
+    if isinstance(exc, ValidationFailed) and exc.errors:
+        first = exc.errors[0]
+        extra: dict[str, Any] = {}
+        if len(exc.errors) > 1:
+            extra["errors"] = [error.model_dump() for error in exc.errors]
+        return error_frame(
+            first.code,
+            first.message,
+            field=first.field,
+            client_message_id=client_message_id,
+            **extra,
+        )
+    return error_frame(exc.code, exc.detail, client_message_id=client_message_id)
