@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from frontdesk.conversations.search import is_search_schema_object
 from frontdesk.models import Base
 
 config = context.config
@@ -20,6 +21,9 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The full-text search objects of migration 0002 are not models; autogenerate must
+        # not drop them.
+        include_name=lambda name, type_, parent_names: not is_search_schema_object(name),
     )
     with context.begin_transaction():
         context.run_migrations()

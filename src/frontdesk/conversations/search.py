@@ -1,0 +1,246 @@
+"""Full-text search over message bodies, on SQLite FTS5 and on PostgreSQL text search.
+
+SQLite keeps a separate FTS5 table, ``conversation_messages_fts``, that the conversation
+service updates in the same transaction as the message (insert, edit, delete). PostgreSQL
+needs no copy: a GIN index on ``to_tsvector('simple', body)`` serves the query. Both schemas
+come from the migration 0002_message_search.
+
+A search query is never passed to the database's query syntax as written. On SQLite the
+MATCH expression is built from the word tokens of the query, each quoted as an FTS5 string,
+so operators (AND, OR, NOT, NEAR), ``*``, ``^``, column filters and unbalanced quotes are
+plain words or separators. PostgreSQL parses the text with ``plainto_tsquery``, which
+ignores every operator. Both require every word of the query to occur in the message.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from frontdesk.conversations.models import Conversation, ConversationMessage
+from frontdesk.core.db import dialect_name
+from frontdesk.core.pagination import fetch_newest_first
+from frontdesk.core.uow import UnitOfWork
+
+FTS_TABLE_NAME = "conversation_messages_fts"
+# The FTS5 table and the shadow tables SQLite creates for it; they are not models, so schema
+# comparisons must leave them out.
+FTS_SHADOW_SUFFIXES = ("", "_data", "_idx", "_content", "_docsize", "_config")
+SEARCH_INDEX_NAME = "ix_conversation_messages_body_search"
+
+# The FTS5 table, described for SQLAlchemy statements only: the migration creates it.
+# ``message_id`` is stored the way sa.Uuid stores ids on SQLite (32 hex digits), so it
+# compares with conversation_messages.id.
+fts_table = sa.Table(
+    FTS_TABLE_NAME,
+    sa.MetaData(),
+    sa.Column("message_id", sa.Uuid),
+    sa.Column("body", sa.Text),
+)
+
+# Words searched for at most; words past this count are dropped, which can only widen the
+# result. Measured: 3,000 quoted words still run in FTS5 3.40, so the limit is for speed.
+MAX_QUERY_TOKENS = 64
+# Words of context on each side of the first match in a snippet.
+SNIPPET_CONTEXT_WORDS = 12
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def is_search_schema_object(name: str | None) -> bool:
+    """Tell whether a table or index name belongs to the search schema of migration 0002."""
+    if name is None:
+        return False
+    if name == SEARCH_INDEX_NAME:
+        return True
+    return any(name == FTS_TABLE_NAME + suffix for suffix in FTS_SHADOW_SUFFIXES)
+
+
+def query_tokens(text: str) -> list[str]:
+    """Extract the distinct words of a search query, lower-cased, in order.
+
+    A word is a run of letters and digits, as FTS5's unicode61 tokenizer sees it; every
+    other character separates words.
+    """
+    tokens: list[str] = []
+    for match in _WORD.finditer(text):
+        token = match.group().lower()
+        if token not in tokens:
+            tokens.append(token)
+        if len(tokens) == MAX_QUERY_TOKENS:
+            break
+    return tokens
+
+
+def fts5_match_expression(tokens: list[str]) -> str:
+    """Build an FTS5 MATCH expression that requires every token, each as a quoted string.
+
+    The tokens contain no double quote (they are letters and digits), but one would be
+    escaped by doubling it, as FTS5 strings require.
+    """
+    return " ".join('"' + token.replace('"', '""') + '"' for token in tokens)
+
+
+def _fold(word: str) -> str:
+    """Fold a word for snippet highlighting: case and diacritics removed, as unicode61 does."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def snippet(body: str, tokens: list[str]) -> str:
+    """Cut the body around its first matching word, HTML-escaped, matches in ``<mark>``.
+
+    The result is safe to insert as HTML: only the ``<mark>`` tags are markup. Words match
+    whole, ignoring case and diacritics. A body without a matching word (PostgreSQL may
+    match forms such as email addresses differently) gives its beginning, unmarked.
+    """
+    wanted = {_fold(token) for token in tokens}
+    words = list(_WORD.finditer(body))
+    if not words:
+        return html.escape(body[:200])
+    hits = [index for index, word in enumerate(words) if _fold(word.group()) in wanted]
+    first = hits[0] if hits else 0
+    start_word = max(first - SNIPPET_CONTEXT_WORDS, 0)
+    end_word = min(first + SNIPPET_CONTEXT_WORDS, len(words) - 1)
+    start = 0 if start_word == 0 else words[start_word].start()
+    end = len(body) if end_word == len(words) - 1 else words[end_word].end()
+
+    pieces: list[str] = ["…" if start > 0 else ""]
+    position = start
+    for index in hits:
+        if not start_word <= index <= end_word:
+            continue
+        word = words[index]
+        pieces.append(html.escape(body[position : word.start()]))
+        pieces.append(f"<mark>{html.escape(word.group())}</mark>")
+        position = word.end()
+    pieces.append(html.escape(body[position:end]))
+    if end < len(body):
+        pieces.append("…")
+    return "".join(pieces)
+
+
+# Keeping the SQLite index in step. PostgreSQL indexes the column itself, so these do
+# nothing there.
+
+
+async def index_message(uow: UnitOfWork, message: ConversationMessage) -> None:
+    """Add a new message's body to the SQLite full-text table."""
+    if dialect_name(uow.session) != "sqlite" or not message.body or message.deleted_at:
+        return
+    await uow.session.execute(sa.insert(fts_table).values(message_id=message.id, body=message.body))
+
+
+async def reindex_message(uow: UnitOfWork, message: ConversationMessage) -> None:
+    """Replace a message's body in the SQLite full-text table after an edit or a deletion."""
+    if dialect_name(uow.session) != "sqlite":
+        return
+    # NOTE: message_id is an UNINDEXED FTS5 column, so this delete scans the table. FTS5
+    # rowids cannot follow conversation_messages rows, whose implicit rowids VACUUM may renumber.
+    await uow.session.execute(sa.delete(fts_table).where(fts_table.c.message_id == message.id))
+    await index_message(uow, message)
+
+
+async def prune_index(uow: UnitOfWork) -> int:
+    """Delete full-text rows whose message is gone, for example by a workspace deletion.
+
+    Those rows are never returned, because a search joins the messages, but they still hold
+    the text. Returns how many rows were deleted.
+    """
+    if dialect_name(uow.session) != "sqlite":
+        return 0
+    result = await uow.session.execute(
+        sa.delete(fts_table).where(fts_table.c.message_id.not_in(sa.select(ConversationMessage.id)))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Searching
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    conversation_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    channel: str | None = None
+    # Messages created at or after ``created_from`` and before ``created_to``.
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    message: ConversationMessage
+    # HTML-escaped text around the first match, with matches in <mark>.
+    snippet: str
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    items: list[SearchHit]
+    next_cursor: str | None
+
+
+def _text_condition(dialect: str, text: str, tokens: list[str]) -> sa.ColumnElement[bool]:
+    if dialect == "sqlite":
+        matching = sa.select(fts_table.c.message_id).where(
+            fts_table.c.body.match(fts5_match_expression(tokens))
+        )
+        return ConversationMessage.id.in_(matching)
+    config: sa.ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
+    # The same expression as the GIN index of migration 0002, so the planner can use it.
+    vector = sa.func.to_tsvector(config, ConversationMessage.body)
+    # PostgreSQL text cannot hold NUL; every other character is left to its parser.
+    query = sa.func.plainto_tsquery(config, text.replace("\x00", " "))
+    return vector.op("@@")(query)
+
+
+async def search_messages(
+    uow: UnitOfWork,
+    *,
+    workspace_id: uuid.UUID,
+    text: str,
+    filters: SearchFilters,
+    cursor: str | None,
+    limit: int,
+) -> SearchPage:
+    """Find the workspace's messages and notes that contain every word of ``text``.
+
+    Newest first by (created_at, id). Deleted messages are not found. A query without a
+    single word finds nothing.
+    """
+    tokens = query_tokens(text)
+    if not tokens:
+        return SearchPage([], None)
+    statement = (
+        sa.select(ConversationMessage)
+        .join(Conversation, Conversation.id == ConversationMessage.conversation_id)
+        .where(
+            ConversationMessage.workspace_id == workspace_id,
+            Conversation.workspace_id == workspace_id,
+            ConversationMessage.deleted_at.is_(None),
+            ConversationMessage.kind.in_(("message", "note")),
+            _text_condition(dialect_name(uow.session), text, tokens),
+        )
+    )
+    if filters.conversation_id is not None:
+        statement = statement.where(ConversationMessage.conversation_id == filters.conversation_id)
+    if filters.contact_id is not None:
+        statement = statement.where(Conversation.contact_id == filters.contact_id)
+    if filters.channel is not None:
+        statement = statement.where(Conversation.channel == filters.channel)
+    if filters.created_from is not None:
+        statement = statement.where(ConversationMessage.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        statement = statement.where(ConversationMessage.created_at < filters.created_to)
+    rows, next_cursor = await fetch_newest_first(
+        uow.session, statement, ConversationMessage, cursor=cursor, limit=limit
+    )
+    return SearchPage([SearchHit(row, snippet(row.body, tokens)) for row in rows], next_cursor)
