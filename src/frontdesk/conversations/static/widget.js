@@ -514,7 +514,7 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
   // --- Visitor and conversation ----------------------------------------------------------------
 
   function forgetVisitor() {
-    // The token was revoked or the key rotated: the next message starts a new visitor.
+    // The visitor was revoked, so the next message starts a new visitor.
     state.token = null;
     state.conversationId = null;
     saveStored({ visitor_token: null });
