@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -125,11 +124,13 @@ def bench_frontdesk(
 
 def describe(name: str, result: LoadResult, expected: int) -> str:
     latencies = result.latencies_ms
+    after = result.after_created_ms
     average_frame = result.frame_bytes / result.frames if result.frames else 0
     return (
         f"  {name:10} {len(latencies):>6}/{expected:<6} {percentile(latencies, 0.5):8.1f} "
-        f"{percentile(latencies, 0.95):8.1f} {max(latencies):8.1f} {average_frame:9.0f} "
-        f"{percentile(result.ack_ms, 0.5):9.1f} {result.sent / result.seconds:10.1f}"
+        f"{percentile(latencies, 0.95):8.1f} {max(latencies):8.1f} "
+        f"{percentile(after, 0.5):8.1f} {percentile(after, 0.95):8.1f} {average_frame:8.0f} "
+        f"{percentile(result.ack_ms, 0.5):8.1f} {result.sent / result.seconds:7.1f}"
     )
 
 
@@ -209,10 +210,13 @@ def main() -> None:
     print(
         f"chat fan-out: {clients} clients in {args.conversations} conversations "
         f"({args.per_conversation} each), {args.senders} senders x {args.messages} messages "
-        f"at {args.rate:g}/s each; Frontdesk on {backend}, its senders use {how}; "
-        f"pid {os.getpid()}"
+        f"at {args.rate:g}/s each; Frontdesk on {backend}, its senders use {how}"
     )
-    print("  side       deliveries      p50 ms   p95 ms   max ms  frame B  ack p50 ms  sent/s")
+    print("                               send to delivery         created to delivery")
+    print(
+        "  side       deliveries      p50 ms   p95 ms   max ms   p50 ms   p95 ms  frame B "
+        "ack p50  sent/s"
+    )
     print(describe("bare", bare, expected))
     print(describe("Frontdesk", frontdesk, expected))
     ratio = percentile(frontdesk.latencies_ms, 0.95) / percentile(bare.latencies_ms, 0.95)

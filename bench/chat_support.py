@@ -599,26 +599,30 @@ def receiver_process(
 ) -> None:
     """Hold ``plans`` open and time every stamped message event until ``stop`` is set.
 
-    Sends (latencies in ms as array('d') bytes, message event frames received, their bytes,
-    clients closed early, error text) through the ``results`` pipe.
+    Sends (latencies and times after the message's created_at, both in ms as array('d')
+    bytes, message event frames received, their bytes, clients closed early, error text)
+    through the ``results`` pipe.
     """
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             outcome = runner.run(_receive(plans, connect_concurrency, ready, stop, delivered))
     except Exception as exc:
         ready.set()
-        outcome = (b"", 0, 0, 0, repr(exc))
+        outcome = (b"", b"", 0, 0, 0, repr(exc))
     results.send(outcome)
 
 
 async def _receive(
     plans: list[ClientPlan], connect_concurrency: int, ready: Any, stop: Any, delivered: Any
-) -> tuple[bytes, int, int, int, str]:
+) -> tuple[bytes, bytes, int, int, int, str]:
     from array import array
 
     from websockets.exceptions import ConnectionClosed
 
     latencies = array("d")
+    # From the message's created_at (the server's wall clock as it stored the message) to
+    # the arrival, so the figures split into before and after the message was created.
+    after_created = array("d")
     received = {"frames": 0, "bytes": 0, "closed": 0}
     clients = await open_clients(plans, connect_concurrency)
     ready.set()
@@ -627,14 +631,18 @@ async def _receive(
         try:
             async for text in websocket:
                 arrived = time.monotonic_ns()
+                arrived_wall = time.time()
                 message = created_message(text)
                 if message is None:
                     continue
                 received["frames"] += 1
                 received["bytes"] += len(text.encode())
                 stamp = stamp_of(str(message.get("body", "")))
-                if stamp is not None:
-                    latencies.append((arrived - stamp) / 1e6)
+                if stamp is None:
+                    continue
+                latencies.append((arrived - stamp) / 1e6)
+                created_at = datetime.fromisoformat(str(message["created_at"])).timestamp()
+                after_created.append((arrived_wall - created_at) * 1000)
         except ConnectionClosed:
             pass
         if not stop.is_set():
@@ -650,7 +658,14 @@ async def _receive(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return (latencies.tobytes(), received["frames"], received["bytes"], received["closed"], "")
+    return (
+        latencies.tobytes(),
+        after_created.tobytes(),
+        received["frames"],
+        received["bytes"],
+        received["closed"],
+        "",
+    )
 
 
 MESSAGE_WORDS = "Thanks for getting back to us, the studio is free on Tuesday from two until six."
@@ -751,6 +766,8 @@ async def _send(
 @dataclass
 class LoadResult:
     latencies_ms: list[float]
+    # Arrival minus the message's created_at, by the wall clock.
+    after_created_ms: list[float]
     ack_ms: list[float]
     sent: int
     frames: int
@@ -818,12 +835,16 @@ def run_load(
     stop.set()
 
     latencies = array("d")
+    after_created = array("d")
     frames = frame_bytes = closed_early = 0
     errors = [sender_error] if sender_error else []
     for process, _ready, _delivered, pipe in receivers:
-        latency_bytes, process_frames, process_bytes, process_closed, error = pipe.recv()
+        latency_bytes, after_bytes, process_frames, process_bytes, process_closed, error = (
+            pipe.recv()
+        )
         process.join(30)
         latencies.frombytes(latency_bytes)
+        after_created.frombytes(after_bytes)
         frames += process_frames
         frame_bytes += process_bytes
         closed_early += process_closed
@@ -835,6 +856,7 @@ def run_load(
     acks.frombytes(ack_bytes)
     return LoadResult(
         latencies_ms=list(latencies),
+        after_created_ms=list(after_created),
         ack_ms=list(acks),
         sent=sent,
         frames=frames,
@@ -964,14 +986,14 @@ def hold_clients(
                 raise SystemExit("the clients did not connect within 900 s")
             if pipe.poll():
                 # The process sent its results early: it failed while connecting.
-                raise SystemExit("the clients failed to connect: " + str(pipe.recv()[4]))
+                raise SystemExit("the clients failed to connect: " + str(pipe.recv()[-1]))
         yield
     finally:
         stop.set()
         errors = []
         for process, _ready, pipe in holders:
             if pipe.poll(60):
-                _latencies, _frames, _bytes, closed, error = pipe.recv()
+                *_figures, closed, error = pipe.recv()
                 if error:
                     errors.append(error)
                 elif closed:
@@ -1012,9 +1034,16 @@ def frontdesk_senders(
     workspace writes to the workspace's first conversation, the workspaces shared out
     among ``senders`` senders.
 
-    ``mode`` "ws" sends the ``send`` frame over the member's own authenticated connection;
-    "service" calls post_message in the sender process (``env`` configures its runtime).
+    ``mode`` "ws" sends the ``send`` frame over the member's own authenticated connection,
+    "rest" posts to the staff API with the member's token, and "service" calls post_message
+    in the sender process (``env`` configures its runtime).
     """
+    if mode == "rest":
+        http_targets = [
+            HttpTarget(workspace.tokens[0], workspace.conversation_ids[0]) for workspace in seeded
+        ]
+        base_url = "http" + url.removeprefix("ws").split("/api/", 1)[0]
+        return http_sender_process, (base_url, _split(http_targets, senders))
     if mode == "ws":
         targets: list[Any] = [
             SenderTarget(
@@ -1048,3 +1077,112 @@ def use_cross_process_broker(env: dict[str, str], mode: str, redis_url: str) -> 
     if mode == "service" and env["FRONTDESK_DATABASE_URL"].startswith("sqlite"):
         env.setdefault("FRONTDESK_BROKER", "redis")
         env.setdefault("FRONTDESK_REDIS_URL", redis_url)
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    """A conversation that an HTTP sender posts to, with a member's access token."""
+
+    token: str
+    conversation_id: uuid.UUID
+
+
+def http_sender_process(
+    base_url: str,
+    targets_per_sender: list[list[HttpTarget]],
+    messages_per_sender: int,
+    rate_per_sender: float,
+    ready: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    """Senders that POST /api/v1/conversations/{id}/messages, each over one keep-alive
+    HTTP/1.1 connection (httpx), waiting for the 201 before the next message.
+
+    Same schedule and results as ``sender_process``.
+    """
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            outcome = runner.run(
+                _http_send(
+                    base_url, targets_per_sender, messages_per_sender, rate_per_sender, ready, go
+                )
+            )
+    except Exception as exc:
+        ready.set()
+        outcome = (0, b"", repr(exc))
+    results.send(outcome)
+
+
+async def _http_send(
+    base_url: str,
+    targets_per_sender: list[list[HttpTarget]],
+    messages_per_sender: int,
+    rate_per_sender: float,
+    ready: Any,
+    go: Any,
+) -> tuple[int, bytes, str]:
+    from array import array
+
+    acks = array("d")
+    clients = [
+        httpx.AsyncClient(base_url=base_url, timeout=60, trust_env=False)
+        for _ in targets_per_sender
+    ]
+    # One request each opens the connections before the clock starts.
+    for client in clients:
+        (await client.get("/healthz")).raise_for_status()
+    ready.set()
+    while not go.is_set():  # noqa: ASYNC110  (a multiprocessing event, set by another process)
+        await asyncio.sleep(0.01)
+
+    async def run_sender(number: int, targets: list[HttpTarget], client: httpx.AsyncClient) -> int:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index in range(messages_per_sender):
+            if rate_per_sender > 0:
+                delay = started + index / rate_per_sender - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            target = targets[index % len(targets)]
+            sent_at = time.monotonic_ns()
+            response = await client.post(
+                f"/api/v1/conversations/{target.conversation_id}/messages",
+                headers={"Authorization": f"Bearer {target.token}"},
+                json={
+                    "body": stamped_body(MESSAGE_WORDS),
+                    "kind": "message",
+                    "client_message_id": f"s{number}-{index}",
+                },
+            )
+            if response.status_code != 201:
+                raise RuntimeError(f"POST failed: {response.status_code} {response.text[:500]}")
+            acks.append((time.monotonic_ns() - sent_at) / 1e6)
+        return messages_per_sender
+
+    try:
+        counts = await asyncio.gather(
+            *(
+                run_sender(number, targets, client)
+                for number, (targets, client) in enumerate(
+                    zip(targets_per_sender, clients, strict=True)
+                )
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    return (sum(counts), acks.tobytes(), "")
+
+
+def frontdesk_has_message_route() -> bool:
+    """Tell whether the staff API has POST /conversations/{id}/messages."""
+    try:
+        from frontdesk.conversations.routes import router
+    except ImportError:
+        return False
+    return any(
+        getattr(route, "path", "").endswith("/{conversation_id}/messages")
+        and "POST" in getattr(route, "methods", ())
+        for route in router.routes
+    )
