@@ -127,6 +127,11 @@ UPLOAD_LINK = {
     "max_bytes": 1000,
     "content_types": ["text/plain"],
 }
+CANNED = {
+    "shortcut": "greeting",
+    "title": "Greeting",
+    "body": "Hello {{ contact.name }}, this is {{ member.name }} from {{ workspace.name }}.",
+}
 SIGNUP = {
     "email": Ref("new_email"),
     "password": PASSWORD,
@@ -500,6 +505,163 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ),
     ("GET", "/api/v1/enquiries/{enquiry_id}/timeline"): RouteCases(
         access="agent", ok=ok(200), invalid=id_errors("enquiry_id")
+    ),
+    ("POST", "/api/v1/enquiries/{enquiry_id}/conversation"): RouteCases(
+        access="agent", ok=ok(201), invalid=id_errors("enquiry_id")
+    ),
+    # --- Conversations and canned responses ---------------------------------------------------
+    ("GET", "/api/v1/conversations"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"status": "open,pending", "assignee": "none", "unread": "true"}),
+        invalid=(
+            bad(422, "status", query={"status": "closed"}),
+            bad(422, "assignee", query={"assignee": "bob"}),
+            bad(422, "channel", query={"channel": "fax"}),
+            bad(422, "contact_id", query={"contact_id": NOT_A_UUID}),
+            bad(422, "unread", query={"unread": "perhaps"}),
+            *LIST_QUERY_ERRORS,
+        ),
+    ),
+    ("POST", "/api/v1/conversations"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"channel": "email", "contact_id": Ref("contact_id"), "subject": "Hi"}),
+        invalid=(
+            bad(422, "channel", body={"channel": "fax"}),
+            bad(422, "contact_id", body={"channel": "chat", "contact_id": UNKNOWN_ID}),
+            bad(422, "enquiry_id", body={"channel": "chat", "enquiry_id": UNKNOWN_ID}),
+            bad(422, "subject", body={"channel": "chat", "subject": "x" * 301}),
+            bad(422, "visitor_id", body={"channel": "chat", "visitor_id": UNKNOWN_ID}),
+        ),
+    ),
+    ("GET", "/api/v1/conversations/unread"): RouteCases(access="agent", ok=ok(200)),
+    ("GET", "/api/v1/conversations/search"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"q": 'wedding "photos AND body:x', "channel": "chat"}),
+        invalid=(
+            bad(422, "q", query={}),
+            bad(422, "channel", query={"q": "x", "channel": "fax"}),
+            bad(422, "conversation_id", query={"q": "x", "conversation_id": NOT_A_UUID}),
+            bad(422, "from", query={"q": "x", "from": "yesterday"}),
+            bad(422, "to", query={"q": "x", "to": "9999-12-31T23:59:59-01:00"}),
+            bad(422, "limit", query={"q": "x", "limit": 0}),
+            bad(422, "cursor", query={"q": "x", "cursor": "not a cursor"}),
+        ),
+    ),
+    ("GET", "/api/v1/conversations/{conversation_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("conversation_id")
+    ),
+    ("PATCH", "/api/v1/conversations/{conversation_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"status": "pending", "assignee_id": Ref("caller_id")}),
+        invalid=(
+            bad(422, "status", body={"status": "closed"}),
+            bad(422, "status", body={"status": None}),
+            bad(422, "snoozed_until", body={"status": "snoozed"}),
+            bad(422, "snoozed_until", body={"status": "snoozed", "snoozed_until": "2000-01-01"}),
+            bad(422, "snoozed_until", body={"snoozed_until": "2999-01-01T00:00:00Z"}),
+            bad(422, "assignee_id", body={"assignee_id": UNKNOWN_ID}),
+            bad(422, "subject", body={"subject": "x" * 301}),
+            *id_errors("conversation_id", body={"status": "open"}),
+        ),
+    ),
+    ("GET", "/api/v1/conversations/{conversation_id}/messages"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"before": 10, "limit": 5}),
+        invalid=(
+            bad(422, "before", query={"before": -1}),
+            bad(422, "after", query={"before": 3, "after": 1}),
+            bad(422, "around", query={"around": "middle"}),
+            bad(422, "around", query={"around": UNKNOWN_ID}),
+            bad(422, "limit", query={"limit": 201}),
+            *id_errors("conversation_id"),
+        ),
+    ),
+    ("POST", "/api/v1/conversations/{conversation_id}/messages"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"body": "Hello", "kind": "note", "attachments": [Ref("object_id")]}),
+        invalid=(
+            bad(422, "body", body={"body": "  "}),
+            bad(422, "body", body={"body": "x" * 10_001}),
+            bad(422, "kind", body={"body": "Hi", "kind": "system"}),
+            bad(422, "client_message_id", body={"body": "Hi", "client_message_id": ""}),
+            bad(422, "attachments.0", body={"body": "Hi", "attachments": [UNKNOWN_ID]}),
+            *id_errors("conversation_id", body={"body": "Hi"}),
+        ),
+    ),
+    ("PATCH", "/api/v1/conversations/{conversation_id}/messages/{message_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"body": "Edited text"}),
+        invalid=(
+            bad(422, "body", body={"body": " "}),
+            bad(422, "body", body={}),
+            *id_errors("conversation_id", "message_id", body={"body": "Edited"}),
+        ),
+        denied=(Case(403, caller="agent", body={"body": "Not mine"}),),
+    ),
+    ("DELETE", "/api/v1/conversations/{conversation_id}/messages/{message_id}"): RouteCases(
+        access="agent",
+        ok=ok(200),
+        invalid=id_errors("conversation_id", "message_id"),
+        denied=(Case(403, caller="agent"),),
+    ),
+    ("GET", "/api/v1/conversations/{conversation_id}/messages/{message_id}/revisions"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("conversation_id", "message_id")
+    ),
+    ("POST", "/api/v1/conversations/{conversation_id}/read"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"seq": 1}),
+        invalid=(
+            bad(422, "seq", body={"seq": -1}),
+            bad(422, "seq", body={}),
+            *id_errors("conversation_id", body={"seq": 1}),
+        ),
+    ),
+    ("GET", "/api/v1/canned-responses"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"q": "gr"}),
+        invalid=(bad(422, "q", query={"q": "x" * 51}),),
+    ),
+    ("POST", "/api/v1/canned-responses"): RouteCases(
+        access="agent",
+        ok=ok(201, body=CANNED),
+        invalid=(
+            bad(422, "shortcut", body={**CANNED, "shortcut": "two words"}),
+            bad(422, "title", body={**CANNED, "title": "  "}),
+            bad(422, "body", body={**CANNED, "body": "Hi {{ customer }}"}),
+            bad(422, "body", body={**CANNED, "body": "Hi {% if %}"}),
+            bad(409, "shortcut", body={**CANNED, "shortcut": Ref("taken_shortcut")}),
+        ),
+    ),
+    ("GET", "/api/v1/canned-responses/{canned_response_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("canned_response_id")
+    ),
+    ("PATCH", "/api/v1/canned-responses/{canned_response_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"title": "Warm greeting", "body": "Dear {{ contact.name }},"}),
+        invalid=(
+            bad(422, "body", body={"body": "{{ contact.name "}),
+            bad(422, "shortcut", body={"shortcut": None}),
+            bad(409, "shortcut", body={"shortcut": Ref("taken_shortcut")}),
+            *id_errors("canned_response_id", body={"title": "x"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/canned-responses/{canned_response_id}"): RouteCases(
+        access="agent", ok=ok(204), invalid=id_errors("canned_response_id")
+    ),
+    ("POST", "/api/v1/canned-responses/{canned_response_id}/render"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"conversation_id": Ref("conversation_id")}),
+        invalid=(
+            bad(422, "conversation_id", body={"conversation_id": UNKNOWN_ID}),
+            bad(422, "conversation_id", body={"conversation_id": NOT_A_UUID}),
+            bad(
+                422,
+                "body",
+                path={"canned_response_id": Ref("broken_canned_response_id")},
+                body={"conversation_id": Ref("conversation_id")},
+            ),
+            *id_errors("canned_response_id", body={"conversation_id": UNKNOWN_ID}),
+        ),
     ),
     # --- Forms --------------------------------------------------------------------------------
     ("POST", "/api/v1/forms"): RouteCases(

@@ -584,6 +584,48 @@ async def _provider(world: World, team: Team, caller: Person | None) -> str:
     return "postmark"
 
 
+async def _conversation_id(world: World, team: Team, caller: Person | None) -> str:
+    conversation = await world.post(
+        "/api/v1/conversations", team.owner.headers, json={"channel": "chat", "subject": "Hi"}
+    )
+    # _message_id posts into this conversation, so a request's two ids belong together.
+    world._cache[(team.workspace_id, "", "last_conversation_id")] = conversation["id"]
+    return str(conversation["id"])
+
+
+async def _message_id(world: World, team: Team, caller: Person | None) -> str:
+    """Post a message by the team's owner in the conversation Ref('conversation_id') made last."""
+    key = (team.workspace_id, "", "last_conversation_id")
+    conversation_id = world._cache.get(key) or await _conversation_id(world, team, caller)
+    message = await world.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        team.owner.headers,
+        json={"body": "Hello from the matrix"},
+    )
+    return str(message["id"])
+
+
+async def _canned(world: World, team: Team, body: str) -> Any:
+    return await world.post(
+        "/api/v1/canned-responses",
+        team.owner.headers,
+        json={"shortcut": f"c-{uuid.uuid4().hex[:12]}", "title": "Greeting", "body": body},
+    )
+
+
+async def _canned_response_id(world: World, team: Team, caller: Person | None) -> str:
+    return str((await _canned(world, team, "Hello {{ contact.name }}"))["id"])
+
+
+async def _broken_canned_response_id(world: World, team: Team, caller: Person | None) -> str:
+    """A canned response that parses but fails to render: contacts have no 'phone' variable."""
+    return str((await _canned(world, team, "Call {{ contact.phone }}"))["id"])
+
+
+async def _taken_shortcut(world: World, team: Team, caller: Person | None) -> str:
+    return str((await _canned(world, team, "Taken"))["shortcut"])
+
+
 # Path parameters must have an entry here: the 404 check fills them with workspace B's
 # resources, and valid requests with fresh resources of the caller's workspace.
 ID_FACTORIES: dict[str, Resolver] = {
@@ -609,6 +651,9 @@ ID_FACTORIES: dict[str, Resolver] = {
     "workspace_id": _workspace_id,
     "bucket_name": _bucket_name,
     "key": _key,
+    "conversation_id": _conversation_id,
+    "message_id": _message_id,
+    "canned_response_id": _canned_response_id,
 }
 # Values that must differ on every use, such as the address of a new account.
 UNIQUE_VALUES = {"new_email", "bucket_name"}
@@ -625,6 +670,8 @@ RESOLVERS: dict[str, Resolver] = {
     "invitation_token": _invitation_token,
     "verification_token": _verification_token,
     "reset_token": _reset_token,
+    "broken_canned_response_id": _broken_canned_response_id,
+    "taken_shortcut": _taken_shortcut,
 }
 
 

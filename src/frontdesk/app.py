@@ -13,6 +13,9 @@ from frontdesk.auth.pages import pages_router as auth_pages_router
 from frontdesk.auth.routes import router as auth_router
 from frontdesk.config import Settings
 from frontdesk.contacts.routes import router as contacts_router
+from frontdesk.conversations.canned_routes import router as canned_responses_router
+from frontdesk.conversations.routes import enquiry_router as enquiry_conversation_router
+from frontdesk.conversations.routes import router as conversations_router
 from frontdesk.core.clock import Clock
 from frontdesk.core.errors import install_error_handlers
 from frontdesk.core.health import router as health_router
@@ -101,6 +104,9 @@ def create_app(
         workspaces_router,
         contacts_router,
         enquiries_router,
+        enquiry_conversation_router,
+        conversations_router,
+        canned_responses_router,
         forms_router,
         notifications_router,
         email_router,

@@ -1,6 +1,7 @@
 """Import every domain's job handlers so that workers know them all."""
 
 from frontdesk.auth import jobs as auth_jobs  # noqa: F401
+from frontdesk.conversations import jobs as conversation_jobs  # noqa: F401
 from frontdesk.core import maintenance  # noqa: F401
 from frontdesk.email import events as email_events  # noqa: F401
 from frontdesk.email import jobs as email_jobs  # noqa: F401

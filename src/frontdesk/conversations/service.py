@@ -18,16 +18,22 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from frontdesk.auth.models import User
+from frontdesk.conversations import search as message_search
 from frontdesk.conversations.formatting import MAX_BODY_CHARS, render_markdown
 from frontdesk.conversations.models import (
+    ChatVisitor,
     Conversation,
     ConversationMessage,
     ConversationParticipant,
+    MessageRevision,
 )
-from frontdesk.core.errors import NotFound, ValidationFailed
+from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
+from frontdesk.core.pagination import decode_cursor, encode_cursor
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
+from frontdesk.workspaces.models import Membership
 
 CHANNELS = ("chat", "email", "instagram", "form")
 STATUSES = ("open", "pending", "resolved", "snoozed")
@@ -356,6 +362,7 @@ async def post_message(
             )
             uow.session.add(message)
             await uow.session.flush()
+            await message_search.index_message(uow, message)
     except IntegrityError:
         # The same client id was stored by a concurrent request between the check and the
         # insert; the savepoint undid this attempt.
@@ -563,3 +570,390 @@ async def unread_counts(
     )
     counts = {row[0]: int(row[1]) for row in await uow.session.execute(statement)}
     return {conversation_id: counts.get(conversation_id, 0) for conversation_id in conversation_ids}
+
+
+# Staff changes
+
+
+@dataclass(frozen=True)
+class ConversationChanges:
+    """A staff change of a conversation; only the fields named in ``sent`` apply."""
+
+    sent: frozenset[str]
+    status: str | None = None
+    snoozed_until: datetime | None = None
+    assignee_id: uuid.UUID | None = None
+    subject: str | None = None
+
+
+async def _ensure_member(uow: UnitOfWork, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    if await uow.session.get(Membership, (workspace_id, user_id)) is None:
+        raise ValidationFailed(
+            "assignee_id",
+            f"User {user_id} is not a member of this workspace; assign a member.",
+            "not_a_member",
+        )
+
+
+def _next_status(
+    conversation: Conversation, changes: ConversationChanges, now: datetime
+) -> tuple[str, datetime | None]:
+    """Return the status and snooze time that ``changes`` lead to, or raise a field error."""
+    status = conversation.status
+    if "status" in changes.sent:
+        if changes.status not in STATUSES:
+            raise ValidationFailed("status", f"Use one of {', '.join(STATUSES)}.", "invalid_status")
+        status = changes.status
+    if status != "snoozed":
+        if "snoozed_until" in changes.sent and changes.snoozed_until is not None:
+            raise ValidationFailed(
+                "snoozed_until",
+                "Only a snoozed conversation has a snooze time; send status 'snoozed' with it.",
+                "not_snoozed",
+            )
+        return status, None
+    until = changes.snoozed_until if "snoozed_until" in changes.sent else None
+    if until is None and "snoozed_until" not in changes.sent and conversation.status == "snoozed":
+        until = conversation.snoozed_until
+    if until is None:
+        raise ValidationFailed(
+            "snoozed_until",
+            "A snoozed conversation needs the time to reopen it, such as 2026-01-31T09:00:00Z.",
+            "missing",
+        )
+    if until <= now:
+        raise ValidationFailed(
+            "snoozed_until", "The time to reopen the conversation must be in the future.", "past"
+        )
+    return status, until
+
+
+async def post_system_message(
+    uow: UnitOfWork, conversation: Conversation, data: dict[str, Any]
+) -> ConversationMessage:
+    """Record a system message (data["event"] says what happened) in the conversation."""
+    message, _created = await post_message(
+        uow, conversation, author=SYSTEM, kind="system", data=data
+    )
+    return message
+
+
+async def update_conversation(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    *,
+    actor_id: uuid.UUID,
+    changes: ConversationChanges,
+) -> bool:
+    """Apply a staff change; returns whether anything changed.
+
+    Every check runs before the first write, so a rejected change stores nothing. Each
+    assignment and status change is a system message; any change records a
+    ``conversation.updated`` event.
+    """
+    now = uow.now()
+    status, snoozed_until = _next_status(conversation, changes, now)
+    assignee_id = conversation.assignee_id
+    if "assignee_id" in changes.sent:
+        assignee_id = changes.assignee_id
+        if assignee_id is not None and assignee_id != conversation.assignee_id:
+            await _ensure_member(uow, conversation.workspace_id, assignee_id)
+    subject = conversation.subject
+    if "subject" in changes.sent:
+        subject = (changes.subject or "").strip() or None
+
+    by = str(actor_id)
+    events: list[dict[str, Any]] = []
+    if assignee_id != conversation.assignee_id:
+        events.append(
+            {
+                "event": "assigned" if assignee_id is not None else "unassigned",
+                "from": _str_or_none(conversation.assignee_id),
+                "to": _str_or_none(assignee_id),
+                "by": by,
+            }
+        )
+    if status != conversation.status or snoozed_until != conversation.snoozed_until:
+        events.append(
+            {
+                "event": "status_changed",
+                "from": conversation.status,
+                "to": status,
+                "snoozed_until": _iso(snoozed_until),
+                "by": by,
+            }
+        )
+    if not events and subject == conversation.subject:
+        return False
+
+    conversation.assignee_id = assignee_id
+    conversation.status = status
+    conversation.snoozed_until = snoozed_until
+    conversation.subject = subject
+    conversation.updated_at = now
+    for data in events:
+        await post_system_message(uow, conversation, data)
+    record_conversation_updated(uow, conversation)
+    return True
+
+
+def record_conversation_updated(uow: UnitOfWork, conversation: Conversation) -> None:
+    uow.record_event(
+        "conversation.updated",
+        conversation_dict(conversation),
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+    )
+
+
+def _check_author(message: ConversationMessage, user_id: uuid.UUID) -> None:
+    if message.author_type != "member" or message.author_key != str(user_id):
+        raise Forbidden("Only the member who wrote a message can change it.", code="not_author")
+
+
+def _check_not_deleted(message: ConversationMessage) -> None:
+    if message.deleted_at is not None:
+        raise Conflict("The message is deleted; it cannot be changed.", code="message_deleted")
+
+
+def _keep_revision(
+    uow: UnitOfWork, message: ConversationMessage, action: str, actor_id: uuid.UUID
+) -> None:
+    uow.session.add(
+        MessageRevision(
+            id=uuid7(),
+            workspace_id=message.workspace_id,
+            message_id=message.id,
+            action=action,
+            body=message.body,
+            attachments=list(message.attachments),
+            actor_user_id=actor_id,
+            created_at=uow.now(),
+        )
+    )
+
+
+async def edit_message(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    message: ConversationMessage,
+    *,
+    editor_id: uuid.UUID,
+    body: str,
+) -> ConversationMessage:
+    """Replace a message's body; only its author may, and the earlier body is kept.
+
+    The same body again changes nothing and records nothing.
+    """
+    _check_author(message, editor_id)
+    _check_not_deleted(message)
+    check_body(body)
+    if not body.strip() and not message.attachments:
+        raise ValidationFailed(
+            "body", "Write some text; the message has no files.", "empty_message"
+        )
+    if body == message.body:
+        return message
+    _keep_revision(uow, message, "edited", editor_id)
+    message.body = body
+    message.body_html = render_markdown(body)
+    message.edited_at = uow.now()
+    await uow.session.flush()
+    await message_search.reindex_message(uow, message)
+    record_message_event(uow, conversation, message, "conversation.message.updated")
+    return message
+
+
+async def delete_message(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    message: ConversationMessage,
+    *,
+    actor_id: uuid.UUID,
+    moderator: bool,
+) -> ConversationMessage:
+    """Delete a message softly: its body and files go, a revision keeps them for staff.
+
+    The author may delete their own message, a ``moderator`` (admin or owner) any message
+    but a system message. Deleting a deleted message changes nothing.
+    """
+    if message.kind == "system":
+        raise Forbidden("System messages cannot be deleted.", code="system_message")
+    if not moderator:
+        _check_author(message, actor_id)
+    if message.deleted_at is not None:
+        return message
+    _keep_revision(uow, message, "deleted", actor_id)
+    message.body = ""
+    message.body_html = ""
+    message.attachments = []
+    message.deleted_at = uow.now()
+    await uow.session.flush()
+    await message_search.reindex_message(uow, message)
+    record_message_event(uow, conversation, message, "conversation.message.deleted")
+    return message
+
+
+async def list_revisions(uow: UnitOfWork, message: ConversationMessage) -> list[MessageRevision]:
+    """Return the earlier versions of a message, oldest first."""
+    statement = (
+        sa.select(MessageRevision)
+        .where(MessageRevision.message_id == message.id)
+        .order_by(MessageRevision.created_at, MessageRevision.id)
+    )
+    return list(await uow.session.scalars(statement))
+
+
+def revision_dict(revision: MessageRevision) -> dict[str, Any]:
+    return {
+        "id": str(revision.id),
+        "message_id": str(revision.message_id),
+        "action": revision.action,
+        "body": revision.body,
+        "attachments": revision.attachments,
+        "actor_id": _str_or_none(revision.actor_user_id),
+        "created_at": revision.created_at.isoformat(),
+    }
+
+
+# Lists
+
+
+@dataclass(frozen=True)
+class ConversationFilters:
+    statuses: Sequence[str] = ()
+    # A user id, "me" (the caller) or "none" (unassigned).
+    assignee: uuid.UUID | Literal["me", "none"] | None = None
+    channel: str | None = None
+    contact_id: uuid.UUID | None = None
+    # Only conversations with messages the caller has not read.
+    unread: bool = False
+
+
+def _activity() -> sa.ColumnElement[datetime]:
+    """The time of a conversation's newest message, or of its creation without messages."""
+    return sa.func.coalesce(Conversation.last_message_at, Conversation.created_at)
+
+
+def _unread_messages(user_id: uuid.UUID) -> sa.Select[Any]:
+    """Select the messages newer than the member's read position, as unread_counts counts."""
+    participant = aliased(ConversationParticipant)
+    read_seq = (
+        sa.select(participant.last_read_seq)
+        .where(
+            participant.conversation_id == ConversationMessage.conversation_id,
+            participant.participant_type == "member",
+            participant.participant_key == str(user_id),
+        )
+        .scalar_subquery()
+    )
+    return sa.select(ConversationMessage.conversation_id).where(
+        ConversationMessage.seq > sa.func.coalesce(read_seq, 0),
+        ConversationMessage.author_key != str(user_id),
+        ConversationMessage.kind != "system",
+    )
+
+
+async def list_conversations(
+    uow: UnitOfWork,
+    *,
+    workspace_id: uuid.UUID,
+    user_id: uuid.UUID,
+    filters: ConversationFilters,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Conversation], str | None]:
+    """Return one page of conversations, newest activity first, and the next page's cursor.
+
+    Activity is the newest message's time, or the creation time of a conversation without
+    messages; ties are ordered by id, so pages neither skip nor repeat conversations.
+    """
+    activity = _activity()
+    statement = sa.select(Conversation).where(Conversation.workspace_id == workspace_id)
+    if filters.statuses:
+        statement = statement.where(Conversation.status.in_(filters.statuses))
+    if filters.assignee == "me":
+        statement = statement.where(Conversation.assignee_id == user_id)
+    elif filters.assignee == "none":
+        statement = statement.where(Conversation.assignee_id.is_(None))
+    elif isinstance(filters.assignee, uuid.UUID):
+        statement = statement.where(Conversation.assignee_id == filters.assignee)
+    if filters.channel is not None:
+        statement = statement.where(Conversation.channel == filters.channel)
+    if filters.contact_id is not None:
+        statement = statement.where(Conversation.contact_id == filters.contact_id)
+    if filters.unread:
+        unread = _unread_messages(user_id).where(
+            ConversationMessage.conversation_id == Conversation.id
+        )
+        statement = statement.where(unread.exists())
+    if cursor:
+        moment, row_id = decode_cursor(cursor)
+        statement = statement.where(
+            sa.or_(activity < moment, sa.and_(activity == moment, Conversation.id < row_id))
+        )
+    statement = statement.order_by(activity.desc(), Conversation.id.desc()).limit(limit + 1)
+    rows = list(await uow.session.scalars(statement))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last.last_message_at or last.created_at, last.id)
+    return rows, next_cursor
+
+
+async def unread_totals(
+    uow: UnitOfWork, *, workspace_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[int, int]:
+    """Count the member's unread messages in the workspace and the conversations holding them."""
+    unread = (
+        _unread_messages(user_id).where(ConversationMessage.workspace_id == workspace_id).subquery()
+    )
+    row = (
+        await uow.session.execute(
+            sa.select(
+                sa.func.count(), sa.func.count(sa.distinct(unread.c.conversation_id))
+            ).select_from(unread)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def participants_view(uow: UnitOfWork, conversation: Conversation) -> list[dict[str, Any]]:
+    """List the conversation's participants with their names and read positions."""
+    participants = list(
+        await uow.session.scalars(
+            sa.select(ConversationParticipant)
+            .where(ConversationParticipant.conversation_id == conversation.id)
+            .order_by(ConversationParticipant.joined_at, ConversationParticipant.participant_key)
+        )
+    )
+    member_ids = [
+        uuid.UUID(p.participant_key) for p in participants if p.participant_type == "member"
+    ]
+    visitor_ids = [
+        uuid.UUID(p.participant_key) for p in participants if p.participant_type == "visitor"
+    ]
+    names: dict[str, str | None] = {}
+    if member_ids:
+        rows = await uow.session.execute(
+            sa.select(User.id, User.full_name).where(User.id.in_(member_ids))
+        )
+        names.update({str(row.id): row.full_name for row in rows})
+    if visitor_ids:
+        rows = await uow.session.execute(
+            sa.select(ChatVisitor.id, ChatVisitor.name).where(ChatVisitor.id.in_(visitor_ids))
+        )
+        names.update({str(row.id): row.name for row in rows})
+    return [
+        {
+            "type": p.participant_type,
+            "id": p.participant_key,
+            "name": names.get(p.participant_key),
+            "last_read_seq": p.last_read_seq,
+            "last_delivered_seq": p.last_delivered_seq,
+            "read_at": _iso(p.read_at),
+            "joined_at": p.joined_at.isoformat(),
+        }
+        for p in participants
+    ]

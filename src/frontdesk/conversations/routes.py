@@ -1,0 +1,495 @@
+"""Staff conversation API: the inbox list, changes, message history, notes, reads and search."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from frontdesk.auth.dependencies import Actor, AgentDep
+from frontdesk.auth.models import User
+from frontdesk.contacts.models import Contact
+from frontdesk.conversations import search, service
+from frontdesk.conversations.attachments import resolve_attachments
+from frontdesk.conversations.models import Conversation, ConversationMessage
+from frontdesk.conversations.schemas import (
+    Channel,
+    ConversationCreate,
+    ConversationUpdate,
+    MessageCreate,
+    MessageEdit,
+    ReadIn,
+)
+from frontdesk.core.api import UowDep
+from frontdesk.core.errors import FieldError, Problem, ValidationFailed
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.uow import UnitOfWork
+from frontdesk.enquiries.models import Enquiry
+from frontdesk.enquiries.queries import get_enquiry
+from frontdesk.storage.scanning import AVAILABLE, QUARANTINED, scan_status
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+enquiry_router = APIRouter(prefix="/enquiries", tags=["conversations"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such conversation or message in this workspace."},
+    422: {"model": Problem, "description": "Invalid input; `errors` names the field."},
+}
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    403: {"model": Problem, "description": "Only the author (or an admin) may change it."},
+    409: {"model": Problem, "description": "The message is deleted."},
+}
+HISTORY_MAX_LIMIT = 200
+# Roles that may delete other people's messages.
+MODERATOR_ROLES = ("admin", "owner")
+
+
+# --- Parsing --------------------------------------------------------------------------------
+
+
+def _as_utc(value: datetime | None, field: str) -> datetime | None:
+    """Read a datetime without an offset as UTC."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValidationFailed(
+            field,
+            "The time is out of range once converted to UTC; use years 1 to 9999.",
+            "out_of_range",
+        ) from exc
+
+
+def _parse_statuses(values: list[str]) -> list[str]:
+    statuses: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            status = part.strip()
+            if not status:
+                continue
+            if status not in service.STATUSES:
+                raise ValidationFailed(
+                    "status",
+                    f"Unknown status '{status}'; use one of {', '.join(service.STATUSES)}.",
+                    "invalid_status",
+                )
+            statuses.append(status)
+    return statuses
+
+
+def _parse_assignee(value: str | None) -> uuid.UUID | Literal["me", "none"] | None:
+    if value is None or value == "":
+        return None
+    if value == "me":
+        return "me"
+    if value == "none":
+        return "none"
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "assignee", "Use a user id, 'me' or 'none'.", "invalid_assignee"
+        ) from exc
+
+
+# --- Views ----------------------------------------------------------------------------------
+
+
+async def _conversation_views(
+    uow: UnitOfWork, conversations: list[Conversation], actor: Actor
+) -> list[dict[str, Any]]:
+    counts = await service.unread_counts(
+        uow, [conversation.id for conversation in conversations], user_id=actor.user_id
+    )
+    return [
+        {**service.conversation_dict(conversation), "unread_count": counts[conversation.id]}
+        for conversation in conversations
+    ]
+
+
+async def _detail(uow: UnitOfWork, conversation: Conversation, actor: Actor) -> dict[str, Any]:
+    view = (await _conversation_views(uow, [conversation], actor))[0]
+    view["participants"] = await service.participants_view(uow, conversation)
+    return view
+
+
+async def _load(uow: UnitOfWork, actor: Actor, conversation_id: uuid.UUID) -> Conversation:
+    return await service.get_conversation(
+        uow, workspace_id=actor.workspace_id, conversation_id=conversation_id
+    )
+
+
+# --- Inbox ----------------------------------------------------------------------------------
+
+
+@router.get("", responses=_ERRORS)
+async def list_conversations(
+    uow: UowDep,
+    actor: AgentDep,
+    status: Annotated[
+        list[str],
+        Query(description="Statuses to include; repeat the parameter or separate with commas."),
+    ] = [],  # noqa: B006  (FastAPI copies query defaults)
+    assignee: Annotated[
+        str | None, Query(description="A user id, 'me' or 'none' (unassigned).")
+    ] = None,
+    channel: Channel | None = None,
+    contact_id: uuid.UUID | None = None,
+    unread: Annotated[
+        bool, Query(description="true: only conversations with messages you have not read.")
+    ] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """List conversations, newest activity first, each with your unread count.
+
+    Pass `next_cursor` as `cursor` for the next page.
+    """
+    filters = service.ConversationFilters(
+        statuses=_parse_statuses(status),
+        assignee=_parse_assignee(assignee),
+        channel=channel,
+        contact_id=contact_id,
+        unread=unread,
+    )
+    rows, next_cursor = await service.list_conversations(
+        uow,
+        workspace_id=actor.workspace_id,
+        user_id=actor.user_id,
+        filters=filters,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": await _conversation_views(uow, rows, actor), "next_cursor": next_cursor}
+
+
+@router.get("/unread")
+async def unread_totals(uow: UowDep, actor: AgentDep) -> dict[str, int]:
+    """Count your unread messages in the workspace and the conversations that hold them."""
+    total, conversations = await service.unread_totals(
+        uow, workspace_id=actor.workspace_id, user_id=actor.user_id
+    )
+    return {"total": total, "conversations": conversations}
+
+
+@router.get("/search", responses=_ERRORS)
+async def search_messages(
+    uow: UowDep,
+    actor: AgentDep,
+    q: Annotated[str, Query(description="Words to find; every word must occur.")],
+    conversation_id: uuid.UUID | None = None,
+    contact_id: uuid.UUID | None = None,
+    channel: Channel | None = None,
+    created_from: Annotated[
+        datetime | None,
+        Query(alias="from", description="ISO 8601; included. Without an offset: UTC."),
+    ] = None,
+    created_to: Annotated[
+        datetime | None,
+        Query(alias="to", description="ISO 8601; excluded. Without an offset: UTC."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """Find messages and internal notes containing every word of `q`, newest first.
+
+    Any text is a valid query: operators and punctuation are ignored, and text without a
+    word finds nothing. Each item is a message with `snippet`, HTML-escaped text around the
+    first match with matches in `<mark>`.
+    """
+    filters = search.SearchFilters(
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        channel=channel,
+        created_from=_as_utc(created_from, "from"),
+        created_to=_as_utc(created_to, "to"),
+    )
+    page = await search.search_messages(
+        uow,
+        workspace_id=actor.workspace_id,
+        text=q,
+        filters=filters,
+        cursor=cursor,
+        limit=limit,
+    )
+    items = [{**service.message_dict(hit.message), "snippet": hit.snippet} for hit in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+async def _check_contact(uow: UnitOfWork, workspace_id: uuid.UUID, contact_id: uuid.UUID) -> None:
+    contact = await uow.session.get(Contact, contact_id)
+    if contact is None or contact.workspace_id != workspace_id:
+        raise ValidationFailed(
+            "contact_id", f"No contact {contact_id} in this workspace.", "not_found"
+        )
+
+
+async def _find_enquiry(uow: UnitOfWork, workspace_id: uuid.UUID, enquiry_id: uuid.UUID) -> Enquiry:
+    enquiry = await uow.session.get(Enquiry, enquiry_id)
+    if enquiry is None or enquiry.workspace_id != workspace_id:
+        raise ValidationFailed(
+            "enquiry_id", f"No enquiry {enquiry_id} in this workspace.", "not_found"
+        )
+    return enquiry
+
+
+@router.post("", status_code=201, responses=_ERRORS)
+async def create_conversation(
+    uow: UowDep, actor: AgentDep, body: ConversationCreate
+) -> dict[str, Any]:
+    """Start a conversation; with an enquiry and no contact, the enquiry's contact is used."""
+    contact_id = body.contact_id
+    if contact_id is not None:
+        await _check_contact(uow, actor.workspace_id, contact_id)
+    if body.enquiry_id is not None:
+        enquiry = await _find_enquiry(uow, actor.workspace_id, body.enquiry_id)
+        contact_id = contact_id or enquiry.contact_id
+    conversation = await service.create_conversation(
+        uow,
+        workspace_id=actor.workspace_id,
+        channel=body.channel,
+        contact_id=contact_id,
+        enquiry_id=body.enquiry_id,
+        subject=(body.subject or "").strip() or None,
+    )
+    return await _detail(uow, conversation, actor)
+
+
+@router.get("/{conversation_id}", responses=_ERRORS)
+async def get_conversation(
+    uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID
+) -> dict[str, Any]:
+    """Read a conversation with your unread count and its participants' read positions."""
+    return await _detail(uow, await _load(uow, actor, conversation_id), actor)
+
+
+@router.patch("/{conversation_id}", responses=_ERRORS)
+async def update_conversation(
+    uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, body: ConversationUpdate
+) -> dict[str, Any]:
+    """Change the status, snooze time, assignee or subject.
+
+    Status "snoozed" needs a future `snoozed_until`; any other status clears it. Each
+    assignment and status change adds a system message to the conversation.
+    """
+    conversation = await _load(uow, actor, conversation_id)
+    sent = body.model_fields_set
+    if "status" in sent and body.status is None:
+        raise ValidationFailed("status", "The status cannot be null; send a status.", "null")
+    changes = service.ConversationChanges(
+        sent=frozenset(sent),
+        status=body.status,
+        snoozed_until=_as_utc(body.snoozed_until, "snoozed_until"),
+        assignee_id=body.assignee_id,
+        subject=body.subject,
+    )
+    await service.update_conversation(uow, conversation, actor_id=actor.user_id, changes=changes)
+    return await _detail(uow, conversation, actor)
+
+
+# --- Messages -------------------------------------------------------------------------------
+
+
+def _parse_around(value: str) -> int | uuid.UUID:
+    if value.isdigit() and value.isascii():
+        return int(value)
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "around", "Use a message seq (a whole number) or a message id.", "invalid"
+        ) from exc
+
+
+@router.get("/{conversation_id}/messages", responses=_ERRORS)
+async def list_messages(
+    uow: UowDep,
+    actor: AgentDep,
+    conversation_id: uuid.UUID,
+    before: Annotated[int | None, Query(ge=0, description="Messages below this seq.")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Messages above this seq.")] = None,
+    around: Annotated[
+        str | None,
+        Query(max_length=36, description="A seq or a message id; the page centres on it."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=HISTORY_MAX_LIMIT)] = 50,
+) -> dict[str, Any]:
+    """Read a page of messages in ascending seq; without a position, the newest page."""
+    given = [
+        name
+        for name, value in (("before", before), ("after", after), ("around", around))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ValidationFailed(
+            given[1], f"Send only one of before, after and around, not {given[0]} too.", "conflict"
+        )
+    conversation = await _load(uow, actor, conversation_id)
+    around_seq: int | None = None
+    if around is not None:
+        target = _parse_around(around)
+        if isinstance(target, uuid.UUID):
+            message = await uow.session.get(ConversationMessage, target)
+            if message is None or message.conversation_id != conversation.id:
+                raise ValidationFailed(
+                    "around", f"No message {target} in this conversation.", "not_found"
+                )
+            around_seq = message.seq
+        else:
+            around_seq = target
+    page = await service.history(
+        uow, conversation, before=before, after=after, around=around_seq, limit=limit
+    )
+    return {
+        "items": [service.message_dict(message) for message in page.items],
+        "has_before": page.has_before,
+        "has_after": page.has_after,
+    }
+
+
+async def _message_attachments(
+    uow: UnitOfWork, workspace_id: uuid.UUID, object_ids: list[uuid.UUID]
+) -> list[dict[str, Any]]:
+    """Describe the objects to attach; objects in or failed by the virus scan are rejected."""
+    files = await resolve_attachments(uow, workspace_id=workspace_id, object_ids=object_ids)
+    errors: list[FieldError] = []
+    for item in files:
+        object_id = uuid.UUID(item["object_id"])
+        scan = await scan_status(uow, object_id)
+        if scan is None or scan.status == AVAILABLE:
+            continue
+        index = object_ids.index(object_id)
+        if scan.status == QUARANTINED:
+            message = "The file is still being scanned for viruses; attach it in a minute."
+            code = "object_quarantined"
+        else:
+            message = "The virus scanner found malware in the file; it cannot be attached."
+            code = "object_infected"
+        errors.append(FieldError(field=f"attachments.{index}", message=message, code=code))
+    if errors:
+        raise ValidationFailed.many(errors)
+    return files
+
+
+async def _author(uow: UnitOfWork, actor: Actor) -> service.Author:
+    name = await uow.session.scalar(sa.select(User.full_name).where(User.id == actor.user_id))
+    return service.Author(type="member", id=actor.user_id, name=name)
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=201,
+    responses={**_ERRORS, 200: {"description": "The client_message_id was already stored."}},
+)
+async def post_message(
+    uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, body: MessageCreate
+) -> JSONResponse:
+    """Post a message or an internal note (kind "note", staff only).
+
+    A repeat with a `client_message_id` already stored returns the stored message with 200.
+    """
+    conversation = await _load(uow, actor, conversation_id)
+    files = await _message_attachments(uow, actor.workspace_id, body.attachments)
+    message, created = await service.post_message(
+        uow,
+        conversation,
+        author=await _author(uow, actor),
+        kind=body.kind,
+        body=body.body,
+        attachments=files,
+        client_message_id=body.client_message_id,
+    )
+    return JSONResponse(service.message_dict(message), status_code=201 if created else 200)
+
+
+@router.patch("/{conversation_id}/messages/{message_id}", responses=_CHANGE_ERRORS)
+async def edit_message(
+    uow: UowDep,
+    actor: AgentDep,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: MessageEdit,
+) -> dict[str, Any]:
+    """Change your own message's text; the earlier text is kept as a revision."""
+    conversation = await _load(uow, actor, conversation_id)
+    message = await service.get_message(uow, conversation, message_id)
+    message = await service.edit_message(
+        uow, conversation, message, editor_id=actor.user_id, body=body.body
+    )
+    return service.message_dict(message)
+
+
+@router.delete("/{conversation_id}/messages/{message_id}", responses=_CHANGE_ERRORS)
+async def delete_message(
+    uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, message_id: uuid.UUID
+) -> dict[str, Any]:
+    """Delete a message: its text and files go, a revision keeps them for staff.
+
+    Authors delete their own messages; admins and owners any message but a system message.
+    """
+    conversation = await _load(uow, actor, conversation_id)
+    message = await service.get_message(uow, conversation, message_id)
+    message = await service.delete_message(
+        uow,
+        conversation,
+        message,
+        actor_id=actor.user_id,
+        moderator=actor.role in MODERATOR_ROLES,
+    )
+    return service.message_dict(message)
+
+
+@router.get("/{conversation_id}/messages/{message_id}/revisions", responses=_ERRORS)
+async def list_revisions(
+    uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, message_id: uuid.UUID
+) -> dict[str, Any]:
+    """List a message's earlier versions, oldest first."""
+    conversation = await _load(uow, actor, conversation_id)
+    message = await service.get_message(uow, conversation, message_id)
+    revisions = await service.list_revisions(uow, message)
+    return {"items": [service.revision_dict(revision) for revision in revisions]}
+
+
+@router.post("/{conversation_id}/read", responses=_ERRORS)
+async def mark_read(
+    uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, body: ReadIn
+) -> dict[str, Any]:
+    """Move your read position forward to `seq`; it never moves back."""
+    conversation = await _load(uow, actor, conversation_id)
+    participant = await service.mark_read(
+        uow,
+        conversation,
+        participant_type="member",
+        participant_key=str(actor.user_id),
+        seq=body.seq,
+    )
+    return service.read_state_dict(conversation, participant)
+
+
+# --- Enquiries ------------------------------------------------------------------------------
+
+
+@enquiry_router.post(
+    "/{enquiry_id}/conversation",
+    status_code=201,
+    responses={
+        **_ERRORS,
+        200: {"description": "The enquiry already had a conversation."},
+    },
+)
+async def enquiry_conversation(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID) -> JSONResponse:
+    """Return the enquiry's conversation (200), creating it first (201) if it has none."""
+    enquiry = await get_enquiry(uow, workspace_id=actor.workspace_id, enquiry_id=enquiry_id)
+    existed = await uow.session.scalar(
+        sa.select(sa.exists().where(Conversation.enquiry_id == enquiry.id))
+    )
+    conversation = await service.conversation_for_enquiry(uow, enquiry)
+    return JSONResponse(
+        await _detail(uow, conversation, actor), status_code=200 if existed else 201
+    )
