@@ -8,6 +8,7 @@ two uvicorn subprocesses on one Postgres database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,10 +35,11 @@ from frontdesk.core.models import Event
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.protocol import MAX_FRAME_BYTES, REPLAY_LIMIT
-from frontdesk.runtime import Runtime
+from frontdesk.runtime import Runtime, build_runtime
 from frontdesk.workspaces.models import Membership, Workspace
 from live_server import (
     InProcessServer,
+    SubprocessServer,
     run_subprocess_server,
     serve_in_process,
     server_environment,
@@ -1070,6 +1072,8 @@ async def cross_processes(database_url: str, tmp_path: Path, **settings: str) ->
             secret_key=secret_key,
             # Far longer than the test waits: delivery within WAIT proves the broker path.
             realtime_poll_interval_seconds="600",
+            realtime_presence_grace_seconds=str(PRESENCE_GRACE),
+            realtime_presence_interval_seconds=str(PRESENCE_INTERVAL),
             **settings,
         )
 
@@ -1100,11 +1104,120 @@ async def cross_processes(database_url: str, tmp_path: Path, **settings: str) ->
         assert frames_b[-1] == frames_a[-1]
         assert event_ids(frames_b) == event_ids(frames_a)
 
-        # A logout on process A closes the socket on process B as well.
-        logout = await http.post(
-            "/api/v1/auth/logout",
-            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        helper = build_runtime(
+            make_settings(database_url, tmp_path / "helper", secret_key=secret_key)
         )
-        assert logout.status_code == 204, logout.text
-        assert await close_code(client_b) == 4003
-        assert await close_code(client_a) == 4003
+        try:
+            workspace_id = uuid.UUID(tokens["workspace"]["id"])
+            await chat_crosses_processes(helper, workspace_id, tokens, url_a, url_b)
+
+            # A logout on process A closes the socket on process B as well.
+            logout = await http.post(
+                "/api/v1/auth/logout",
+                headers={"Authorization": f"Bearer {tokens['access_token']}"},
+            )
+            assert logout.status_code == 204, logout.text
+            assert await close_code(client_b) == 4003
+            assert await close_code(client_a) == 4003
+
+            await presence_survives_crash(helper, workspace_id, url_a, url_b, process_b)
+        finally:
+            await helper.close()
+
+
+# Short presence timings for the processes above, in seconds.
+PRESENCE_GRACE = 0.5
+PRESENCE_INTERVAL = 1.0
+
+
+async def chat_crosses_processes(
+    helper: Runtime, workspace_id: uuid.UUID, tokens: dict[str, Any], url_a: str, url_b: str
+) -> None:
+    """Messages, typing, read positions and presence pass between processes A and B."""
+    # test_realtime_chat imports this module, so its helpers are imported when needed.
+    from test_realtime_chat import add_visitor, connect_client, is_message_event, start_conversation
+
+    visitor = await add_visitor(helper, workspace_id)
+    conversation = await start_conversation(helper, workspace_id, visitor.id)
+    colleague = await add_member(helper, workspace_id=workspace_id)
+    cid = str(conversation)
+    staff = await connect_client(url_a, tokens["access_token"])
+    guest = await connect_client(url_b, visitor.token)
+    await staff.subscribe(conversation)
+    await guest.subscribe(conversation)
+
+    await guest.send({"type": "typing", "conversation_id": cid, "state": "start"})
+    guest_typing = await staff.frame("typing")
+    sent_on_b = await guest.send_message(conversation, "Hello from B")
+    arrived_on_a = await staff.next(is_message_event("Hello from B"))
+    await staff.send({"type": "read", "conversation_id": cid, "seq": 1})
+    staff_read = await guest.event("conversation.read")
+    sent_on_a = await staff.send_message(conversation, "Hello from A")
+    arrived_on_b = await guest.next(is_message_event("Hello from A"))
+    await guest.send({"type": "read", "conversation_id": cid, "seq": 2})
+    guest_read = await staff.next(
+        lambda f: (
+            f.get("event") == "conversation.read" and f["data"]["participant"]["type"] == "visitor"
+        )
+    )
+    await staff.send({"type": "typing", "conversation_id": cid, "state": "start"})
+    staff_typing = await guest.frame("typing", state="start")
+    await staff.close()
+    typing_stopped = await guest.frame("typing", state="stop")
+
+    assert guest_typing["participant"] == {
+        "type": "visitor",
+        "id": str(visitor.id),
+        "name": "Camille",
+    }
+    assert sent_on_b["type"] == "sent"
+    assert arrived_on_a["data"]["message"]["id"] == sent_on_b["message"]["id"]
+    assert arrived_on_b["data"]["message"]["id"] == sent_on_a["message"]["id"]
+    assert staff_read["data"]["participant"] == {"type": "staff", "id": None}
+    assert staff_read["data"]["last_read_seq"] == 1
+    assert guest_read["data"]["last_read_seq"] == 2
+    assert staff_typing["participant"] == {"type": "staff", "name": "Studio Owner"}
+    assert typing_stopped["participant"] == {"type": "staff", "name": "Studio Owner"}
+
+    # Presence: a colleague on B is online for the owner on A, a move to A within the grace
+    # period announces no offline, and leaving everywhere does.
+    staff = await connect_client(url_a, tokens["access_token"])
+    uid = str(colleague.user_id)
+    on_b = await connect_client(url_b, colleague.token)
+    online = await staff.frame("presence", user_id=uid)
+    await on_b.close()
+    on_a = await connect_client(url_a, colleague.token)
+    await staff.no_frame(lambda f: f.get("type") == "presence", wait=PRESENCE_GRACE + 0.5)
+    await on_a.close()
+    offline = await staff.frame("presence", user_id=uid)
+
+    assert online["status"] == "online"
+    assert offline["status"] == "offline"
+    await staff.close()
+    await guest.close()
+
+
+async def presence_survives_crash(
+    helper: Runtime,
+    workspace_id: uuid.UUID,
+    url_a: str,
+    url_b: str,
+    process_b: SubprocessServer,
+) -> None:
+    """A process that dies stops counting: its members go offline on the others."""
+    from test_realtime_chat import connect_client
+
+    observer = await add_member(helper, workspace_id=workspace_id)
+    colleague = await add_member(helper, workspace_id=workspace_id)
+    watching = await connect_client(url_a, observer.token)
+    on_b = await connect_client(url_b, colleague.token)
+    online = await watching.frame("presence", user_id=str(colleague.user_id))
+
+    process_b.kill()
+    offline = await watching.frame("presence", user_id=str(colleague.user_id), timeout=15)
+
+    assert online["status"] == "online"
+    assert offline["status"] == "offline"
+    await watching.close()
+    with contextlib.suppress(ConnectionClosed):
+        await on_b.close()

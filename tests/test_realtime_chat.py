@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 
 from frontdesk.conversations import service
 from frontdesk.conversations.models import ChatVisitor, Conversation
@@ -269,8 +269,12 @@ class Client:
         await self.ws.close()
 
 
-async def connect_client(server: Server, token: str, **auth: Any) -> Client:
-    ws = await open_socket(server)
+async def connect_client(server: Server | str, token: str, **auth: Any) -> Client:
+    """Connect to a test server, or to a realtime URL, and authenticate."""
+    if isinstance(server, str):
+        ws = await connect(server, open_timeout=WAIT, proxy=None)
+    else:
+        ws = await open_socket(server)
     await ws.send(json.dumps({"type": "auth", "token": token, **auth}))
     ready = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
     assert ready["type"] == "ready", ready
