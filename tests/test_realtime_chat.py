@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
 
 from frontdesk.conversations import service
-from frontdesk.conversations.models import ChatVisitor, Conversation
+from frontdesk.conversations.models import ChatVisitor, Conversation, ConversationMessage
 from frontdesk.conversations.visitors import issue_visitor_token
 from frontdesk.core.uow import unit_of_work
+from frontdesk.realtime.brokers import MAX_EPHEMERAL_BYTES, EphemeralTooLarge, MemoryBroker
 from frontdesk.realtime.chat import VISITOR_UPLOAD_BUCKET
 from frontdesk.realtime.protocol import (
     MAX_REJECTED_SENDS,
@@ -331,6 +332,32 @@ async def test_visitor_tokens_rejected(server: Server) -> None:
         ws = await open_socket(server)
         await ws.send(json.dumps({"type": "auth", "token": token}))
         assert await close_code(ws) == 4003, name
+
+
+async def test_revoked_visitor_closed_on_next_frame(server: Server) -> None:
+    member = await add_member(server.runtime)
+    visitor = await add_visitor(server.runtime, member.workspace_id)
+    conversation = await start_conversation(server.runtime, member.workspace_id, visitor.id)
+    client = await connect_client(server, visitor.token)
+    assert (await client.subscribe(conversation))["type"] == "subscribed"
+
+    async with unit_of_work(server.runtime) as uow:
+        row = await uow.session.get(ChatVisitor, visitor.id)
+        assert row is not None
+        row.revoked_at = uow.now()
+    await client.send(
+        {
+            "type": "send",
+            "conversation_id": str(conversation),
+            "client_message_id": "after-revoke",
+            "body": "still here?",
+        }
+    )
+
+    assert await close_code(client.ws) == 4003
+    async with server.runtime.sessionmaker() as session:
+        stored = await session.scalar(sa.select(sa.func.count()).select_from(ConversationMessage))
+    assert stored == 0
 
 
 async def test_visitor_sees_only_own_messages(server: Server) -> None:
@@ -942,3 +969,20 @@ async def test_slow_consumer_closed_by_presence(server: Server) -> None:
     await busy.send({"type": "ping"})
     assert await busy.frame("pong")
     await busy.close()
+
+
+# Brokers
+
+
+async def test_ephemeral_messages_bounded() -> None:
+    broker = MemoryBroker()
+    received: list[dict[str, Any]] = []
+    broker.subscribe_ephemeral(received.append)
+
+    await broker.publish_ephemeral({"kind": "typing", "name": "Camille"})
+    with pytest.raises(EphemeralTooLarge):
+        await broker.publish_ephemeral({"kind": "typing", "name": "x" * MAX_EPHEMERAL_BYTES})
+    broker.unsubscribe_ephemeral(received.append)
+    await broker.publish_ephemeral({"kind": "typing", "name": "after"})
+
+    assert received == [{"kind": "typing", "name": "Camille"}]

@@ -181,7 +181,9 @@ class Connection:
         self.finished = asyncio.Event()
         # Events carry their position; typing and presence frames carry None.
         self._queue: asyncio.Queue[tuple[int | None, str]] = asyncio.Queue(maxsize=queue_size)
-        self._pending_live: list[tuple[int, str]] | None = []
+        # (position, frame, conversation id of a visitor event whose visibility is decided
+        # at go_live) for events offered before the replay was read.
+        self._pending_live: list[tuple[int, str, uuid.UUID | None]] | None = []
         self._send_lock = asyncio.Lock()
 
     @property
@@ -210,12 +212,24 @@ class Connection:
             log.warning("realtime.slow_consumer", connection_id=self.id, ephemeral=True)
             self.request_close(CloseCode.SLOW_CONSUMER, "send queue full")
 
-    def offer(self, position: int, text: str) -> None:
-        """Queue an event for sending; a full queue closes the connection as a slow consumer."""
+    @property
+    def awaiting_replay(self) -> bool:
+        """Whether ``go_live`` has not run yet."""
+        return self._pending_live is not None
+
+    def offer(
+        self, position: int, text: str, *, visitor_conversation: uuid.UUID | None = None
+    ) -> None:
+        """Queue an event for sending; a full queue closes the connection as a slow consumer.
+
+        Before ``go_live`` the gateway may offer a visitor event with ``visitor_conversation``
+        because the visitor's conversations are still being read. It is kept only if that
+        conversation is the visitor's by then.
+        """
         if self.closing.is_set() or position <= self.last_sent:
             return
         if self._pending_live is not None:
-            self._pending_live.append((position, text))
+            self._pending_live.append((position, text, visitor_conversation))
             return
         try:
             self._queue.put_nowait((position, text))
@@ -227,8 +241,9 @@ class Connection:
         """Skip live events up to ``caught_up_to`` (sent by the replay) and queue the rest."""
         self.last_sent = caught_up_to
         pending, self._pending_live = self._pending_live or [], None
-        for position, text in pending:
-            self.offer(position, text)
+        for position, text, visitor_conversation in pending:
+            if visitor_conversation is None or visitor_conversation in self.visitor_conversations:
+                self.offer(position, text)
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask ``run`` to end; the first request's code wins."""

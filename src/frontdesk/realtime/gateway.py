@@ -179,6 +179,14 @@ class Gateway:
                     # runs. One pass of the event loop separates a burst from a slow consumer.
                     await asyncio.sleep(0)
                 connection.offer(event.position, text)
+            elif (
+                connection.is_visitor
+                and connection.awaiting_replay
+                and event.audience == "visitor"
+                and event.conversation_id is not None
+            ):
+                # The visitor's conversations are still being read: go_live decides.
+                connection.offer(event.position, text, visitor_conversation=event.conversation_id)
 
     def _apply_internal(self, event: Event) -> None:
         data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
