@@ -1212,9 +1212,115 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ("GET", "/api/v1/storage/objects/{object_id}/scan"): RouteCases(
         access="agent", ok=ok(200), invalid=id_errors("object_id")
     ),
+    # --- Website chat: settings and the public visitor API ------------------------------------
+    ("GET", "/api/v1/chat/settings"): RouteCases(access="agent", ok=ok(200)),
+    ("PUT", "/api/v1/chat/settings"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"theme": {"title": "Ask the studio"}, "allowed_origins": [ORIGIN]}),
+        invalid=(
+            bad(422, "theme.title", body={"theme": {"title": "x" * 81}}),
+            bad(422, "theme.greeting", body={"theme": {"greeting": "x" * 501}}),
+            bad(422, "theme.color", body={"theme": {"color": "blue"}}),
+            bad(422, "theme.position", body={"theme": {"position": "top"}}),
+            bad(422, "allowed_origins.0", body={"allowed_origins": [f"{ORIGIN}/contact"]}),
+            bad(422, "enabled", body={"enabled": "maybe"}),
+            bad(422, "colour", body={"colour": "#000000"}),
+        ),
+    ),
+    ("POST", "/api/v1/chat/settings/rotate-key"): RouteCases(access="admin", ok=ok(200)),
+    ("GET", "/chat/{public_key}/config"): RouteCases(
+        access="public",
+        ok=ok(200, caller="anonymous", headers={"Origin": ORIGIN}),
+        invalid=(
+            bad(
+                403,
+                "allowed_origins",
+                caller="anonymous",
+                headers={"Origin": "https://other.example"},
+            ),
+        ),
+    ),
+    ("POST", "/chat/{public_key}/visitors"): RouteCases(
+        access="public",
+        ok=ok(201, caller="anonymous", body={"name": "Camille", "email": "camille@example.org"}),
+        invalid=(
+            bad(422, "email", caller="anonymous", body={"email": "not-an-email"}),
+            bad(422, "name", caller="anonymous", body={"name": "x" * 201}),
+            bad(422, "nickname", caller="anonymous", body={"nickname": "Cam"}),
+            bad(
+                403,
+                "allowed_origins",
+                caller="anonymous",
+                body={"name": "Camille"},
+                headers={"Origin": "https://other.example"},
+            ),
+        ),
+    ),
+    **{
+        ("OPTIONS", f"/chat/{{public_key}}{path}"): RouteCases(
+            access="public",
+            ok=ok(
+                204,
+                caller="anonymous",
+                headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+            ),
+            invalid=(
+                bad(
+                    403,
+                    "allowed_origins",
+                    caller="anonymous",
+                    headers={
+                        "Origin": "https://other.example",
+                        "Access-Control-Request-Method": "POST",
+                    },
+                ),
+                Case(
+                    status=403,
+                    code="method_not_allowed",
+                    caller="anonymous",
+                    headers={"Origin": ORIGIN, "Access-Control-Request-Method": "DELETE"},
+                ),
+            ),
+        )
+        for path in (
+            "/config",
+            "/visitors",
+            "/visitor",
+            "/conversations",
+            "/uploads",
+            "/conversations/{conversation_id}/messages",
+            "/conversations/{conversation_id}/read",
+            "/conversations/{conversation_id}/attachments/{object_id}",
+            "/conversations/{conversation_id}/attachments/{object_id}/preview",
+        )
+    },
 }
 
+_VISITOR_TOKEN_ROUTE = (
+    "chat visitor route that needs a visitor token in the Authorization header, which the "
+    "matrix's callers (staff and anonymous) do not carry; tests/test_chat_visitor_api.py "
+    "covers its 401, 403, 404 (other visitors and workspaces), 422 and 429 cases"
+)
+
 EXCLUDED: dict[tuple[str, str], str] = {
+    **{
+        route: _VISITOR_TOKEN_ROUTE
+        for route in (
+            ("GET", "/chat/{public_key}/visitor"),
+            ("PATCH", "/chat/{public_key}/visitor"),
+            ("POST", "/chat/{public_key}/conversations"),
+            ("GET", "/chat/{public_key}/conversations"),
+            ("GET", "/chat/{public_key}/conversations/{conversation_id}/messages"),
+            ("POST", "/chat/{public_key}/conversations/{conversation_id}/messages"),
+            ("POST", "/chat/{public_key}/conversations/{conversation_id}/read"),
+            ("POST", "/chat/{public_key}/uploads"),
+            ("GET", "/chat/{public_key}/conversations/{conversation_id}/attachments/{object_id}"),
+            (
+                "GET",
+                "/chat/{public_key}/conversations/{conversation_id}/attachments/{object_id}/preview",
+            ),
+        )
+    },
     ("GET", "/api/v1/openapi.json"): "generated API description; tests/test_http.py reads it",
     ("GET", "/docs"): "Swagger UI page; tests/test_http.py loads it",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper page with no input",

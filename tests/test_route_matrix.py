@@ -613,6 +613,15 @@ async def _canned(world: World, team: Team, body: str) -> Any:
     )
 
 
+async def _public_key(world: World, team: Team, caller: Person | None) -> str:
+    """Return the team's website chat key, with ORIGIN as the only allowed origin."""
+    response = await world.client.put(
+        "/api/v1/chat/settings", headers=team.owner.headers, json={"allowed_origins": [ORIGIN]}
+    )
+    assert response.status_code == 200, f"setup PUT chat settings: {response.text}"
+    return str(response.json()["public_key"])
+
+
 async def _canned_response_id(world: World, team: Team, caller: Person | None) -> str:
     return str((await _canned(world, team, "Hello {{ contact.name }}"))["id"])
 
@@ -654,6 +663,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "conversation_id": _conversation_id,
     "message_id": _message_id,
     "canned_response_id": _canned_response_id,
+    "public_key": _public_key,
 }
 # Values that must differ on every use, such as the address of a new account.
 UNIQUE_VALUES = {"new_email", "bucket_name"}

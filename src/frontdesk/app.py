@@ -16,6 +16,8 @@ from frontdesk.contacts.routes import router as contacts_router
 from frontdesk.conversations.canned_routes import router as canned_responses_router
 from frontdesk.conversations.routes import enquiry_router as enquiry_conversation_router
 from frontdesk.conversations.routes import router as conversations_router
+from frontdesk.conversations.settings_routes import router as chat_settings_router
+from frontdesk.conversations.visitor_routes import router as chat_visitor_router
 from frontdesk.core.clock import Clock
 from frontdesk.core.errors import install_error_handlers
 from frontdesk.core.health import router as health_router
@@ -118,9 +120,11 @@ def create_app(
         email_mailbox_router,
         realtime_router,
         storage_router,
+        chat_settings_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
+    app.include_router(chat_visitor_router)
     app.include_router(email_public_router)
     app.include_router(storage_public_router)
     app.include_router(storage_links_router)

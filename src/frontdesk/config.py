@@ -164,6 +164,20 @@ class Settings(BaseSettings):
     clamd_timeout_seconds: float = 30.0
     preview_max_pixels: int = 40_000_000
 
+    chat_upload_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest file a chat visitor may upload."
+    )
+    chat_email_fallback_delay_seconds: int = Field(
+        default=120,
+        ge=0,
+        description="Seconds after a staff reply before it is emailed to a visitor who has "
+        "not read it.",
+    )
+    chat_visitors_per_ip_per_hour: int = Field(default=20, ge=1)
+    chat_writes_per_visitor_per_minute: int = Field(default=60, ge=1)
+    chat_writes_per_ip_per_minute: int = Field(default=300, ge=1)
+    chat_uploads_per_visitor_per_hour: int = Field(default=30, ge=1)
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
 

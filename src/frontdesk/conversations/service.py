@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 
 from frontdesk.auth.models import User
 from frontdesk.conversations import search as message_search
+from frontdesk.conversations.fallback import schedule_email_fallback
 from frontdesk.conversations.formatting import MAX_BODY_CHARS, render_markdown
 from frontdesk.conversations.models import (
     ChatVisitor,
@@ -386,6 +387,8 @@ async def post_message(
         if kind == "message":
             _advance(participant, seq, now)
     record_message_event(uow, conversation, message, "conversation.message.created")
+    if author.type == "member" and kind == "message" and conversation.channel == "chat":
+        await schedule_email_fallback(uow, conversation, message)
     return message, True
 
 

@@ -41,6 +41,7 @@ def _is_trusted(address: str, networks: list[IPv4Network | IPv6Network]) -> bool
 
 _FORM_PATH = re.compile(r"^/f/[^/]+$")
 _FORM_UPLOAD_PATH = re.compile(r"^/f/[^/]+/uploads$")
+_CHAT_UPLOAD_PATH = re.compile(r"^/chat/[^/]+/uploads$")
 
 
 def _is_streamed_upload(scope: Scope) -> bool:
@@ -55,7 +56,8 @@ def _is_streamed_upload(scope: Scope) -> bool:
         path.startswith("/webhooks/email/") and path.endswith("/inbound")
     ):
         return True
-    return _FORM_UPLOAD_PATH.match(path) is not None
+    # Form and chat uploads, limited by their routes.
+    return _FORM_UPLOAD_PATH.match(path) is not None or _CHAT_UPLOAD_PATH.match(path) is not None
 
 
 def _is_multipart_form_post(scope: Scope, headers: dict[bytes, bytes]) -> bool:
