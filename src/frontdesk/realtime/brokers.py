@@ -2,8 +2,8 @@
 
 A broker carries two kinds of messages. Wake-up signals hold the highest sequenced position;
 the events themselves are read from the events table, which keeps one order for every
-process. Ephemeral messages are small JSON objects (typing and presence) that are delivered
-at most once to the processes listening at that moment and never stored.
+process. Ephemeral messages are small JSON objects (typing and presence) that reach only the
+processes listening at that moment, are never stored and are not sent again when lost.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Live chat on the gateway: subscriptions, chat frames, typing and presence.
 
-The hub answers the chat frames of a connection (subscribe, unsubscribe, send, read, typing,
+The hub handles the chat frames of a connection (subscribe, unsubscribe, send, read, typing,
 presence) and moves typing and presence between processes as ephemeral broker messages.
 Messages and read positions are stored through the conversations service; their events then
 reach clients through the normal event delivery.
@@ -80,7 +80,7 @@ class ChatHub:
             asyncio.create_task(self._publish_loop(), name="frontdesk-realtime-publisher"),
             asyncio.create_task(self._tick_loop(), name="frontdesk-realtime-ticker"),
         ]
-        # Other processes answer with their presence, so this one starts with a full picture.
+        # Other processes reply with their presence, so this one starts with a full picture.
         self._publish({"kind": "presence_request"})
 
     async def stop(self) -> None:

@@ -1,6 +1,6 @@
 """Staff presence: online, away or offline per member, over every connection of every process.
 
-Each process knows the status of its own connections and tells the others through the
+Each process tracks the status of its own connections and tells the others through the
 broker: on every change, and again every ``interval`` seconds for every member it has
 connections of. A remote process's report is forgotten when it was not repeated within
 REMOTE_TIMEOUT_INTERVALS intervals, so a process that died stops counting.

@@ -41,10 +41,11 @@ def departure_reason(code: int) -> str:
 
 
 # Largest text frame accepted from a client, in bytes of UTF-8. The largest frame is a send
-# frame with a 10,000-character body. Sent as UTF-8 the way JSON.stringify writes it, one
-# character takes at most 6 bytes (the escape "\u0001" of a control character; any other
-# character is at most 4 bytes), so the body fits in 60,000 bytes and the other fields in the
-# rest. A client that escapes characters outside the BMP as surrogate pairs (12 bytes) may go over.
+# frame with a 10,000-character body. Written the way JSON.stringify writes it, one character
+# takes at most 6 bytes: the escape "\u0001" of a control character is the longest, and any
+# other character takes at most 4 bytes of UTF-8. So the body fits in 60,000 bytes and the
+# other fields in the rest. A client that escapes characters outside the BMP as surrogate pairs
+# (12 bytes) may go over.
 MAX_FRAME_BYTES = 64 * 1024
 # Invalid frames (malformed JSON, unknown type, binary) tolerated per connection; the next
 # one closes the connection with POLICY_VIOLATION.

@@ -18,7 +18,7 @@ _MAX_POSITION_DIGITS = 19
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who a connection is, as far as event visibility goes.
+    """The identity of a connection, as far as event visibility goes.
 
     Staff have ``user_id``. A visitor has ``visitor_id`` and ``conversation_ids``, the
     visitor's conversations, which the gateway grows as conversations are created.

@@ -1,4 +1,4 @@
-"""Who is typing in which conversation, on this process and on the others.
+"""Typing states per conversation, from this process and from the others.
 
 Typing signals are ephemeral: they travel through the broker and are never stored. Each
 process keeps the typing states it has seen, local or remote, with their expiry, so that a
