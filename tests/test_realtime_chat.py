@@ -823,6 +823,46 @@ async def test_typing_throttled(server: Server) -> None:
     await client.close()
 
 
+async def test_note_typing_hidden_from_visitor(server: Server) -> None:
+    runtime = server.runtime
+    member = await add_member(runtime)
+    colleague = await add_member(runtime, workspace_id=member.workspace_id)
+    visitor = await add_visitor(runtime, member.workspace_id)
+    conversation = await start_conversation(runtime, member.workspace_id, visitor.id)
+    staff = await connect_client(server, member.token)
+    other = await connect_client(server, colleague.token)
+    client = await connect_client(server, visitor.token)
+    for each in (staff, other, client):
+        await each.subscribe(conversation)
+    typing = {"type": "typing", "conversation_id": str(conversation)}
+
+    await staff.send({**typing, "state": "start", "kind": "note"})
+    note_typing = await other.frame("typing")
+    late_visitor = await connect_client(server, visitor.token)
+    visitor_view = await late_visitor.subscribe(conversation)
+    staff_view = await other.subscribe(conversation)
+    await client.no_frame(lambda f: f.get("type") == "typing")
+    # Switching to a message is forwarded at once, inside the throttle interval.
+    await staff.send({**typing, "state": "start"})
+    message_typing = await client.frame("typing")
+    switched = await other.frame("typing", state="stop")
+    await client.send({**typing, "state": "start", "kind": "note"})
+    visitor_note = await client.frame("error")
+
+    assert note_typing["kind"] == "note"
+    assert note_typing["state"] == "start"
+    assert visitor_view["typing"] == []
+    assert staff_view["typing"] == [
+        {"type": "member", "id": str(member.user_id), "name": "Test Member"}
+    ]
+    assert message_typing["state"] == "start"
+    assert "kind" not in message_typing
+    assert switched["kind"] == "note"
+    assert (visitor_note["code"], visitor_note["field"]) == ("invalid_kind", "kind")
+    for each in (staff, other, client, late_visitor):
+        await each.close()
+
+
 async def test_typing_needs_subscription(server: Server) -> None:
     member = await add_member(server.runtime)
     conversation = await start_conversation(server.runtime, member.workspace_id)

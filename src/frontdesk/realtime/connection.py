@@ -158,8 +158,9 @@ class Connection:
         self.subscriptions: set[uuid.UUID] = set()
         # Loop time of the last typing start forwarded, per conversation, for throttling.
         self.typing_since: dict[uuid.UUID, float] = {}
-        # Conversations where this connection's last typing frame was a start.
-        self.typing_active: set[uuid.UUID] = set()
+        # Conversations where this connection's last typing frame was a start, each with
+        # whether that start was for an internal note.
+        self.typing_active: dict[uuid.UUID, bool] = {}
         self.presence_status = "online"
         # Set once the presence snapshot was queued; presence changes are sent from then on.
         self.receives_presence = False

@@ -170,15 +170,19 @@ class ChatHub:
         state["typing"] = [
             participant_for(participant, visitor_viewer=connection.is_visitor)
             for participant in self.typing.typing_now(
-                conversation_id, self.now(), exclude=connection.id
+                conversation_id,
+                self.now(),
+                exclude=connection.id,
+                include_notes=not connection.is_visitor,
             )
         ]
         await connection.send_text(encode(state))
 
     def _leave(self, connection: Connection, conversation_id: uuid.UUID) -> None:
         if self._is_typing(connection, conversation_id):
-            self._typing_changed(connection, conversation_id, "stop")
-        connection.typing_active.discard(conversation_id)
+            note = connection.typing_active[conversation_id]
+            self._typing_changed(connection, conversation_id, "stop", note=note)
+        connection.typing_active.pop(conversation_id, None)
         connection.typing_since.pop(conversation_id, None)
         connection.subscriptions.discard(conversation_id)
         subscribers = self._subscribers.get(conversation_id)
@@ -202,8 +206,8 @@ class ChatHub:
         reply = await chat.send_message(self.runtime, connection, frame)
         # A sent message ends the typing that led to it.
         if self._is_typing(connection, frame.conversation_id):
-            connection.typing_active.discard(frame.conversation_id)
-            self._typing_changed(connection, frame.conversation_id, "stop")
+            note = connection.typing_active.pop(frame.conversation_id)
+            self._typing_changed(connection, frame.conversation_id, "stop", note=note)
         await connection.send_text(reply)
 
     async def _set_presence(self, connection: Connection, frame: PresenceFrame) -> None:
@@ -231,17 +235,33 @@ class ChatHub:
                 )
             )
             return
+        if frame.note and connection.is_visitor:
+            await connection.send_text(
+                error_frame(
+                    "invalid_kind",
+                    "Only members write internal notes.",
+                    field="kind",
+                    conversation_id=str(conversation_id),
+                )
+            )
+            return
         now = self.now()
+        typing = self._is_typing(connection, conversation_id)
         if frame.state == "start":
+            was_note = connection.typing_active.get(conversation_id) if typing else None
             last = connection.typing_since.get(conversation_id)
-            if last is not None and now - last < TYPING_THROTTLE_SECONDS:
+            if was_note is not None and was_note != frame.note:
+                # Switching between a message and a note: the earlier audience gets a stop, and
+                # the new start goes out at once.
+                self._typing_changed(connection, conversation_id, "stop", note=was_note)
+            elif last is not None and now - last < TYPING_THROTTLE_SECONDS:
                 return
             connection.typing_since[conversation_id] = now
-            connection.typing_active.add(conversation_id)
-            self._typing_changed(connection, conversation_id, "start")
-        elif self._is_typing(connection, conversation_id):
-            connection.typing_active.discard(conversation_id)
-            self._typing_changed(connection, conversation_id, "stop")
+            connection.typing_active[conversation_id] = frame.note
+            self._typing_changed(connection, conversation_id, "start", note=frame.note)
+        elif typing:
+            note = connection.typing_active.pop(conversation_id)
+            self._typing_changed(connection, conversation_id, "stop", note=note)
 
     def _is_typing(self, connection: Connection, conversation_id: uuid.UUID) -> bool:
         """Tell whether the connection's last start in the conversation is still shown."""
@@ -251,10 +271,12 @@ class ChatHub:
         return started is not None and self.now() - started < TYPING_EXPIRES_SECONDS
 
     def _typing_changed(
-        self, connection: Connection, conversation_id: uuid.UUID, state: str
+        self, connection: Connection, conversation_id: uuid.UUID, state: str, *, note: bool
     ) -> None:
         participant = typing_participant(connection)
-        self._apply_typing(conversation_id, connection.id, participant, state, exclude=connection)
+        self._apply_typing(
+            conversation_id, connection.id, participant, state, note=note, exclude=connection
+        )
         self._publish(
             {
                 "kind": "typing",
@@ -262,6 +284,7 @@ class ChatHub:
                 "connection_id": connection.id,
                 "participant": participant,
                 "state": state,
+                "note": note,
             }
         )
 
@@ -272,17 +295,20 @@ class ChatHub:
         participant: dict[str, Any],
         state: str,
         *,
+        note: bool,
         exclude: Connection | None = None,
     ) -> None:
-        """Record a typing change and send it to this process's subscribers."""
+        """Record a typing change and send it to this process's subscribers.
+
+        Typing a note goes to staff subscribers only.
+        """
         if state == "start":
-            self.typing.start(
-                conversation_id, connection_id, participant, self.now() + TYPING_EXPIRES_SECONDS
-            )
+            expires_at = self.now() + TYPING_EXPIRES_SECONDS
+            self.typing.start(conversation_id, connection_id, participant, expires_at, note=note)
         else:
             self.typing.stop(conversation_id, connection_id)
         for subscriber in list(self._subscribers.get(conversation_id, ())):
-            if subscriber is exclude:
+            if subscriber is exclude or (note and subscriber.is_visitor):
                 continue
             subscriber.offer_ephemeral(
                 typing_frame(
@@ -291,6 +317,7 @@ class ChatHub:
                     participant,
                     expires_in=TYPING_EXPIRES_SECONDS,
                     visitor_viewer=subscriber.is_visitor,
+                    note=note,
                 )
             )
 
@@ -363,7 +390,8 @@ class ChatHub:
             return
         if state not in ("start", "stop"):
             return
-        self._apply_typing(conversation_id, connection_id, participant, state)
+        note = message.get("note") is True
+        self._apply_typing(conversation_id, connection_id, participant, state, note=note)
 
 
 def typing_participant(connection: Connection) -> dict[str, Any]:

@@ -135,6 +135,8 @@ class SendFrame:
 class TypingFrame:
     conversation_id: uuid.UUID
     state: Literal["start", "stop"]
+    # Typing an internal note: only staff see it.
+    note: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,10 @@ def parse_client_frame(text: str) -> ClientFrame | FrameError:
         state = frame.get("state")
         if state not in ("start", "stop"):
             return FrameError("invalid_frame", 'state must be "start" or "stop".', "state")
-        return TypingFrame(conversation_id, state)
+        typing_kind = frame.get("kind", "message")
+        if typing_kind not in ("message", "note"):
+            return FrameError("invalid_frame", 'kind must be "message" or "note".', "kind")
+        return TypingFrame(conversation_id, state, note=typing_kind == "note")
     if kind == "read":
         seq = frame.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:

@@ -21,6 +21,8 @@ class TypingState:
     participant: dict[str, Any]
     # Loop time after which the state is gone unless refreshed.
     expires_at: float
+    # Typing an internal note, which visitors do not see.
+    note: bool = False
 
 
 def participant_for(participant: dict[str, Any], *, visitor_viewer: bool) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def typing_frame(
     *,
     expires_in: float,
     visitor_viewer: bool,
+    note: bool = False,
 ) -> str:
     frame: dict[str, Any] = {
         "type": "typing",
@@ -44,6 +47,8 @@ def typing_frame(
         "state": state,
         "participant": participant_for(participant, visitor_viewer=visitor_viewer),
     }
+    if note:
+        frame["kind"] = "note"
     if state == "start":
         frame["expires_in"] = expires_in
     return encode(frame)
@@ -61,9 +66,11 @@ class TypingTracker:
         connection_id: str,
         participant: dict[str, Any],
         expires_at: float,
+        *,
+        note: bool = False,
     ) -> None:
         self._states.setdefault(conversation_id, {})[connection_id] = TypingState(
-            participant, expires_at
+            participant, expires_at, note
         )
 
     def stop(self, conversation_id: uuid.UUID, connection_id: str) -> None:
@@ -75,12 +82,19 @@ class TypingTracker:
             del self._states[conversation_id]
 
     def typing_now(
-        self, conversation_id: uuid.UUID, now: float, *, exclude: str | None = None
+        self,
+        conversation_id: uuid.UUID,
+        now: float,
+        *,
+        exclude: str | None = None,
+        include_notes: bool = True,
     ) -> list[dict[str, Any]]:
         """Return the participants typing in the conversation, each once."""
         seen: dict[tuple[object, object], dict[str, Any]] = {}
         for connection_id, state in self._states.get(conversation_id, {}).items():
             if state.expires_at <= now or connection_id == exclude:
+                continue
+            if state.note and not include_notes:
                 continue
             key = (state.participant.get("type"), state.participant.get("id"))
             seen.setdefault(key, state.participant)
