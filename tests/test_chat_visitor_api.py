@@ -19,7 +19,7 @@ from conftest import run_jobs
 from factories import Staff, count_rows, owner
 from frontdesk.contacts.models import Contact
 from frontdesk.conversations import service
-from frontdesk.conversations.chat_service import UNSENT_UPLOAD_LIFETIME, discard_unsent_uploads
+from frontdesk.conversations.chat_uploads import UNSENT_UPLOAD_LIFETIME, discard_unsent_uploads
 from frontdesk.conversations.models import (
     ChatVisitor,
     Conversation,

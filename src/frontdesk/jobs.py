@@ -1,7 +1,7 @@
 """Import every domain's job handlers so that workers know them all."""
 
 from frontdesk.auth import jobs as auth_jobs  # noqa: F401
-from frontdesk.conversations import chat_service as chat_uploads  # noqa: F401
+from frontdesk.conversations import chat_uploads  # noqa: F401
 from frontdesk.conversations import fallback as chat_fallback  # noqa: F401
 from frontdesk.conversations import jobs as conversation_jobs  # noqa: F401
 from frontdesk.core import maintenance  # noqa: F401

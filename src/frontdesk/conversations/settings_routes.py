@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
-from frontdesk.conversations import chat_service
+from frontdesk.conversations import chat_settings
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
 
@@ -53,20 +53,20 @@ class ChatSettingsUpdate(BaseModel):
 
 
 def _view(settings: Any) -> ChatSettingsOut:
-    return ChatSettingsOut.model_validate(chat_service.settings_dict(settings))
+    return ChatSettingsOut.model_validate(chat_settings.settings_dict(settings))
 
 
 @router.get("", response_model=ChatSettingsOut, responses=_ERRORS)
 async def get_settings(uow: UowDep, actor: AgentDep) -> ChatSettingsOut:
     """Return the website chat settings, created with a new public key on first use."""
-    settings = await chat_service.get_or_create_settings(uow, actor.workspace_id)
+    settings = await chat_settings.get_or_create_settings(uow, actor.workspace_id)
     return _view(settings)
 
 
 @router.put("", response_model=ChatSettingsOut, responses=_ERRORS)
 async def put_settings(uow: UowDep, actor: AdminDep, body: ChatSettingsUpdate) -> ChatSettingsOut:
     """Change whether the chat is on, its look and the sites allowed to use it."""
-    settings = await chat_service.update_settings(
+    settings = await chat_settings.update_settings(
         uow,
         actor.workspace_id,
         enabled=body.enabled,
@@ -79,5 +79,5 @@ async def put_settings(uow: UowDep, actor: AdminDep, body: ChatSettingsUpdate) -
 @router.post("/rotate-key", response_model=ChatSettingsOut, responses=_ERRORS)
 async def rotate_key(uow: UowDep, actor: AdminDep) -> ChatSettingsOut:
     """Replace the public key; widgets embedded with the old key stop working at once."""
-    settings = await chat_service.rotate_public_key(uow, actor.workspace_id)
+    settings = await chat_settings.rotate_public_key(uow, actor.workspace_id)
     return _view(settings)

@@ -10,31 +10,27 @@ config and visitor creation, requests carry the visitor token as
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from frontdesk.conversations import chat_service, service
+from frontdesk.conversations import chat_service, chat_settings, chat_uploads, service
 from frontdesk.conversations.attachments import attachment_dict
-from frontdesk.conversations.models import ChatSettings, ChatVisitor
-from frontdesk.core.api import ClientIpDep, UowDep
-from frontdesk.core.errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    Problem,
-    ProblemError,
-    ValidationFailed,
+from frontdesk.conversations.visitor_access import (
+    ChatCorsRoute,
+    ChatDep,
+    EnabledChatDep,
+    PublicKeyPath,
+    VisitorDep,
+    limit_writes,
+    preflight_response,
 )
+from frontdesk.core.api import ClientIpDep, UowDep
+from frontdesk.core.errors import BadRequest, NotFound, Problem, ValidationFailed
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.storage import previews, scanning
@@ -45,54 +41,9 @@ from frontdesk.storage.sniffing import UnsupportedMediaType
 log = structlog.get_logger()
 
 PREFIX = "/chat/{public_key}"
-ALLOWED_METHODS = "GET, POST, PATCH"
-ALLOWED_HEADERS = "Authorization, Content-Type"
 MAX_HISTORY_PAGE = 100
 
-
-class ChatCorsRoute(APIRoute):
-    """A route whose responses, errors included, carry the CORS headers of its chat.
-
-    The ``chat_settings`` dependency stores the headers on ``request.state`` once it has
-    checked the request's Origin, so a browser script can read the response, problems too.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except ProblemError as exc:
-                # Raised again, so that the request's transaction still rolls back.
-                exc.headers.update(_cors_headers(request))
-                raise
-            except StarletteHTTPException as exc:
-                exc.headers = {**(exc.headers or {}), **_cors_headers(request)}
-                raise
-            except RequestValidationError as exc:
-                # Request validation fails before the endpoint runs, so nothing is written
-                # and the problem can be rendered here, where the headers are known.
-                response = await request.app.exception_handlers[RequestValidationError](
-                    request, exc
-                )
-            response.headers.update(_cors_headers(request))
-            return response
-
-        return handle
-
-
-def _cors_headers(request: Request) -> dict[str, str]:
-    headers: dict[str, str] = getattr(request.state, "chat_cors", {"Vary": "Origin"})
-    return headers
-
-
 router = APIRouter(prefix=PREFIX, tags=["chat visitors"], route_class=ChatCorsRoute)
-
-PublicKeyPath = Annotated[
-    str, Path(max_length=64, description="The chat's public key, from the chat settings.")
-]
-_bearer = HTTPBearer(auto_error=False, description="Visitor token from POST /chat/{key}/visitors")
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing, invalid or revoked visitor token."},
@@ -104,95 +55,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": Problem, "description": "Invalid input; `errors` names the field."},
     429: {"model": Problem, "description": "Too many requests; see Retry-After."},
 }
-
-
-# --- Origins, token and limits ----------------------------------------------------------------
-
-
-def _own_origin(uow: UnitOfWork) -> str | None:
-    try:
-        return chat_service.normalize_origin(uow.settings.resolved_public_url)
-    except ValueError:
-        return None
-
-
-def origin_allowed(uow: UnitOfWork, settings: ChatSettings, origin: str) -> bool:
-    if not settings.allowed_origins:
-        return True
-    try:
-        normalized = chat_service.normalize_origin(origin)
-    except ValueError:
-        return False
-    return normalized in settings.allowed_origins or normalized == _own_origin(uow)
-
-
-def _origin_rejected() -> Forbidden:
-    return Forbidden(
-        "This site may not use this chat; an admin can add its origin to the chat settings' "
-        "allowed_origins.",
-        code="origin_not_allowed",
-    )
-
-
-async def _load_settings(uow: UnitOfWork, public_key: str) -> ChatSettings:
-    settings = await chat_service.find_settings_by_key(uow, public_key)
-    if settings is None:
-        raise NotFound(
-            "No website chat has this key; check the key in the widget's data-workspace attribute.",
-            code="chat_not_found",
-        )
-    return settings
-
-
-async def chat_settings(public_key: PublicKeyPath, request: Request, uow: UowDep) -> ChatSettings:
-    """Load the chat of the key and check the browser's Origin against it."""
-    settings = await _load_settings(uow, public_key)
-    origin = request.headers.get("origin")
-    if origin is not None:
-        if not origin_allowed(uow, settings, origin):
-            raise _origin_rejected()
-        request.state.chat_cors = {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Expose-Headers": "Retry-After",
-            "Vary": "Origin",
-        }
-    return settings
-
-
-async def enabled_chat(
-    settings: Annotated[ChatSettings, Depends(chat_settings)],
-) -> ChatSettings:
-    chat_service.ensure_enabled(settings)
-    return settings
-
-
-ChatDep = Annotated[ChatSettings, Depends(chat_settings)]
-EnabledChatDep = Annotated[ChatSettings, Depends(enabled_chat)]
-
-
-async def current_visitor(
-    settings: EnabledChatDep,
-    uow: UowDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ChatVisitor:
-    token = credentials.credentials if credentials is not None else None
-    if credentials is not None and credentials.scheme.lower() != "bearer":
-        token = None
-    return await chat_service.authenticate_visitor(uow, settings, token)
-
-
-VisitorDep = Annotated[ChatVisitor, Depends(current_visitor)]
-
-
-async def limit_writes(uow: UnitOfWork, visitor: ChatVisitor, ip: str) -> None:
-    settings = uow.settings
-    await uow.rt.limiter.check(
-        (
-            Limit("chat_write_visitor", settings.chat_writes_per_visitor_per_minute, 60),
-            str(visitor.id),
-        ),
-        (Limit("chat_write_ip", settings.chat_writes_per_ip_per_minute, 60), ip),
-    )
 
 
 # --- Schemas ----------------------------------------------------------------------------------
@@ -299,7 +161,7 @@ def staff_online(request: Request, workspace_id: uuid.UUID) -> bool:
 @router.get("/config", response_model=ChatConfigOut, responses=_ERRORS)
 async def get_config(settings: ChatDep, request: Request) -> ChatConfigOut:
     """Return what the widget shows before the visitor writes. No token is needed."""
-    theme = chat_service.theme_of(settings)
+    theme = chat_settings.theme_of(settings)
     return ChatConfigOut(
         enabled=settings.enabled,
         title=theme["title"],
@@ -520,13 +382,14 @@ async def upload_file(
     await limit_writes(uow, visitor, ip)
     claimed = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
-        stored = await chat_service.store_visitor_upload(
+        stored = await chat_uploads.store_visitor_upload(
             uow, visitor, file_name=filename, claimed_type=claimed, chunks=request.stream()
         )
     except ClientDisconnect as exc:
         raise BadRequest(
             "The client disconnected during the upload.", code="upload_aborted"
         ) from exc
+    chat_service.touch_visitor(uow, visitor)
     status = await scanning.scan_status(uow, stored.id)
     return UploadOut(
         **attachment_dict(stored),
@@ -553,7 +416,7 @@ async def download_attachment(
 ) -> Response:
     """Download a file shown in the visitor's conversation, with Range and If-None-Match."""
     conversation = await chat_service.get_visitor_conversation(uow, visitor, conversation_id)
-    stored = await chat_service.visitor_attachment(uow, visitor, conversation, object_id)
+    stored = await chat_uploads.visitor_attachment(uow, visitor, conversation, object_id)
     return await object_response(uow.rt.storage, stored, request.headers)
 
 
@@ -580,7 +443,7 @@ async def preview_attachment(
 ) -> Response:
     """Return a thumbnail of an image in the conversation, fitting in width x height."""
     conversation = await chat_service.get_visitor_conversation(uow, visitor, conversation_id)
-    stored = await chat_service.visitor_attachment(uow, visitor, conversation, object_id)
+    stored = await chat_uploads.visitor_attachment(uow, visitor, conversation, object_id)
     if stored.content_type not in previews.PREVIEW_SOURCE_TYPES:
         raise UnsupportedMediaType(
             f"The file is {stored.content_type}; previews exist only for PNG, JPEG, GIF and "
@@ -618,32 +481,6 @@ async def preview_attachment(
 # --- CORS preflight ---------------------------------------------------------------------------
 
 
-async def _preflight(uow: UnitOfWork, request: Request, public_key: str) -> Response:
-    """Respond to a CORS preflight. It succeeds for allowed origins even when the chat is off,
-    so the widget can read the chat_disabled problem."""
-    settings = await _load_settings(uow, public_key)
-    origin = request.headers.get("origin")
-    if origin is None or not origin_allowed(uow, settings, origin):
-        raise _origin_rejected()
-    method = request.headers.get("access-control-request-method", "").upper()
-    if method not in ("GET", "POST", "PATCH"):
-        raise Forbidden(
-            f"The chat accepts {ALLOWED_METHODS}; {method or 'no method'} is not allowed.",
-            code="method_not_allowed",
-        )
-    return Response(
-        status_code=204,
-        headers={
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": ALLOWED_METHODS,
-            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-            "Access-Control-Expose-Headers": "Retry-After",
-            "Access-Control-Max-Age": "600",
-            "Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
-        },
-    )
-
-
 @router.options("/config", status_code=204, response_class=Response)
 @router.options("/visitors", status_code=204, response_class=Response)
 @router.options("/visitor", status_code=204, response_class=Response)
@@ -651,7 +488,7 @@ async def _preflight(uow: UnitOfWork, request: Request, public_key: str) -> Resp
 @router.options("/uploads", status_code=204, response_class=Response)
 async def preflight(public_key: PublicKeyPath, request: Request, uow: UowDep) -> Response:
     """Respond to the browser's CORS preflight for the chat's origins."""
-    return await _preflight(uow, request, public_key)
+    return await preflight_response(uow, request, public_key)
 
 
 @router.options(
@@ -662,7 +499,7 @@ async def preflight_conversation(
     public_key: PublicKeyPath, conversation_id: str, request: Request, uow: UowDep
 ) -> Response:
     """Respond to the CORS preflight. The request itself checks the conversation."""
-    return await _preflight(uow, request, public_key)
+    return await preflight_response(uow, request, public_key)
 
 
 @router.options(
@@ -683,4 +520,4 @@ async def preflight_attachment(
     uow: UowDep,
 ) -> Response:
     """Respond to the CORS preflight. The request itself checks the file."""
-    return await _preflight(uow, request, public_key)
+    return await preflight_response(uow, request, public_key)
