@@ -672,10 +672,22 @@ async def test_unsent_uploads_swept(
     conversation = await start(client, chat, visitor)
     sent = (await upload(client, chat, visitor, PDF, filename="sent.pdf")).json()
     unsent = (await upload(client, chat, visitor, PDF, filename="unsent.pdf")).json()
+    by_socket = (await upload(client, chat, visitor, PDF, filename="socket.pdf")).json()
     response = await send(
         client, chat, visitor, conversation["id"], attachments=[sent["object_id"]]
     )
     assert response.status_code == 201, response.text
+    # The realtime gateway posts through the service, which marks no upload as sent.
+    async with unit_of_work(runtime) as uow:
+        stored_conversation = await uow.session.get(Conversation, uuid.UUID(conversation["id"]))
+        assert stored_conversation is not None
+        socket_message, _ = await service.post_message(
+            uow,
+            stored_conversation,
+            author=service.Author(type="visitor", id=uuid.UUID(visitor.id)),
+            attachments=[{k: v for k, v in by_socket.items() if k != "status"}],
+        )
+        socket_message_id = str(socket_message.id)
 
     async with unit_of_work(runtime) as uow:
         assert await discard_unsent_uploads(uow, older_than=UNSENT_UPLOAD_LIFETIME) == 0
@@ -686,8 +698,13 @@ async def test_unsent_uploads_swept(
 
     assert await load(runtime, StoredObject, uuid.UUID(unsent["object_id"])) is None
     assert await load(runtime, StoredObject, uuid.UUID(sent["object_id"])) is not None
-    paths = [path async for path in runtime.storage.list_paths()]
-    assert paths == [f"{chat.staff.workspace_id}/{sent['object_id']}"]
+    kept = await load(runtime, StoredObject, uuid.UUID(by_socket["object_id"]))
+    assert kept.user_metadata["message_id"] == socket_message_id
+    workspace = chat.staff.workspace_id
+    paths = sorted([path async for path in runtime.storage.list_paths()])
+    assert paths == sorted(
+        [f"{workspace}/{sent['object_id']}", f"{workspace}/{by_socket['object_id']}"]
+    )
 
 
 async def test_upload_rejections_store_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import structlog
 
 from frontdesk.conversations.attachments import message_with_attachment
-from frontdesk.conversations.models import ChatVisitor, Conversation
+from frontdesk.conversations.models import ChatVisitor, Conversation, ConversationMessage
 from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.jobs import periodic
@@ -157,10 +157,38 @@ async def visitor_attachment(
     return stored
 
 
+async def _carrying_message(uow: UnitOfWork, stored: StoredObject) -> uuid.UUID | None:
+    """Find a message in the uploader's conversations that carries the object, if any.
+
+    Messages sent over the realtime gateway do not mark their uploads, so the sweep looks
+    for the object's id in the attachments of the uploader's conversations.
+    """
+    try:
+        visitor_id = uuid.UUID(str(stored.user_metadata.get("visitor_id")))
+    except ValueError:
+        return None
+    found: uuid.UUID | None = await uow.session.scalar(
+        sa.select(ConversationMessage.id)
+        .where(
+            ConversationMessage.conversation_id.in_(
+                sa.select(Conversation.id).where(
+                    Conversation.visitor_id == visitor_id,
+                    Conversation.workspace_id == stored.workspace_id,
+                )
+            ),
+            sa.cast(ConversationMessage.attachments, sa.Text).contains(str(stored.id)),
+        )
+        .order_by(ConversationMessage.seq)
+        .limit(1)
+    )
+    return found
+
+
 async def discard_unsent_uploads(uow: UnitOfWork, *, older_than: timedelta) -> int:
     """Delete visitor uploads older than ``older_than`` that no message carries; return how many.
 
-    NOTE: an upload that only a staff member attached, by its object id, counts as unsent.
+    Uploads found on a message of the uploader's conversations are marked with its id and
+    kept.
     """
     cutoff = uow.now() - older_than
     rows = (
@@ -175,11 +203,18 @@ async def discard_unsent_uploads(uow: UnitOfWork, *, older_than: timedelta) -> i
             .limit(500)
         )
     ).all()
+    discarded = 0
     for stored, bucket in rows:
+        message_id = await _carrying_message(uow, stored)
+        if message_id is not None:
+            stored.user_metadata = {**stored.user_metadata, "message_id": str(message_id)}
+            continue
         await storage.remove_object(uow, stored, bucket)
+        discarded += 1
+    await uow.session.flush()
     if rows:
-        log.info("chat.unsent_uploads_discarded", count=len(rows))
-    return len(rows)
+        log.info("chat.unsent_uploads_discarded", count=discarded, kept=len(rows) - discarded)
+    return discarded
 
 
 @periodic(SWEEP_JOB, every_seconds=3600)
