@@ -1126,7 +1126,7 @@ async def cross_processes(database_url: str, tmp_path: Path, **settings: str) ->
 
 
 # Short presence timings for the processes above, in seconds.
-PRESENCE_GRACE = 0.5
+PRESENCE_GRACE = 1.0
 PRESENCE_INTERVAL = 1.0
 
 

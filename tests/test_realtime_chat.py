@@ -901,7 +901,7 @@ async def test_unsubscribe_stops_typing(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "realtime_settings",
-    [{"realtime_presence_grace_seconds": 0.6, "realtime_presence_interval_seconds": 0.5}],
+    [{"realtime_presence_grace_seconds": 1.0, "realtime_presence_interval_seconds": 0.5}],
 )
 async def test_presence_with_grace(server: Server) -> None:
     runtime = server.runtime
@@ -923,7 +923,7 @@ async def test_presence_with_grace(server: Server) -> None:
     await asyncio.sleep(0.2)
     other = await connect_client(server, colleague.token)
     back = await staff.frame("presence", user_id=uid)
-    await staff.no_frame(lambda f: f.get("type") == "presence", wait=0.8)
+    await staff.no_frame(lambda f: f.get("type") == "presence", wait=1.2)
     await other.close()
     await staff.no_frame(lambda f: f.get("type") == "presence", wait=0.3)
     offline = await staff.frame("presence", user_id=uid, timeout=3)
