@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 
 from conftest import run_jobs
 from factories import Staff, count_rows, events_named, member, owner
@@ -262,8 +263,10 @@ async def test_list_newest_activity_first_with_cursor(
 
     seen: list[str] = []
     cursor = None
-    while True:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+    # Bounded, so that a cursor that repeats a page fails instead of looping.
+    for _ in range(20):
+        # One per page, so that the two created at the same instant fall on two pages.
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
         page = await _get(client, staff, API, **params)
         seen += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]
@@ -820,3 +823,37 @@ async def test_conversation_rows_match_api(client: httpx.AsyncClient, runtime: R
     assert row is not None
     assert row.workspace_id == staff.workspace_id
     assert row.subject == "Stored"
+
+
+async def test_list_and_search_query_counts_are_fixed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # The event publisher reads the events table after each commit; that is not the request.
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" not in statement:
+            statements.append(statement)
+
+    async def measure(path: str, **params: Any) -> int:
+        statements.clear()
+        event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            response = await client.get(path, params=params, headers=staff.headers)
+        finally:
+            event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
+        assert response.status_code == 200, response.text
+        return len(statements)
+
+    async def add(total: int) -> None:
+        for _ in range(total):
+            conversation = await _create(client, staff)
+            await _message(client, staff, conversation["id"], "estimate attached")
+
+    await add(2)
+    counts_with_two = (await measure(API), await measure(f"{API}/search", q="estimate"))
+    await add(6)
+    counts_with_eight = (await measure(API), await measure(f"{API}/search", q="estimate"))
+
+    assert counts_with_eight == counts_with_two

@@ -271,7 +271,8 @@ async def test_results_newest_first_with_cursor(
 
     bodies: list[str] = []
     cursor = None
-    while True:
+    # Bounded, so that a cursor that repeats a page fails instead of looping.
+    for _ in range(20):
         page = await _search(
             client, staff, "invoice", limit=2, **({"cursor": cursor} if cursor else {})
         )
