@@ -18,7 +18,7 @@ from clamd_server import clamd as clamd
 from conftest import run_jobs
 from factories import Staff, count_rows, owner
 from frontdesk.contacts.models import Contact
-from frontdesk.conversations import service
+from frontdesk.conversations import chat_settings, service
 from frontdesk.conversations.chat_uploads import UNSENT_UPLOAD_LIFETIME, discard_unsent_uploads
 from frontdesk.conversations.models import (
     ChatVisitor,
@@ -31,6 +31,11 @@ from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.runtime import Runtime
 from frontdesk.storage.models import Bucket, StoredObject
+from test_realtime import Server, add_member, realtime_settings, server
+from test_realtime_chat import connect_client
+
+# Fixtures imported from test_realtime; naming them here keeps linters from removing them.
+__all__ = ["realtime_settings", "server"]
 
 PROBLEM = "application/problem+json"
 SITE = "https://studio.example"
@@ -170,6 +175,27 @@ async def test_config_returns_theme(client: httpx.AsyncClient) -> None:
         "position": "left",
         "staff_online": False,
     }
+
+
+async def test_config_shows_staff_online(server: Server) -> None:
+    member = await add_member(server.runtime)
+    async with unit_of_work(server.runtime) as uow:
+        key = (await chat_settings.get_or_create_settings(uow, member.workspace_id)).public_key
+    url = f"{server.live.http_url}/chat/{key}/config"
+
+    async with httpx.AsyncClient(trust_env=False) as http:
+        before = await http.get(url)
+        staff = await connect_client(server, member.token)
+        await staff.frame("presence_snapshot")
+        during = await http.get(url)
+        await staff.send({"type": "presence", "status": "away"})
+        await staff.frame("presence", user_id=str(member.user_id))
+        away = await http.get(url)
+        await staff.close()
+
+    assert before.json()["staff_online"] is False
+    assert during.json()["staff_online"] is True
+    assert away.json()["staff_online"] is False
 
 
 async def test_unknown_key_is_404(client: httpx.AsyncClient) -> None:
