@@ -1384,4 +1384,12 @@ EXCLUDED: dict[tuple[str, str], str] = {
         "public upload of raw bytes with a signed link; tests/test_storage_links_api.py covers "
         "every rejection"
     ),
+    ("GET", "/chat/widget.js"): (
+        "the chat widget's JavaScript file, without input; tests/test_widget_e2e.py checks its "
+        "headers and runs it in Chromium"
+    ),
+    ("GET", "/chat/demo"): (
+        "HTML demo page of embedded mode, without input; tests/test_widget_e2e.py covers it "
+        "and its 404 on scaled installs"
+    ),
 }

@@ -31,8 +31,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from browser import launch_chromium, require_chromium
 from conftest import bearer, make_settings, signup, truncate_all
 from frontdesk.app import create_app
+from frontdesk.conversations import service
 from frontdesk.core.migrate import upgrade
+from frontdesk.core.uow import unit_of_work
 from frontdesk.realtime.gateway import Gateway
+from frontdesk.runtime import Runtime
 from live_server import InProcessServer, serve_in_process
 
 # The browser tests share one Chromium, which lives in the module's event loop.
@@ -84,9 +87,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 class Site:
     live: InProcessServer
     host: InProcessServer
+    runtime: Runtime
     gateway: Gateway
     http: httpx.AsyncClient
     staff_token: str
+    staff_user_id: uuid.UUID
+    workspace_id: uuid.UUID
     public_key: str
 
     @property
@@ -146,9 +152,12 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
         yield Site(
             live=live,
             host=host,
+            runtime=app.state.runtime,
             gateway=app.state.gateway,
             http=http,
             staff_token=tokens["access_token"],
+            staff_user_id=uuid.UUID(tokens["user"]["id"]),
+            workspace_id=uuid.UUID(tokens["workspace"]["id"]),
             public_key=response.json()["public_key"],
         )
 
@@ -252,7 +261,9 @@ class StaffSocket:
 
 
 async def staff_socket(site: Site) -> AsyncIterator[StaffSocket]:
-    async with connect(f"{site.live.ws_url}/api/v1/realtime") as websocket:
+    # An unbounded queue keeps the client reading frames that the test does not wait for, so
+    # its close handshake completes at once instead of after the 10 s close timeout.
+    async with connect(f"{site.live.ws_url}/api/v1/realtime", max_queue=None) as websocket:
         staff = StaffSocket(websocket)
         await staff.send({"type": "auth", "token": site.staff_token})
         await staff.receive(lambda f: f.get("type") == "ready", "ready")
@@ -303,6 +314,7 @@ async def test_chat_with_staff_round_trip(site: Site, visitor: Visitor, staff: S
     await expect(page.get_by_role("dialog", name=TITLE)).to_be_visible()
     await expect(visitor.input).to_be_focused()
     await expect(visitor.widget(".greeting")).to_have_text("Hello from the studio!")
+    await expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
     assert await visitor.input.evaluate("e => getComputedStyle(e).fontSize") != "40px"
 
     await visitor.input.fill("Are you open on Saturday?")
@@ -542,6 +554,46 @@ async def test_reconnect_replays_missed_reply(
     first_events = [f["id"] for n, d, f in visitor.frames if n == 0 and f["type"] == "event"]
     assert auths[1][1]["last_event_id"] == first_events[-1]
     assert visitor.sent("subscribe")[-1][0] == 1
+    assert visitor.errors == []
+
+
+@module_loop
+async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: StaffSocket) -> None:
+    page = visitor.page
+    await visitor.bubble.click()
+    await visitor.input.fill("Can I see the price list?")
+    await visitor.input.press("Enter")
+    created = await staff.event("conversation.message.created", lambda data: True)
+    conversation_id = uuid.UUID(created["conversation"]["id"])
+
+    # 34 staff lines make 35 messages, more than the widget's page of 30.
+    async with unit_of_work(site.runtime) as uow:
+        conversation = await service.get_conversation(
+            uow, workspace_id=site.workspace_id, conversation_id=conversation_id
+        )
+        author = service.Author(type="member", id=site.staff_user_id, name="Robin Keeper")
+        for number in range(1, 35):
+            await service.post_message(uow, conversation, author=author, body=f"Line {number}")
+
+    # After a reload the bubble counts the unread staff lines of the newest page.
+    await page.reload()
+    await expect(visitor.widget(".badge")).to_have_text("30")
+    await expect(visitor.bubble).to_have_accessible_name(f"{TITLE}, 30 unread messages")
+    await visitor.bubble.click()
+    await expect(visitor.widget(".badge")).to_be_hidden()
+    items = visitor.log.locator("li")
+    await expect(items).to_have_count(30)
+    await expect(items.first).to_contain_text("Line 5")
+    await expect(items.last).to_contain_text("Line 34")
+    older = page.get_by_role("button", name="Load older messages")
+    await expect(older).to_be_visible()
+
+    await older.focus()
+    await page.keyboard.press("Enter")
+    await expect(items).to_have_count(35)
+    await expect(items.first).to_contain_text("Can I see the price list?")
+    await expect(older).to_be_hidden()
+    await expect(items.nth(1)).to_contain_text("Line 1")
     assert visitor.errors == []
 
 

@@ -18,6 +18,7 @@ from frontdesk.conversations.routes import enquiry_router as enquiry_conversatio
 from frontdesk.conversations.routes import router as conversations_router
 from frontdesk.conversations.settings_routes import router as chat_settings_router
 from frontdesk.conversations.visitor_routes import router as chat_visitor_router
+from frontdesk.conversations.widget_routes import router as chat_widget_router
 from frontdesk.core.clock import Clock
 from frontdesk.core.errors import install_error_handlers
 from frontdesk.core.health import router as health_router
@@ -125,6 +126,7 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
     app.include_router(chat_visitor_router)
+    app.include_router(chat_widget_router)
     app.include_router(email_public_router)
     app.include_router(storage_public_router)
     app.include_router(storage_links_router)

@@ -27,6 +27,7 @@ DEMO_CSS = (
     "body{font-family:Georgia,serif;margin:0;color:#222;background:#faf7f2;line-height:1.6}"
     "header{background:#2d2a26;color:#faf7f2;padding:1.5rem 2rem}header h1{margin:0}"
     "main{max-width:40rem;margin:0 auto;padding:2rem}code{background:#eee;padding:0 .2rem}"
+    "pre{white-space:pre-wrap;overflow-wrap:anywhere}"
     ".note{border-left:4px solid #b45309;padding:.5rem 1rem;background:#fff}"
 )
 _DEMO_CSS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(DEMO_CSS.encode()).digest()).decode()

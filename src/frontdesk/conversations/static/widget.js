@@ -216,6 +216,7 @@
   const CSS = `
 :host { all: initial; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 .root { position: fixed; bottom: 20px; right: 20px; z-index: 2147483000;
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328; }
 .root.left { right: auto; left: 20px; }
@@ -236,7 +237,6 @@ button { cursor: pointer; }
   background: #fff; border-radius: 12px; overflow: hidden;
   box-shadow: 0 12px 40px rgba(0,0,0,.28); transition: opacity .15s ease, transform .15s ease; }
 .root.left .panel { right: auto; left: 0; }
-.panel[hidden] { display: none; }
 header { background: var(--fd-accent); color: var(--fd-on-accent); padding: 12px 14px;
   display: flex; align-items: center; gap: 8px; }
 header .heading { flex: 1; }
