@@ -824,6 +824,24 @@ async def test_staff_attachment_visible_to_visitor(
     assert_problem(preview, 415)
 
 
+class TestBodyLimit:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"max_body_bytes": 1000, "chat_upload_max_bytes": 5000}
+
+    async def test_upload_has_own_limit(self, client: httpx.AsyncClient) -> None:
+        chat = await make_chat(client)
+        visitor = await make_visitor(client, chat)
+
+        fits = await upload(client, chat, visitor, b"a" * 3000, filename="notes.txt")
+        too_large = await upload(client, chat, visitor, b"a" * 6000, filename="notes.txt")
+
+        assert fits.status_code == 201, fits.text
+        assert fits.json()["size"] == 3000
+        assert_problem(too_large, 413)
+        assert "5000 bytes" in too_large.json()["detail"]
+
+
 class TestScanning:
     @pytest.fixture
     def settings_overrides(self, clamd: FakeClamd) -> dict[str, Any]:
