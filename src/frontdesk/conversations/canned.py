@@ -67,8 +67,8 @@ def check_body(body: str) -> None:
 def render_body(body: str, data: dict[str, Any]) -> str:
     """Render a body to Markdown with ``data``; a failure is a field error naming ``body``."""
     check_body(body)
-    # The public render_template also turns Markdown into HTML for email; a reply needs the
-    # Markdown itself, so the part is rendered with the sandbox's own budget and error rules.
+    # The public render_template also turns the Markdown into HTML for email. A reply needs
+    # the Markdown itself, so the body is rendered here with the sandbox's budget and errors.
     budget = templating._Budget(MAX_RENDERED_CHARS, templating.DEFAULT_MAX_ITERATIONS)
     token = templating._current_budget.set(budget)
     try:

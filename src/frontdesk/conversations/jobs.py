@@ -24,7 +24,7 @@ WAKE_BATCH = 500
 async def wake_snoozed(uow: UnitOfWork, *, limit: int = WAKE_BATCH) -> int:
     """Reopen snoozed conversations whose snooze time has come; returns how many.
 
-    Each gets a system message (status_changed, by null: nobody) and a
+    Each gets a status_changed system message whose ``by`` is null and a
     ``conversation.updated`` event, as a staff change does.
     """
     statement = (

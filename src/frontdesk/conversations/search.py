@@ -45,8 +45,9 @@ fts_table = sa.Table(
     sa.Column("body", sa.Text),
 )
 
-# Words searched for at most; words past this count are dropped, which can only widen the
-# result. Measured: 3,000 quoted words still run in FTS5 3.40, so the limit is for speed.
+# Words searched for at most on SQLite; words past this count are dropped, which can only
+# widen the result. FTS5 of SQLite 3.40 runs a query of 3,000 quoted words, so the limit only
+# bounds the cost of one query.
 MAX_QUERY_TOKENS = 64
 # Words of context on each side of the first match in a snippet.
 SNIPPET_CONTEXT_WORDS = 12

@@ -634,7 +634,7 @@ def _next_status(
 async def post_system_message(
     uow: UnitOfWork, conversation: Conversation, data: dict[str, Any]
 ) -> ConversationMessage:
-    """Record a system message (data["event"] says what happened) in the conversation."""
+    """Record a system message in the conversation; ``data["event"]`` names what happened."""
     message, _created = await post_message(
         uow, conversation, author=SYSTEM, kind="system", data=data
     )
@@ -834,12 +834,12 @@ class ConversationFilters:
 
 
 def _activity() -> sa.ColumnElement[datetime]:
-    """The time of a conversation's newest message, or of its creation without messages."""
+    """Build the activity time: the newest message's time, or the creation time without one."""
     return sa.func.coalesce(Conversation.last_message_at, Conversation.created_at)
 
 
 def _unread_messages(user_id: uuid.UUID) -> sa.Select[Any]:
-    """Select the messages newer than the member's read position, as unread_counts counts."""
+    """Select the member's unread messages by the rules of ``unread_counts``."""
     participant = aliased(ConversationParticipant)
     read_seq = (
         sa.select(participant.last_read_seq)
@@ -869,7 +869,7 @@ async def list_conversations(
     """Return one page of conversations, newest activity first, and the next page's cursor.
 
     Activity is the newest message's time, or the creation time of a conversation without
-    messages; ties are ordered by id, so pages neither skip nor repeat conversations.
+    messages. Ties are ordered by id, so pages neither skip nor repeat conversations.
     """
     activity = _activity()
     statement = sa.select(Conversation).where(Conversation.workspace_id == workspace_id)
