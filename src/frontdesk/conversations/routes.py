@@ -30,7 +30,7 @@ from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
 from frontdesk.enquiries.queries import get_enquiry
-from frontdesk.storage.scanning import AVAILABLE, QUARANTINED, scan_status
+from frontdesk.storage.scanning import AVAILABLE, QUARANTINED, ObjectScan
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 enquiry_router = APIRouter(prefix="/enquiries", tags=["conversations"])
@@ -358,13 +358,16 @@ async def _message_attachments(
 ) -> list[dict[str, Any]]:
     """Describe the objects to attach; objects in or failed by the virus scan are rejected."""
     files = await resolve_attachments(uow, workspace_id=workspace_id, object_ids=object_ids)
+    if not files:
+        return files
+    scans = await uow.session.scalars(
+        sa.select(ObjectScan).where(
+            ObjectScan.object_id.in_(object_ids), ObjectScan.status != AVAILABLE
+        )
+    )
     errors: list[FieldError] = []
-    for item in files:
-        object_id = uuid.UUID(item["object_id"])
-        scan = await scan_status(uow, object_id)
-        if scan is None or scan.status == AVAILABLE:
-            continue
-        index = object_ids.index(object_id)
+    for scan in sorted(scans, key=lambda row: object_ids.index(row.object_id)):
+        index = object_ids.index(scan.object_id)
         if scan.status == QUARANTINED:
             message = "The file is still being scanned for viruses; attach it in a minute."
             code = "object_quarantined"
