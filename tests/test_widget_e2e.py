@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from PIL import Image
@@ -33,6 +34,7 @@ from conftest import bearer, make_settings, signup, truncate_all
 from frontdesk.app import create_app
 from frontdesk.conversations import service
 from frontdesk.core.migrate import upgrade
+from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.realtime.gateway import Gateway
 from frontdesk.runtime import Runtime
@@ -308,6 +310,7 @@ async def test_chat_with_staff_round_trip(site: Site, visitor: Visitor, staff: S
     # The page's CSS does not reach into the widget.
     assert await visitor.bubble.evaluate("e => getComputedStyle(e).backgroundColor") == ACCENT_RGB
     assert await visitor.bubble.evaluate("e => getComputedStyle(e).borderRadius") == "50%"
+    assert await visitor.bubble.evaluate("e => getComputedStyle(e).transitionDuration") == "0.15s"
 
     await visitor.bubble.click()
     await expect(visitor.bubble).to_have_attribute("aria-expanded", "true")
@@ -420,7 +423,7 @@ async def test_keyboard_only_on_demo_page(browser: Any, site: Site) -> None:
         json={"allowed_origins": [site.host_origin, site.live.http_url]},
     )
     assert response.status_code == 200, response.text
-    context = await browser.new_context()
+    context = await browser.new_context(reduced_motion="reduce")
     try:
         page = await context.new_page()
         tab = Visitor(page)
@@ -428,6 +431,8 @@ async def test_keyboard_only_on_demo_page(browser: Any, site: Site) -> None:
         loaded = await page.goto(f"{site.live.http_url}/chat/demo")
         assert loaded is not None and loaded.status == 200
         await expect(tab.bubble).to_be_visible()
+        duration = await tab.bubble.evaluate("e => getComputedStyle(e).transitionDuration")
+        assert duration == "0s"
 
         await page.keyboard.press("Tab")
         await expect(tab.bubble).to_be_focused()
@@ -594,6 +599,42 @@ async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: St
     await expect(items.first).to_contain_text("Can I see the price list?")
     await expect(older).to_be_hidden()
     await expect(items.nth(1)).to_contain_text("Line 1")
+    assert visitor.errors == []
+
+
+@module_loop
+async def test_resync_reloads_history(site: Site, visitor: Visitor, staff: StaffSocket) -> None:
+    page = visitor.page
+    await visitor.bubble.click()
+    await visitor.input.fill("Anyone there?")
+    await visitor.input.press("Enter")
+    created = await staff.event("conversation.message.created", lambda data: True)
+    await expect(visitor.log.locator("li.own")).to_have_attribute("data-status", "delivered")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    # Without the event that the widget would resume from, the server cannot replay.
+    async with unit_of_work(site.runtime) as uow:
+        await uow.session.execute(sa.delete(Event))
+    [connection] = [c for c in site.gateway.connections if c.visitor_id is not None]
+    connection.request_close(1012, "test restart")
+    await staff.send(
+        {
+            "type": "send",
+            "conversation_id": created["conversation"]["id"],
+            "client_message_id": str(uuid.uuid4()),
+            "body": "Back after the restart",
+        }
+    )
+    await staff.receive(lambda f: f.get("type") == "sent", "sent")
+
+    await expect(visitor.log.locator("li:not(.own)")).to_contain_text(
+        "Back after the restart", timeout=WAIT * 1000
+    )
+    received = [(n, f["type"]) for n, d, f in visitor.frames if d == "received"]
+    assert (1, "resync") in received
+    newest_page = [url for url in requested if "/messages?limit=" in url and "after=" not in url]
+    assert newest_page, f"no reload of the newest page after resync: {requested}"
     assert visitor.errors == []
 
 
