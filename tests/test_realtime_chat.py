@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
 
 from frontdesk.conversations import service
+from frontdesk.conversations.chat_uploads import UPLOAD_BUCKET as VISITOR_UPLOAD_BUCKET
 from frontdesk.conversations.models import ChatVisitor, Conversation, ConversationMessage
 from frontdesk.conversations.visitors import issue_visitor_token
 from frontdesk.core.uow import unit_of_work
 from frontdesk.realtime.brokers import MAX_EPHEMERAL_BYTES, EphemeralTooLarge, MemoryBroker
-from frontdesk.realtime.chat import VISITOR_UPLOAD_BUCKET
 from frontdesk.realtime.protocol import (
     MAX_REJECTED_SENDS,
     SEND_BURST,
@@ -666,6 +666,11 @@ async def test_attachments_visitor_uploads_only(server: Server) -> None:
 
     assert accepted["type"] == "sent"
     assert [a["object_id"] for a in accepted["message"]["attachments"]] == [str(own)]
+    async with runtime.sessionmaker() as session:
+        upload = await session.get(StoredObject, own)
+        assert upload is not None
+        # The mark that keeps the upload from the sweep of unsent uploads.
+        assert upload.user_metadata["message_id"] == accepted["message"]["id"]
     for name, frame in rejected.items():
         assert frame["type"] == "error", name
         assert frame["code"] == "not_found", name

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.auth.models import User
-from frontdesk.conversations import service
-from frontdesk.conversations.attachments import attachment_dict, resolve_attachments
+from frontdesk.conversations import chat_service, service
+from frontdesk.conversations.attachments import resolve_attachments
 from frontdesk.conversations.models import ChatVisitor, Conversation, ConversationParticipant
-from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
+from frontdesk.core.errors import NotFound, ValidationFailed
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.realtime.connection import Connection
 from frontdesk.realtime.protocol import (
@@ -30,11 +30,6 @@ from frontdesk.realtime.protocol import (
     error_frame,
 )
 from frontdesk.runtime import Runtime
-from frontdesk.storage.models import Bucket, StoredObject
-
-# The private system bucket where the visitor API stores visitor uploads, each with
-# user_metadata {"visitor_id": "<id>"}.
-VISITOR_UPLOAD_BUCKET = "chat-uploads"
 
 
 async def find_visitor(session: AsyncSession, connection: Connection) -> ChatVisitor | None:
@@ -140,73 +135,55 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
                 uow.session, connection, frame.conversation_id
             )
             if connection.is_visitor:
-                visitor = await get_active_visitor(uow.session, connection)
-                author = service.Author(type="visitor", id=visitor.id, name=visitor.name)
-                connection.name = visitor.name
-                attachments = await resolve_visitor_uploads(uow, connection, frame.attachments)
+                shown = await _send_as_visitor(uow, connection, conversation, frame)
             else:
-                user = await uow.session.get(User, connection.user_id)
-                name = user.full_name if user is not None else None
-                author = service.Author(type="member", id=connection.user_id, name=name)
-                attachments = await resolve_attachments(
-                    uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
-                )
-            message, _created = await service.post_message(
-                uow,
-                conversation,
-                author=author,
-                kind=frame.kind,
-                body=frame.body,
-                attachments=attachments,
-                client_message_id=frame.client_message_id,
-            )
-            shown = (
-                service.visitor_message_dict(message)
-                if connection.is_visitor
-                else service.message_dict(message)
-            )
+                shown = await _send_as_member(uow, connection, conversation, frame)
     except (ValidationFailed, NotFound) as exc:
         return problem_frame(exc, client_message_id=frame.client_message_id)
     return encode({"type": "sent", "client_message_id": frame.client_message_id, "message": shown})
 
 
-async def resolve_visitor_uploads(
-    uow: UnitOfWork, connection: Connection, object_ids: tuple[uuid.UUID, ...]
-) -> list[dict[str, Any]]:
-    """Describe the visitor's own uploads named by id; any other object is a field error.
-
-    An object counts as the visitor's when it is in the workspace's "chat-uploads" bucket
-    and its user_metadata names this visitor.
-    """
-    unique = list(dict.fromkeys(object_ids))
-    if not unique:
-        return []
-    rows = await uow.session.scalars(
-        sa.select(StoredObject)
-        .join(Bucket, Bucket.id == StoredObject.bucket_id)
-        .where(
-            StoredObject.id.in_(unique),
-            StoredObject.workspace_id == connection.workspace_id,
-            Bucket.name == VISITOR_UPLOAD_BUCKET,
-        )
+async def _send_as_member(
+    uow: UnitOfWork, connection: Connection, conversation: Conversation, frame: SendFrame
+) -> dict[str, Any]:
+    user = await uow.session.get(User, connection.user_id)
+    name = user.full_name if user is not None else None
+    attachments = await resolve_attachments(
+        uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
     )
-    found = {
-        row.id: row
-        for row in rows
-        if (row.user_metadata or {}).get("visitor_id") == str(connection.visitor_id)
-    }
-    errors = [
-        FieldError(
-            field=f"attachments.{object_ids.index(object_id)}",
-            message=f"No upload {object_id} of yours; upload the file first.",
-            code="not_found",
-        )
-        for object_id in unique
-        if object_id not in found
-    ]
-    if errors:
-        raise ValidationFailed.many(errors)
-    return [attachment_dict(found[object_id]) for object_id in unique]
+    message, _created = await service.post_message(
+        uow,
+        conversation,
+        author=service.Author(type="member", id=connection.user_id, name=name),
+        kind=frame.kind,
+        body=frame.body,
+        attachments=attachments,
+        client_message_id=frame.client_message_id,
+    )
+    return service.message_dict(message)
+
+
+async def _send_as_visitor(
+    uow: UnitOfWork, connection: Connection, conversation: Conversation, frame: SendFrame
+) -> dict[str, Any]:
+    """Post through the visitor API's use case, so uploads are checked and marked alike.
+
+    A visitor attaches only their own uploads: objects of the "chat-uploads" bucket whose
+    user_metadata names the visitor.
+    """
+    visitor = await get_active_visitor(uow.session, connection)
+    connection.name = visitor.name
+    if frame.kind != "message":
+        raise ValidationFailed("kind", "Only members write internal notes.", "invalid_kind")
+    message, _created = await chat_service.send_visitor_message(
+        uow,
+        visitor,
+        conversation,
+        body=frame.body,
+        client_message_id=frame.client_message_id,
+        upload_ids=frame.attachments,
+    )
+    return service.visitor_message_dict(message)
 
 
 async def mark_read(runtime: Runtime, connection: Connection, frame: ReadFrame) -> str | None:
