@@ -238,7 +238,9 @@ class StaffSocket:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.websocket.send(json.dumps(frame))
 
-    async def receive(self, matches: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    async def receive(
+        self, matches: Callable[[dict[str, Any]], bool], description: str
+    ) -> dict[str, Any]:
         for frame in self.unread:
             if matches(frame):
                 self.unread.remove(frame)
@@ -252,7 +254,9 @@ class StaffSocket:
                     self.unread.append(frame)
         except TimeoutError:
             seen = [f.get("event") or f.get("type") for f in self.unread]
-            raise AssertionError(f"staff received no {what} within {WAIT} s; got {seen}") from None
+            raise AssertionError(
+                f"staff received no {description} within {WAIT} s; got {seen}"
+            ) from None
 
     async def event(self, name: str, where: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         frame = await self.receive(

@@ -83,11 +83,14 @@ def _demo_headers(request: Request) -> dict[str, str]:
 async def get_demo_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """Serve a sample website with the widget of the oldest enabled chat, on embedded installs.
 
-    A scaled install (PostgreSQL, or the production environment) answers 404, because the
-    page would show any workspace's chat to whoever asks.
+    A scaled install (PostgreSQL, or the production environment) returns 404, because the
+    page would show a workspace's chat to anyone.
     """
     if not runtime.settings.is_embedded_default:
-        raise NotFound("The chat demo page exists only in embedded mode (SQLite, development).")
+        raise NotFound(
+            "The chat demo page is served only in embedded mode (SQLite with "
+            "FRONTDESK_ENV=development); embed the widget in a page of your own site instead."
+        )
     async with runtime.read_sessionmaker() as session:
         public_key = await session.scalar(
             sa.select(ChatSettings.public_key)
