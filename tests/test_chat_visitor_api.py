@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from dataclasses import dataclass
@@ -461,6 +462,21 @@ async def test_start_resumes_until_resolved(client: httpx.AsyncClient, runtime: 
         new.json()["id"],
         first.json()["id"],
     ]
+
+
+async def test_concurrent_starts_share_conversation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    chat = await make_chat(client)
+    visitor = await make_visitor(client, chat)
+
+    responses = await asyncio.gather(
+        *(client.post(chat.url("/conversations"), headers=visitor.headers) for _ in range(3))
+    )
+
+    assert sorted(response.status_code for response in responses) == [200, 200, 201]
+    assert len({response.json()["id"] for response in responses}) == 1
+    assert await count_rows(runtime, Conversation) == 1
 
 
 async def test_other_visitor_sees_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -244,7 +244,14 @@ async def list_visitor_conversations(uow: UnitOfWork, visitor: ChatVisitor) -> l
 
 
 async def start_conversation(uow: UnitOfWork, visitor: ChatVisitor) -> tuple[Conversation, bool]:
-    """Return the visitor's newest conversation that is not resolved, or start a new one."""
+    """Return the visitor's newest conversation that is not resolved, or start a new one.
+
+    The visitor's row is locked first (FOR UPDATE on PostgreSQL; SQLite has one writer at a
+    time), so two concurrent starts of one visitor return the same new conversation.
+    """
+    await uow.session.execute(
+        sa.select(ChatVisitor.id).where(ChatVisitor.id == visitor.id).with_for_update()
+    )
     latest = await uow.session.scalar(
         sa.select(Conversation)
         .where(
