@@ -451,10 +451,12 @@ async def test_keyboard_only_on_demo_page(browser: Any, site: Site) -> None:
         await expect(page.get_by_role("button", name="Send")).to_be_visible()
         await expect(page.get_by_role("button", name="Attach a file")).to_be_visible()
 
-        await page.keyboard.type("Typed without a mouse")
+        # Markup typed by the visitor stays text, both on its way and once stored.
+        await page.keyboard.type("Typed <b>without</b> a mouse")
         await page.keyboard.press("Enter")
         await expect(tab.log.locator("li.own")).to_have_attribute("data-status", "delivered")
-        await expect(tab.log.locator("li.own")).to_contain_text("Typed without a mouse")
+        await expect(tab.log.locator("li.own")).to_contain_text("Typed <b>without</b> a mouse")
+        await expect(tab.log.locator("li.own b")).to_have_count(0)
 
         # Shift+Enter is a new line, not a send.
         await page.keyboard.type("line one")
@@ -642,7 +644,26 @@ async def test_resync_reloads_history(site: Site, visitor: Visitor, staff: Staff
     assert visitor.errors == []
 
 
-# --- Routes ----------------------------------------------------------------------------------
+@module_loop
+async def test_widget_hidden_for_other_sites(site: Site, visitor: Visitor) -> None:
+    page = visitor.page
+    await expect(visitor.bubble).to_be_visible()
+    response = await site.http.put(
+        "/api/v1/chat/settings",
+        headers=site.staff_headers,
+        json={"allowed_origins": ["https://www.lumen-studio.example"]},
+    )
+    assert response.status_code == 200, response.text
+
+    async with page.expect_console_message(
+        lambda message: "widget stays hidden" in message.text
+    ) as warning:
+        await page.reload()
+
+    assert (await warning.value).type == "warning"
+    await expect(page.locator("[data-frontdesk-chat]")).to_have_count(0)
+    # Chromium reports the CORS rejection of the config request.
+    assert any("CORS" in error or "403" in error for error in visitor.errors)
 
 
 async def test_widget_script_headers(client: httpx.AsyncClient) -> None:
