@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -36,6 +37,17 @@ async def test_settings_created_once_with_defaults(client: httpx.AsyncClient) ->
         "color": "#2563eb",
         "position": "right",
     }
+
+
+async def test_concurrent_first_reads_agree(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    responses = await asyncio.gather(
+        *(client.get("/api/v1/chat/settings", headers=staff.headers) for _ in range(3))
+    )
+
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    assert len({response.json()["public_key"] for response in responses}) == 1
 
 
 async def test_workspaces_have_their_own_settings(client: httpx.AsyncClient) -> None:
