@@ -604,6 +604,7 @@ async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: St
     await expect(items).to_have_count(35)
     await expect(items.first).to_contain_text("Can I see the price list?")
     await expect(older).to_be_hidden()
+    await expect(items.first).to_be_focused()
     await expect(items.nth(1)).to_contain_text("Line 1")
     assert visitor.errors == []
 

@@ -240,6 +240,7 @@ button { cursor: pointer; }
 header { background: var(--fd-accent); color: var(--fd-on-accent); padding: 12px 14px;
   display: flex; align-items: center; gap: 8px; }
 header .heading { flex: 1; }
+header :focus-visible { outline-color: currentColor; }
 header h2 { font-size: 16px; margin: 0; }
 header p { margin: 0; font-size: 12px; opacity: .9; }
 .close { background: transparent; border: 0; color: inherit; width: 32px; height: 32px;
@@ -623,10 +624,14 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
     maybeMarkRead();
   }
 
+  let loadingOlder = false;
+
   async function loadOlder() {
     const lowest = lowestSeq();
-    if (!lowest) return;
-    ui.older.disabled = true;
+    if (!lowest || loadingOlder) return;
+    // A flag rather than the disabled attribute, because disabling the focused button would
+    // drop the keyboard focus.
+    loadingOlder = true;
     try {
       const before = ui.body.scrollHeight - ui.body.scrollTop;
       const page = await api("GET", messagesPath({ before: String(lowest) }));
@@ -635,11 +640,12 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
       ui.older.hidden = !state.hasBefore;
       // Keep the message that was on screen in place.
       ui.body.scrollTop = ui.body.scrollHeight - before;
+      // The button keeps focus while more pages exist. Once it hides, focus moves to the
+      // oldest message rather than being lost with the button.
       const first = ui.log.querySelector("li");
-      if (first) first.focus({ preventScroll: true });
+      if (ui.older.hidden && first) first.focus({ preventScroll: true });
     } finally {
-      ui.older.disabled = false;
-      if (ui.older.hidden) ui.input.focus();
+      loadingOlder = false;
     }
   }
 
