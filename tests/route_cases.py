@@ -1228,6 +1228,12 @@ CASES: dict[tuple[str, str], RouteCases] = {
         ),
     ),
     ("POST", "/api/v1/chat/settings/rotate-key"): RouteCases(access="admin", ok=ok(200)),
+    ("GET", "/api/v1/chat/visitors/{visitor_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("visitor_id")
+    ),
+    ("POST", "/api/v1/chat/visitors/{visitor_id}/revoke"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("visitor_id")
+    ),
     ("GET", "/chat/{public_key}/config"): RouteCases(
         access="public",
         ok=ok(200, caller="anonymous", headers={"Origin": ORIGIN}),

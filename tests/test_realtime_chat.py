@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
@@ -358,6 +359,42 @@ async def test_revoked_visitor_closed_on_next_frame(server: Server) -> None:
     async with server.runtime.sessionmaker() as session:
         stored = await session.scalar(sa.select(sa.func.count()).select_from(ConversationMessage))
     assert stored == 0
+
+
+async def test_revoking_visitor_closes_socket(server: Server) -> None:
+    member = await add_member(server.runtime, role="admin")
+    visitor = await add_visitor(server.runtime, member.workspace_id)
+    client = await connect_client(server, visitor.token)
+    headers = {"Authorization": f"Bearer {member.token}"}
+
+    async with httpx.AsyncClient(base_url=server.live.http_url, trust_env=False) as http:
+        revoked = await http.post(f"/api/v1/chat/visitors/{visitor.id}/revoke", headers=headers)
+
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    assert await close_code(client.ws) == 4003
+    ws = await open_socket(server)
+    await ws.send(json.dumps({"type": "auth", "token": visitor.token}))
+    assert await close_code(ws) == 4003
+
+
+async def test_disabling_chat_closes_visitors(server: Server) -> None:
+    member = await add_member(server.runtime, role="admin")
+    visitor = await add_visitor(server.runtime, member.workspace_id)
+    visitor_client = await connect_client(server, visitor.token)
+    staff_client = await connect_client(server, member.token)
+    headers = {"Authorization": f"Bearer {member.token}"}
+
+    async with httpx.AsyncClient(base_url=server.live.http_url, trust_env=False) as http:
+        changed = await http.put("/api/v1/chat/settings", headers=headers, json={"enabled": False})
+
+    assert changed.status_code == 200, changed.text
+    assert await close_code(visitor_client.ws) == 4004
+    ws = await open_socket(server)
+    await ws.send(json.dumps({"type": "auth", "token": visitor.token}))
+    assert await close_code(ws) == 4004
+    await staff_client.send({"type": "ping"})
+    assert (await staff_client.frame("pong"))["type"] == "pong"
 
 
 async def test_visitor_sees_only_own_messages(server: Server) -> None:

@@ -622,6 +622,14 @@ async def _public_key(world: World, team: Team, caller: Person | None) -> str:
     return str(response.json()["public_key"])
 
 
+async def _visitor_id(world: World, team: Team, caller: Person | None) -> str:
+    """Create a website chat visitor of the team through the public visitor API."""
+    key = await _public_key(world, team, caller)
+    response = await world.client.post(f"/chat/{key}/visitors", json={"name": "Camille"})
+    assert response.status_code == 201, f"setup POST visitor: {response.text}"
+    return str(response.json()["visitor"]["id"])
+
+
 async def _canned_response_id(world: World, team: Team, caller: Person | None) -> str:
     return str((await _canned(world, team, "Hello {{ contact.name }}"))["id"])
 
@@ -664,6 +672,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "message_id": _message_id,
     "canned_response_id": _canned_response_id,
     "public_key": _public_key,
+    "visitor_id": _visitor_id,
 }
 # Values that must differ on every use, such as the address of a new account.
 UNIQUE_VALUES = {"new_email", "bucket_name"}

@@ -17,6 +17,7 @@ from frontdesk.conversations.canned_routes import router as canned_responses_rou
 from frontdesk.conversations.routes import enquiry_router as enquiry_conversation_router
 from frontdesk.conversations.routes import router as conversations_router
 from frontdesk.conversations.settings_routes import router as chat_settings_router
+from frontdesk.conversations.visitor_admin_routes import router as chat_visitors_router
 from frontdesk.conversations.visitor_routes import router as chat_visitor_router
 from frontdesk.conversations.widget_routes import router as chat_widget_router
 from frontdesk.core.clock import Clock
@@ -122,6 +123,7 @@ def create_app(
         realtime_router,
         storage_router,
         chat_settings_router,
+        chat_visitors_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)

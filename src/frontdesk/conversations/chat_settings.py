@@ -171,6 +171,9 @@ async def update_settings(
     checked_theme = check_theme(theme) if theme is not None else None
     checked_origins = check_origins(allowed_origins) if allowed_origins is not None else None
     settings = await get_or_create_settings(uow, workspace_id)
+    if enabled is False and settings.enabled:
+        # Every process closes the open visitor sockets of the workspace.
+        uow.record_event("internal.chat_disabled", {}, workspace_id=workspace_id)
     if enabled is not None:
         settings.enabled = enabled
     if checked_theme is not None:

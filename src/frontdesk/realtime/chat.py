@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk.auth.models import User
 from frontdesk.conversations import chat_service, service
 from frontdesk.conversations.attachments import resolve_attachments
-from frontdesk.conversations.models import ChatVisitor, Conversation, ConversationParticipant
+from frontdesk.conversations.models import (
+    ChatSettings,
+    ChatVisitor,
+    Conversation,
+    ConversationParticipant,
+)
 from frontdesk.core.errors import NotFound, ValidationFailed
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.realtime.connection import Connection
@@ -40,6 +45,14 @@ async def find_visitor(session: AsyncSession, connection: Connection) -> ChatVis
     if visitor.revoked_at is not None:
         return None
     return visitor
+
+
+async def chat_enabled(session: AsyncSession, workspace_id: uuid.UUID) -> bool:
+    """Tell whether the workspace's website chat is on; settings not yet created default to on."""
+    enabled = await session.scalar(
+        sa.select(ChatSettings.enabled).where(ChatSettings.workspace_id == workspace_id)
+    )
+    return enabled is not False
 
 
 async def get_active_visitor(session: AsyncSession, connection: Connection) -> ChatVisitor:

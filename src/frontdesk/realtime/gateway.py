@@ -196,6 +196,15 @@ class Gateway:
             for connection in list(self._connections):
                 if connection.session_id in session_ids:
                     connection.request_close(CloseCode.SESSION_ENDED, "session ended")
+        elif event.name == "internal.visitor_revoked" and event.workspace_id is not None:
+            visitor_id = _parse_uuid(data.get("visitor_id"))
+            for connection in list(self._by_workspace.get(event.workspace_id, ())):
+                if visitor_id is not None and connection.visitor_id == visitor_id:
+                    connection.request_close(CloseCode.SESSION_ENDED, "visitor revoked")
+        elif event.name == "internal.chat_disabled" and event.workspace_id is not None:
+            for connection in list(self._by_workspace.get(event.workspace_id, ())):
+                if connection.is_visitor:
+                    connection.request_close(CloseCode.NOT_A_MEMBER, "chat disabled")
         elif event.name == "internal.member_removed" and event.workspace_id is not None:
             user_id = _parse_uuid(data.get("user_id"))
             for connection in list(self._by_workspace.get(event.workspace_id, ())):
@@ -363,6 +372,8 @@ class Gateway:
                 visitor = await chat.find_visitor(session, connection)
                 if visitor is None:
                     raise Rejected(CloseCode.SESSION_ENDED, "unknown or revoked visitor")
+                if not await chat.chat_enabled(session, connection.workspace_id):
+                    raise Rejected(CloseCode.NOT_A_MEMBER, "chat disabled")
                 connection.name = visitor.name
                 # A union: the dispatcher may have added a conversation created meanwhile.
                 connection.visitor_conversations |= await chat.visitor_conversation_ids(
