@@ -27,8 +27,6 @@ async def wake_snoozed(uow: UnitOfWork, *, limit: int = WAKE_BATCH) -> int:
     Each gets a status_changed system message whose ``by`` is null and a
     ``conversation.updated`` event, as a staff change does.
     """
-    # NOTE: no index covers (status, snoozed_until) across workspaces, so each run scans the
-    # conversations table; an index on those columns needs a model change.
     statement = (
         sa.select(Conversation)
         .where(Conversation.status == "snoozed", Conversation.snoozed_until <= uow.now())

@@ -20,6 +20,8 @@ class Conversation(UUIDPrimaryKey, Base):
         sa.Index("ix_conversations_workspace_activity", "workspace_id", "last_message_at", "id"),
         sa.Index("ix_conversations_workspace_status", "workspace_id", "status"),
         sa.Index("ix_conversations_workspace_assignee", "workspace_id", "assignee_id"),
+        # The wake-up job looks for snoozed conversations that are due, across workspaces.
+        sa.Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-05 01:02:42.468332
+Create Date: 2026-12-05 01:52:03.893051
 """
 
 from collections.abc import Sequence
@@ -783,6 +783,9 @@ def upgrade() -> None:
             batch_op.f("ix_conversations_enquiry_id"), ["enquiry_id"], unique=False
         )
         batch_op.create_index(
+            "ix_conversations_status_snoozed_until", ["status", "snoozed_until"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_conversations_visitor_id"), ["visitor_id"], unique=False
         )
         batch_op.create_index(
@@ -1316,6 +1319,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_conversations_workspace_assignee")
         batch_op.drop_index("ix_conversations_workspace_activity")
         batch_op.drop_index(batch_op.f("ix_conversations_visitor_id"))
+        batch_op.drop_index("ix_conversations_status_snoozed_until")
         batch_op.drop_index(batch_op.f("ix_conversations_enquiry_id"))
         batch_op.drop_index(batch_op.f("ix_conversations_contact_id"))
 
