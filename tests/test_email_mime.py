@@ -24,7 +24,9 @@ from frontdesk.email.mime import (
     format_address,
     parse_address,
 )
+from frontdesk.email.models import EmailMessage as StoredEmail
 from frontdesk.email.transports import PermanentDeliveryError
+from frontdesk.email.transports import build_mime as build_stored_mime
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus" / "email"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
@@ -431,3 +433,18 @@ def test_surrogate_raises(field: str) -> None:
 
     with pytest.raises(PermanentDeliveryError, match="surrogate"):
         build_mime(make_email(**overrides))
+
+
+def test_stored_message_without_html_is_text_only() -> None:
+    stored = StoredEmail(
+        to_address="camille@example.org",
+        reply_to=None,
+        headers={"From": "studio@example.com", "To": "camille@example.org", "Subject": "Hi"},
+        text_body="Hello Camille\n",
+        html_body="",
+    )
+
+    parsed = parse(build_stored_mime(stored))
+
+    assert structure(parsed) == ["text/plain"]
+    assert text_content(parsed) == "Hello Camille\n"

@@ -62,7 +62,10 @@ def _check_address(value: str, header: str) -> None:
 
 
 def build_mime(message: EmailMessage) -> MimeMessage:
-    """Build the multipart/alternative MIME message from the stored headers and bodies.
+    """Build the MIME message from the stored headers and bodies.
+
+    The message is multipart/alternative with text and HTML, or text/plain alone when the
+    HTML body is empty.
 
     The headers were fixed when the message was queued, so every attempt sends the same
     Message-ID and Date. Raises ``PermanentDeliveryError`` for an invalid address or header.
@@ -78,7 +81,8 @@ def build_mime(message: EmailMessage) -> MimeMessage:
                 # The policy rejects values with CR or LF, a second guard against injection.
                 mime[name] = value
         mime.set_content(message.text_body)
-        mime.add_alternative(message.html_body, subtype="html")
+        if message.html_body:
+            mime.add_alternative(message.html_body, subtype="html")
     except (ValueError, TypeError) as exc:
         raise PermanentDeliveryError(f"the message cannot be encoded: {exc}") from exc
     return mime
