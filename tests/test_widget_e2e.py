@@ -576,6 +576,9 @@ async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: St
     await visitor.input.press("Enter")
     created = await staff.event("conversation.message.created", lambda data: True)
     conversation_id = uuid.UUID(created["conversation"]["id"])
+    # With the panel closed, the widget leaves the new lines unread.
+    await page.keyboard.press("Escape")
+    await expect(visitor.bubble).to_have_attribute("aria-expanded", "false")
 
     # 34 staff lines make 35 messages, more than the widget's page of 30.
     async with unit_of_work(site.runtime) as uow:
@@ -586,9 +589,10 @@ async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: St
         for number in range(1, 35):
             await service.post_message(uow, conversation, author=author, body=f"Line {number}")
 
-    # After a reload the bubble counts the unread staff lines of the newest page.
+    # The bubble counts them as they arrive, and after a reload those of the newest page.
+    await expect(visitor.widget(".badge")).to_have_text("34", timeout=WAIT * 1000)
     await page.reload()
-    await expect(visitor.widget(".badge")).to_have_text("30")
+    await expect(visitor.widget(".badge")).to_have_text("30", timeout=WAIT * 1000)
     await expect(visitor.bubble).to_have_accessible_name(f"{TITLE}, 30 unread messages")
     await visitor.bubble.click()
     await expect(visitor.widget(".badge")).to_be_hidden()
@@ -607,6 +611,89 @@ async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: St
     await expect(items.first).to_be_focused()
     await expect(items.nth(1)).to_contain_text("Line 1")
     assert visitor.errors == []
+
+
+@module_loop
+async def test_resend_after_lost_reply_stores_once(
+    site: Site, visitor: Visitor, staff: StaffSocket
+) -> None:
+    page = visitor.page
+    await visitor.bubble.click()
+    await visitor.input.fill("First message")
+    await visitor.input.press("Enter")
+    await expect(visitor.log.locator("li.own")).to_have_attribute("data-status", "delivered")
+    created = await staff.event("conversation.message.created", lambda data: True)
+    conversation_id = created["conversation"]["id"]
+
+    # From the next connection on, a proxy passes the "send" frame to the server but drops
+    # everything the server sends back after it, then closes the page's side. The message
+    # is stored, but the widget never hears so and must send it again.
+    lost: list[dict[str, Any]] = []
+    closing: list[asyncio.Task[None]] = []
+
+    async def drop_reply(route: Any) -> None:
+        server = route.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame["type"] == "send" and not lost:
+                lost.append(frame)
+            server.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            if not lost:
+                route.send(message)
+            elif json.loads(message).get("type") == "sent":
+                # Playwright calls message handlers without awaiting them.
+                closing.append(asyncio.create_task(route.close(code=1012, reason="test proxy")))
+
+        route.on_message(to_server)
+        server.on_message(to_page)
+
+    await page.route_web_socket(re.compile(r"/api/v1/realtime$"), drop_reply)
+    [connection] = [c for c in site.gateway.connections if c.visitor_id is not None]
+    connection.request_close(1012, "test restart")
+    await until(lambda: connection not in site.gateway.connections, "the connection closed")
+    await until(lambda: subscribed_visitors(site) == 1, "the widget subscribed again")
+
+    posted: list[Any] = []
+    page.on(
+        "response",
+        lambda response: (
+            posted.append(response)
+            if response.request.method == "POST" and response.url.endswith("/messages")
+            else None
+        ),
+    )
+    await visitor.input.fill("Second message")
+    await visitor.input.press("Enter")
+
+    second = visitor.log.locator("li.own").nth(1)
+    await expect(second).to_have_attribute("data-status", "delivered", timeout=WAIT * 1000)
+    assert len(lost) == 1
+    # The REST resend carried the same client_message_id and found the stored message.
+    assert len(posted) == 1
+    assert posted[0].status == 200
+    resent = json.loads(posted[0].request.post_data)
+    assert resent["client_message_id"] == lost[0]["client_message_id"]
+    stored = await staff_messages(site, conversation_id)
+    assert [m["body"] for m in stored] == ["First message", "Second message"]
+    await asyncio.gather(*closing)
+    assert visitor.errors == []
+
+
+async def until(condition: Callable[[], bool], description: str) -> None:
+    try:
+        async with asyncio.timeout(WAIT):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {WAIT} s waiting until {description}") from None
+
+
+def subscribed_visitors(site: Site) -> int:
+    """Count the server's visitor connections that have subscribed to a conversation."""
+    return sum(1 for c in site.gateway.connections if c.visitor_id is not None and c.subscriptions)
 
 
 @module_loop

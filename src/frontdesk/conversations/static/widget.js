@@ -950,7 +950,7 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
       entry.timer = setTimeout(() => {
         // No "sent" in time: the connection may be dead without a close frame.
         entry.inFlight = null;
-        if (socket) socket.close(4000, "send timed out");
+        abandonSocket("send timed out");
         deliver(entry);
       }, SEND_TIMEOUT_MS);
       return;
@@ -1161,29 +1161,40 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
       }
       handleFrame(frame);
     });
-    ws.addEventListener("close", (event) => {
-      if (socket !== ws) return;
-      socket = null;
-      ready = false;
-      subscribed = null;
-      clearInterval(pingTimer);
-      hideTyping();
-      typingSentAt = 0;
-      // Messages sent over this connection without a "sent" go again over REST; the
-      // client_message_id makes the server store each of them once.
-      for (const entry of outbox.values()) {
-        if (entry.inFlight === "ws") {
-          clearTimeout(entry.timer);
-          entry.inFlight = null;
-        }
+    ws.addEventListener("close", (event) => onSocketClosed(ws, event.code));
+  }
+
+  // Give up on a connection that looks dead. A browser may fire "close" for it only after a
+  // long closing handshake timeout, so the widget carries on without waiting for that event.
+  function abandonSocket(reason) {
+    const ws = socket;
+    if (!ws) return;
+    ws.close(4000, reason);
+    onSocketClosed(ws, 4000);
+  }
+
+  function onSocketClosed(ws, code) {
+    if (socket !== ws) return;
+    socket = null;
+    ready = false;
+    subscribed = null;
+    clearInterval(pingTimer);
+    hideTyping();
+    typingSentAt = 0;
+    // Messages sent over this connection without a "sent" go again over REST; the
+    // client_message_id makes the server store each of them once.
+    for (const entry of outbox.values()) {
+      if (entry.inFlight === "ws") {
+        clearTimeout(entry.timer);
+        entry.inFlight = null;
       }
-      flushOutbox();
-      if (CLOSE_BAD_TOKEN.has(event.code)) {
-        forgetVisitor();
-        return;
-      }
-      if (state.token) scheduleReconnect();
-    });
+    }
+    flushOutbox();
+    if (CLOSE_BAD_TOKEN.has(code)) {
+      forgetVisitor();
+      return;
+    }
+    if (state.token) scheduleReconnect();
   }
 
   function scheduleReconnect() {
@@ -1200,7 +1211,7 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
     awaitingPong = false;
     pingTimer = setInterval(() => {
       if (awaitingPong) {
-        if (socket) socket.close(4000, "no pong");
+        abandonSocket("no pong");
         return;
       }
       awaitingPong = true;
