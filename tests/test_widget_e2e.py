@@ -283,8 +283,14 @@ async def staff(site: Site) -> AsyncIterator[StaffSocket]:
 
 
 def expect(target: Any) -> Any:
+    """Return Playwright's assertions, which retry for WAIT seconds instead of 5.
+
+    Playwright is imported here, so that the module loads without it and its tests skip.
+    """
     from playwright.async_api import expect as playwright_expect
 
+    # The machine may be busy with other tests; a longer wait costs nothing when all is well.
+    playwright_expect.set_options(timeout=WAIT * 1000)
     return playwright_expect(target)
 
 
@@ -590,9 +596,9 @@ async def test_history_loads_older_pages(site: Site, visitor: Visitor, staff: St
             await service.post_message(uow, conversation, author=author, body=f"Line {number}")
 
     # The bubble counts them as they arrive, and after a reload those of the newest page.
-    await expect(visitor.widget(".badge")).to_have_text("34", timeout=WAIT * 1000)
+    await expect(visitor.widget(".badge")).to_have_text("34")
     await page.reload()
-    await expect(visitor.widget(".badge")).to_have_text("30", timeout=WAIT * 1000)
+    await expect(visitor.widget(".badge")).to_have_text("30")
     await expect(visitor.bubble).to_have_accessible_name(f"{TITLE}, 30 unread messages")
     await visitor.bubble.click()
     await expect(visitor.widget(".badge")).to_be_hidden()
@@ -669,7 +675,7 @@ async def test_resend_after_lost_reply_stores_once(
     await visitor.input.press("Enter")
 
     second = visitor.log.locator("li.own").nth(1)
-    await expect(second).to_have_attribute("data-status", "delivered", timeout=WAIT * 1000)
+    await expect(second).to_have_attribute("data-status", "delivered")
     assert len(lost) == 1
     # The REST resend carried the same client_message_id and found the stored message.
     assert len(posted) == 1
