@@ -760,6 +760,37 @@ async def test_widget_hidden_for_other_sites(site: Site, visitor: Visitor) -> No
     assert any("CORS" in error or "403" in error for error in visitor.errors)
 
 
+@module_loop
+async def test_widget_hides_when_chat_turned_off(site: Site, visitor: Visitor) -> None:
+    page = visitor.page
+    await visitor.bubble.click()
+    await visitor.input.fill("Hello")
+    await visitor.input.press("Enter")
+    await expect(visitor.log.locator("li.own")).to_have_attribute("data-status", "delivered")
+    storage_key = f"frontdesk-chat:{site.public_key}"
+    stored = json.loads(await page.evaluate(f"localStorage.getItem('{storage_key}')"))
+    assert stored["visitor_token"].startswith("fdv1.")
+
+    response = await site.http.put(
+        "/api/v1/chat/settings", headers=site.staff_headers, json={"enabled": False}
+    )
+    assert response.status_code == 200, response.text
+
+    # The server closes the visitor's connection with 4004, and the widget hides at once.
+    await expect(visitor.bubble).to_be_hidden()
+    await until(lambda: subscribed_visitors(site) == 0, "the visitor connection closed")
+    # The visitor keeps their token for when the chat is back on, and does not reconnect.
+    kept = json.loads(await page.evaluate(f"localStorage.getItem('{storage_key}')"))
+    assert kept["visitor_token"] == stored["visitor_token"]
+    # A reconnect would come within 1 s, the first backoff.
+    await asyncio.sleep(1.5)
+    assert visitor.sockets == 1
+    assert visitor.errors == []
+
+
+# --- Routes ----------------------------------------------------------------------------------
+
+
 async def test_widget_script_headers(client: httpx.AsyncClient) -> None:
     response = await client.get("/chat/widget.js")
 

@@ -45,8 +45,10 @@
   // A WebSocket "send" without "sent" after this long goes again over REST.
   const SEND_TIMEOUT_MS = 10000;
   const REST_RETRIES = 4;
-  // Close codes of the realtime gateway after which reconnecting with the same token is useless.
-  const CLOSE_BAD_TOKEN = new Set([4003, 4004]);
+  // Close codes of the realtime gateway for visitors: the visitor was revoked, or the
+  // workspace turned its chat off. Reconnecting is useless after either.
+  const CLOSE_VISITOR_REVOKED = 4003;
+  const CLOSE_CHAT_DISABLED = 4004;
   // How near the end of the message list, in pixels, counts as having seen the newest message.
   const BOTTOM_SLACK_PX = 40;
 
@@ -175,6 +177,7 @@
     if (!response.ok) {
       const error = new ApiError(response.status, data);
       if (response.status === 401 && auth) forgetVisitor();
+      if (response.status === 404 && error.problem.code === "chat_disabled") disableChat();
       throw error;
     }
     return data;
@@ -198,6 +201,8 @@
     visitor: null,
     conversationId: null,
     conversationStatus: null,
+    // Set when the workspace turned its chat off while this page was open.
+    disabled: false,
     open: false,
     // Messages by key: the server id, or the client_message_id of the visitor's own messages.
     entries: new Map(),
@@ -513,6 +518,18 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
   }
 
   // --- Visitor and conversation ----------------------------------------------------------------
+
+  // Hide the widget for the rest of this page view because the chat was turned off. The
+  // visitor token stays: the next page load shows the widget again once the chat is back on.
+  function disableChat() {
+    if (state.disabled) return;
+    state.disabled = true;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (socket) socket.close(1000);
+    closePanel();
+    host.style.display = "none";
+  }
 
   function forgetVisitor() {
     // The visitor was revoked, so the next message starts a new visitor.
@@ -1143,7 +1160,7 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
   }
 
   function connect() {
-    if (socket || !state.token || reconnectTimer) return;
+    if (socket || !state.token || reconnectTimer || state.disabled) return;
     const ws = new WebSocket(REALTIME_URL);
     socket = ws;
     ready = false;
@@ -1189,8 +1206,12 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
         entry.inFlight = null;
       }
     }
+    if (code === CLOSE_CHAT_DISABLED) {
+      disableChat();
+      return;
+    }
     flushOutbox();
-    if (CLOSE_BAD_TOKEN.has(code)) {
+    if (code === CLOSE_VISITOR_REVOKED) {
       forgetVisitor();
       return;
     }
