@@ -788,6 +788,41 @@ async def test_widget_hides_when_chat_turned_off(site: Site, visitor: Visitor) -
     assert visitor.errors == []
 
 
+@module_loop
+async def test_revoked_visitor_starts_over(
+    site: Site, visitor: Visitor, staff: StaffSocket
+) -> None:
+    page = visitor.page
+    await visitor.bubble.click()
+    await visitor.input.fill("Before")
+    await visitor.input.press("Enter")
+    first = await staff.event("conversation.message.created", lambda data: True)
+    visitor_id = first["conversation"]["visitor_id"]
+    await expect(visitor.log.locator("li.own")).to_have_attribute("data-status", "delivered")
+
+    response = await site.http.post(
+        f"/api/v1/chat/visitors/{visitor_id}/revoke", headers=site.staff_headers
+    )
+    assert response.status_code == 200, response.text
+    # The server closes the connection with 4003 and the widget forgets the token.
+    storage_key = f"frontdesk-chat:{site.public_key}"
+    await page.wait_for_function(
+        f"!(localStorage.getItem('{storage_key}') || '').includes('visitor_token')"
+    )
+
+    # The next message comes from a new visitor in a new conversation.
+    await visitor.input.fill("After")
+    await visitor.input.press("Enter")
+    second = await staff.event(
+        "conversation.message.created", lambda data: data["message"]["body"] == "After"
+    )
+    assert second["conversation"]["visitor_id"] != visitor_id
+    assert second["conversation"]["id"] != first["conversation"]["id"]
+    await expect(visitor.log.locator("li.own")).to_have_count(1)
+    await expect(visitor.log.locator("li.own")).to_contain_text("After")
+    assert visitor.errors == []
+
+
 # --- Routes ----------------------------------------------------------------------------------
 
 
