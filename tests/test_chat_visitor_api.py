@@ -311,6 +311,21 @@ async def test_own_origin_always_allowed(client: httpx.AsyncClient) -> None:
     assert response.headers["access-control-allow-origin"] == "http://frontdesk.test"
 
 
+async def test_same_origin_page_allowed(app: FastAPI, client: httpx.AsyncClient) -> None:
+    chat = await make_chat(client, allowed_origins=[SITE])
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
+
+    # A page served by Frontdesk on a host other than its public URL, like the demo page
+    # opened as localhost instead of 127.0.0.1.
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8000") as local:
+        same = await local.get(chat.url("/config"), headers={"Origin": "http://localhost:8000"})
+        other = await local.get(chat.url("/config"), headers={"Origin": "http://localhost:9000"})
+
+    assert same.status_code == 200
+    assert same.headers["access-control-allow-origin"] == "http://localhost:8000"
+    assert_problem(other, 403, "origin_not_allowed")
+
+
 # --- Visitors and tokens ----------------------------------------------------------------------
 
 

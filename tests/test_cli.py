@@ -143,6 +143,7 @@ def test_demo_fills_workspace(tmp_path: Path) -> None:
     result = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Added 9 sample enquiries" in result.stdout
+    assert "Website chat demo: http://localhost:8000/chat/demo" in result.stdout
     again = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "already has its sample data" in again.stdout
@@ -155,6 +156,7 @@ def test_demo_fills_workspace(tmp_path: Path) -> None:
         assert {"new", "open", "awaiting_customer", "won", "lost", "closed"} <= statuses
         assert database.execute("SELECT count(*) FROM forms").fetchone() == (2,)
         assert database.execute("SELECT count(*) FROM contacts").fetchone() == (8,)
+        assert database.execute("SELECT enabled FROM chat_settings").fetchall() == [(1,)]
     finally:
         database.close()
 

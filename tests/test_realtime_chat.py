@@ -397,6 +397,29 @@ async def test_disabling_chat_closes_visitors(server: Server) -> None:
     assert (await staff_client.frame("pong"))["type"] == "pong"
 
 
+async def test_visitor_socket_origin_checked(server: Server) -> None:
+    member = await add_member(server.runtime, role="admin")
+    visitor = await add_visitor(server.runtime, member.workspace_id)
+    headers = {"Authorization": f"Bearer {member.token}"}
+    async with httpx.AsyncClient(base_url=server.live.http_url, trust_env=False) as http:
+        changed = await http.put(
+            "/api/v1/chat/settings",
+            headers=headers,
+            json={"allowed_origins": ["https://studio.example"]},
+        )
+    assert changed.status_code == 200, changed.text
+
+    allowed = await open_socket(server, origin="https://studio.example")
+    await allowed.send(json.dumps({"type": "auth", "token": visitor.token}))
+    ready = json.loads(await asyncio.wait_for(allowed.recv(), WAIT))
+    refused = await open_socket(server, origin="https://other.example")
+    await refused.send(json.dumps({"type": "auth", "token": visitor.token}))
+
+    assert ready["type"] == "ready"
+    assert await close_code(refused) == 4004
+    await allowed.close()
+
+
 async def test_visitor_sees_only_own_messages(server: Server) -> None:
     """Live: no notes, no staff events, no other visitor's messages; new conversations join."""
     runtime = server.runtime

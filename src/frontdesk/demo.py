@@ -92,6 +92,7 @@ class DemoSummary:
     workspace: str
     forms: list[str]
     enquiries: int
+    chat_demo: str
     already_filled: bool = False
 
     def __str__(self) -> str:
@@ -105,6 +106,7 @@ class DemoSummary:
             f"Log in as {self.email} with password {self.password}.",
             "Public forms:",
             *(f"  {url}" for url in self.forms),
+            f"Website chat demo: {self.chat_demo}",
         ]
         return "\n".join(lines)
 
@@ -162,6 +164,11 @@ async def fill_demo_workspace(settings: Settings, *, email: str, password: str) 
             owner_id = tokens["user"]["id"]
             workspace_name = tokens["workspace"]["name"]
 
+            # Reading the chat settings creates them, which turns the website chat on; the
+            # chat demo page shows the widget of the oldest workspace with the chat on.
+            _check(await client.get("/api/v1/chat/settings", headers=headers))
+            chat_demo = f"{settings.resolved_public_url.rstrip('/')}/chat/demo"
+
             existing = _check(await client.get("/api/v1/forms", headers=headers))["items"]
             if any(form["name"] == BOOKING_FORM["name"] for form in existing):
                 return DemoSummary(
@@ -170,6 +177,7 @@ async def fill_demo_workspace(settings: Settings, *, email: str, password: str) 
                     workspace=workspace_name,
                     forms=[form["public_url"] for form in existing],
                     enquiries=0,
+                    chat_demo=chat_demo,
                     already_filled=True,
                 )
 
@@ -236,4 +244,5 @@ async def fill_demo_workspace(settings: Settings, *, email: str, password: str) 
         workspace=workspace_name,
         forms=[form["public_url"] for form in forms],
         enquiries=created,
+        chat_demo=chat_demo,
     )

@@ -76,14 +76,32 @@ def _own_origin(uow: UnitOfWork) -> str | None:
         return None
 
 
-def origin_allowed(uow: UnitOfWork, settings: ChatSettings, origin: str) -> bool:
+def request_origin(request: Request) -> str | None:
+    """Return the origin the request was sent to, as a browser would write it."""
+    try:
+        return chat_settings.normalize_origin(f"{request.url.scheme}://{request.url.netloc}")
+    except ValueError:
+        return None
+
+
+def origin_allowed(
+    uow: UnitOfWork, settings: ChatSettings, origin: str, *, same_origin: str | None = None
+) -> bool:
+    """Tell whether a page of ``origin`` may use the chat.
+
+    Besides the allowed origins, Frontdesk's own public URL and the origin the request was
+    sent to (``same_origin``: a page served by Frontdesk itself, such as the demo) are allowed.
+    """
     if not settings.allowed_origins:
         return True
     try:
         normalized = chat_settings.normalize_origin(origin)
     except ValueError:
         return False
-    return normalized in settings.allowed_origins or normalized == _own_origin(uow)
+    return normalized in settings.allowed_origins or normalized in (
+        _own_origin(uow),
+        same_origin,
+    )
 
 
 def _origin_rejected() -> Forbidden:
@@ -109,7 +127,7 @@ async def load_chat(public_key: PublicKeyPath, request: Request, uow: UowDep) ->
     settings = await _load_settings(uow, public_key)
     origin = request.headers.get("origin")
     if origin is not None:
-        if not origin_allowed(uow, settings, origin):
+        if not origin_allowed(uow, settings, origin, same_origin=request_origin(request)):
             raise _origin_rejected()
         request.state.chat_cors = {
             "Access-Control-Allow-Origin": origin,
@@ -160,7 +178,9 @@ async def preflight_response(uow: UnitOfWork, request: Request, public_key: str)
     so the widget can read the chat_disabled problem."""
     settings = await _load_settings(uow, public_key)
     origin = request.headers.get("origin")
-    if origin is None or not origin_allowed(uow, settings, origin):
+    if origin is None or not origin_allowed(
+        uow, settings, origin, same_origin=request_origin(request)
+    ):
         raise _origin_rejected()
     method = request.headers.get("access-control-request-method", "").upper()
     if method not in ("GET", "POST", "PATCH"):

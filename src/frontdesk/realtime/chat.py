@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk.auth.models import User
 from frontdesk.conversations import chat_service, service
 from frontdesk.conversations.attachments import resolve_attachments
+from frontdesk.conversations.chat_settings import normalize_origin
 from frontdesk.conversations.models import (
     ChatSettings,
     ChatVisitor,
@@ -47,12 +48,38 @@ async def find_visitor(session: AsyncSession, connection: Connection) -> ChatVis
     return visitor
 
 
-async def chat_enabled(session: AsyncSession, workspace_id: uuid.UUID) -> bool:
-    """Tell whether the workspace's website chat is on; settings not yet created default to on."""
-    enabled = await session.scalar(
-        sa.select(ChatSettings.enabled).where(ChatSettings.workspace_id == workspace_id)
-    )
-    return enabled is not False
+async def visitor_chat_refusal(
+    session: AsyncSession, connection: Connection, *, public_url: str
+) -> str | None:
+    """Return why the workspace's chat refuses this visitor socket, or None when it accepts it.
+
+    The chat refuses when it is turned off, and when a browser opened the socket from a page
+    whose origin the chat settings do not allow (the same rule as the visitor API: the
+    allowed origins, Frontdesk's public URL and Frontdesk's own host). Settings not created
+    yet mean the defaults: on, for every origin. Clients that send no Origin are not browsers
+    and are not checked.
+    """
+    settings = await session.get(ChatSettings, connection.workspace_id)
+    if settings is None:
+        return None
+    if not settings.enabled:
+        return "chat disabled"
+    origin = connection.websocket.headers.get("origin")
+    if origin is None or not settings.allowed_origins:
+        return None
+    own_url = connection.websocket.url
+    http_scheme = "https" if own_url.scheme == "wss" else "http"
+    accepted = set(settings.allowed_origins)
+    for candidate in (public_url, f"{http_scheme}://{own_url.netloc}"):
+        try:
+            accepted.add(normalize_origin(candidate))
+        except ValueError:
+            continue
+    try:
+        allowed = normalize_origin(origin) in accepted
+    except ValueError:
+        allowed = False
+    return None if allowed else "origin not allowed"
 
 
 async def get_active_visitor(session: AsyncSession, connection: Connection) -> ChatVisitor:

@@ -372,8 +372,11 @@ class Gateway:
                 visitor = await chat.find_visitor(session, connection)
                 if visitor is None:
                     raise Rejected(CloseCode.SESSION_ENDED, "unknown or revoked visitor")
-                if not await chat.chat_enabled(session, connection.workspace_id):
-                    raise Rejected(CloseCode.NOT_A_MEMBER, "chat disabled")
+                refusal = await chat.visitor_chat_refusal(
+                    session, connection, public_url=self.settings.resolved_public_url
+                )
+                if refusal is not None:
+                    raise Rejected(CloseCode.NOT_A_MEMBER, refusal)
                 connection.name = visitor.name
                 # A union: the dispatcher may have added a conversation created meanwhile.
                 connection.visitor_conversations |= await chat.visitor_conversation_ids(
