@@ -17,6 +17,23 @@ from frontdesk.email.models import EmailMessage
 from frontdesk.enquiries.models import Enquiry, EnquiryActivity, EnquiryTag
 from frontdesk.forms.models import Form, FormVersion
 from frontdesk.notifications.models import Notification
+from frontdesk.payments.models import (
+    CreditNote,
+    Dispute,
+    Invoice,
+    InvoiceActivity,
+    InvoiceLine,
+    NumberSequence,
+    Payment,
+    PaymentSettings,
+    PaymentTransition,
+    Plan,
+    Refund,
+    StripeAccount,
+    StripeCustomer,
+    StripeEvent,
+    Subscription,
+)
 from frontdesk.storage.links import StorageLinkUse, StorageSigningKey
 from frontdesk.storage.models import Bucket, StoredObject
 from frontdesk.storage.scanning import ObjectScan
@@ -33,6 +50,8 @@ __all__ = [
     "Conversation",
     "ConversationMessage",
     "ConversationParticipant",
+    "CreditNote",
+    "Dispute",
     "EmailMessage",
     "Enquiry",
     "EnquiryActivity",
@@ -41,17 +60,30 @@ __all__ = [
     "Form",
     "FormVersion",
     "Invitation",
+    "Invoice",
+    "InvoiceActivity",
+    "InvoiceLine",
     "Job",
     "Membership",
     "MessageRevision",
     "Notification",
+    "NumberSequence",
     "ObjectScan",
     "OneTimeToken",
+    "Payment",
+    "PaymentSettings",
+    "PaymentTransition",
+    "Plan",
     "RateLimitCounter",
     "RefreshToken",
+    "Refund",
     "StorageLinkUse",
     "StorageSigningKey",
     "StoredObject",
+    "StripeAccount",
+    "StripeCustomer",
+    "StripeEvent",
+    "Subscription",
     "User",
     "Workspace",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-05 01:52:03.893051
+Create Date: 2026-12-05 02:10:14.864320
 """
 
 from collections.abc import Sequence
@@ -418,6 +418,20 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "number_sequences",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("scope", sa.String(length=100), nullable=False),
+        sa.Column("last_value", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_number_sequences_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "kind", "scope", name=op.f("pk_number_sequences")),
+    )
+    op.create_table(
         "one_time_tokens",
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("purpose", sa.String(length=30), nullable=False),
@@ -437,6 +451,71 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("one_time_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_one_time_tokens_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "payment_settings",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("invoice_number_pattern", sa.String(length=100), nullable=False),
+        sa.Column("credit_note_number_pattern", sa.String(length=100), nullable=False),
+        sa.Column("default_currency", sa.String(length=3), nullable=False),
+        sa.Column("payment_terms_days", sa.Integer(), nullable=False),
+        sa.Column(
+            "reminder_days",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "business_details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("bank_details", sa.Text(), nullable=False),
+        sa.Column(
+            "branding",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "dunning_days",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_payment_settings_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_payment_settings")),
+    )
+    op.create_table(
+        "plans",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("interval", sa.String(length=10), nullable=False),
+        sa.Column("interval_count", sa.Integer(), nullable=False),
+        sa.Column("trial_days", sa.Integer(), nullable=False),
+        sa.Column("tax_rate", sa.String(length=20), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("stripe_product_id", sa.String(length=255), nullable=True),
+        sa.Column("stripe_price_id", sa.String(length=255), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_plans_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_plans")),
+    )
+    with op.batch_alter_table("plans", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_plans_workspace_id"), ["workspace_id"], unique=False)
 
     op.create_table(
         "storage_buckets",
@@ -501,6 +580,49 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("workspace_id", "key_id", name=op.f("pk_storage_signing_keys")),
+    )
+    op.create_table(
+        "stripe_accounts",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("secret_key_encrypted", sa.Text(), nullable=False),
+        sa.Column("webhook_secret_encrypted", sa.Text(), nullable=True),
+        sa.Column("publishable_key", sa.String(length=255), nullable=True),
+        sa.Column("webhook_token", sa.String(length=64), nullable=False),
+        sa.Column("livemode", sa.Boolean(), nullable=False),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_stripe_accounts_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_stripe_accounts")),
+        sa.UniqueConstraint("webhook_token", name=op.f("uq_stripe_accounts_webhook_token")),
+    )
+    op.create_table(
+        "stripe_events",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("event_id", sa.String(length=255), nullable=False),
+        sa.Column("type", sa.String(length=100), nullable=False),
+        sa.Column("api_version", sa.String(length=40), nullable=True),
+        sa.Column("stripe_created", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("received_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_stripe_events_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "event_id", name=op.f("pk_stripe_events")),
     )
     op.create_table(
         "chat_visitors",
@@ -725,6 +847,84 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_storage_objects_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
+        "stripe_customers",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("contact_id", sa.Uuid(), nullable=False),
+        sa.Column("stripe_customer_id", sa.String(length=255), nullable=False),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_stripe_customers_contact_id_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_stripe_customers_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "contact_id", name=op.f("pk_stripe_customers")),
+    )
+    op.create_table(
+        "subscriptions",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
+        sa.Column("plan_id", sa.Uuid(), nullable=False),
+        sa.Column("gateway", sa.String(length=10), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column(
+            "current_period_start", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "current_period_end", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("trial_end", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
+        sa.Column("canceled_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("paused_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("past_due_since", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("dunning_emails_sent", sa.Integer(), nullable=False),
+        sa.Column("stripe_subscription_id", sa.String(length=255), nullable=True),
+        sa.Column("stripe_updated", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_subscriptions_contact_id_contacts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["plan_id"],
+            ["plans.id"],
+            name=op.f("fk_subscriptions_plan_id_plans"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_subscriptions_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
+        sa.UniqueConstraint(
+            "stripe_subscription_id", name=op.f("uq_subscriptions_stripe_subscription_id")
+        ),
+    )
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_subscriptions_contact_id"), ["contact_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_subscriptions_due", ["gateway", "status", "current_period_end"], unique=False
+        )
+        batch_op.create_index(
+            "ix_subscriptions_workspace_created", ["workspace_id", "created_at", "id"], unique=False
         )
 
     op.create_table(
@@ -1034,6 +1234,95 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "invoices",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
+        sa.Column("enquiry_id", sa.Uuid(), nullable=True),
+        sa.Column("subscription_id", sa.Uuid(), nullable=True),
+        sa.Column("number", sa.String(length=100), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("issue_date", sa.Date(), nullable=True),
+        sa.Column("due_date", sa.Date(), nullable=True),
+        sa.Column("discount_type", sa.String(length=10), nullable=True),
+        sa.Column("discount_value", sa.String(length=40), nullable=True),
+        sa.Column("subtotal", sa.BigInteger(), nullable=False),
+        sa.Column("discount_total", sa.BigInteger(), nullable=False),
+        sa.Column("tax_total", sa.BigInteger(), nullable=False),
+        sa.Column("total", sa.BigInteger(), nullable=False),
+        sa.Column("amount_paid", sa.BigInteger(), nullable=False),
+        sa.Column("amount_credited", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "tax_breakdown",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("notes", sa.Text(), nullable=False),
+        sa.Column("payment_terms", sa.Text(), nullable=False),
+        sa.Column(
+            "seller",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "customer",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "customer_overrides",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("pdf_object_id", sa.Uuid(), nullable=True),
+        sa.Column("public_token", sa.String(length=64), nullable=False),
+        sa.Column("issued_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("paid_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("voided_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("uncollectible_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_invoices_contact_id_contacts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["enquiry_id"],
+            ["enquiries.id"],
+            name=op.f("fk_invoices_enquiry_id_enquiries"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["subscriptions.id"],
+            name=op.f("fk_invoices_subscription_id_subscriptions"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_invoices_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
+        sa.UniqueConstraint("public_token", name=op.f("uq_invoices_public_token")),
+        sa.UniqueConstraint("workspace_id", "number", name=op.f("uq_invoices_workspace_id_number")),
+    )
+    with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_invoices_contact_id"), ["contact_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_invoices_enquiry_id"), ["enquiry_id"], unique=False)
+        batch_op.create_index("ix_invoices_status_due", ["status", "due_date"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_invoices_subscription_id"), ["subscription_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_invoices_workspace_created", ["workspace_id", "created_at", "id"], unique=False
+        )
+
+    op.create_table(
         "storage_object_scans",
         sa.Column("object_id", sa.Uuid(), nullable=False),
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -1152,6 +1441,47 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "credit_notes",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("invoice_id", sa.Uuid(), nullable=False),
+        sa.Column("number", sa.String(length=100), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("refund_id", sa.Uuid(), nullable=True),
+        sa.Column("pdf_object_id", sa.Uuid(), nullable=True),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_credit_notes_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["invoices.id"],
+            name=op.f("fk_credit_notes_invoice_id_invoices"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_credit_notes_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_notes")),
+        sa.UniqueConstraint(
+            "workspace_id", "number", name=op.f("uq_credit_notes_workspace_id_number")
+        ),
+    )
+    with op.batch_alter_table("credit_notes", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_credit_notes_invoice_id"), ["invoice_id"], unique=False
+        )
+
+    op.create_table(
         "email_events",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
         sa.Column("email_id", sa.Uuid(), nullable=True),
@@ -1223,6 +1553,128 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "invoice_activities",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("invoice_id", sa.Uuid(), nullable=False),
+        sa.Column("type", sa.String(length=50), nullable=False),
+        sa.Column("source", sa.String(length=20), nullable=False),
+        sa.Column("actor_id", sa.Uuid(), nullable=True),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["users.id"],
+            name=op.f("fk_invoice_activities_actor_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["invoices.id"],
+            name=op.f("fk_invoice_activities_invoice_id_invoices"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoice_activities")),
+    )
+    with op.batch_alter_table("invoice_activities", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_invoice_activities_invoice", ["invoice_id", "created_at"], unique=False
+        )
+
+    op.create_table(
+        "invoice_lines",
+        sa.Column("invoice_id", sa.Uuid(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("quantity", sa.String(length=40), nullable=False),
+        sa.Column("unit_price", sa.BigInteger(), nullable=False),
+        sa.Column("tax_rate", sa.String(length=20), nullable=False),
+        sa.Column("discount_type", sa.String(length=10), nullable=True),
+        sa.Column("discount_value", sa.String(length=40), nullable=True),
+        sa.Column("gross_amount", sa.BigInteger(), nullable=False),
+        sa.Column("net_amount", sa.BigInteger(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["invoices.id"],
+            name=op.f("fk_invoice_lines_invoice_id_invoices"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoice_lines")),
+        sa.UniqueConstraint(
+            "invoice_id", "position", name=op.f("uq_invoice_lines_invoice_id_position")
+        ),
+    )
+    op.create_table(
+        "payments",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("invoice_id", sa.Uuid(), nullable=True),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
+        sa.Column("gateway", sa.String(length=10), nullable=False),
+        sa.Column("method", sa.String(length=30), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("amount_refunded", sa.BigInteger(), nullable=False),
+        sa.Column("reference", sa.String(length=200), nullable=False),
+        sa.Column("paid_on", sa.Date(), nullable=True),
+        sa.Column("stripe_payment_intent_id", sa.String(length=255), nullable=True),
+        sa.Column("stripe_checkout_session_id", sa.String(length=255), nullable=True),
+        sa.Column("stripe_charge_id", sa.String(length=255), nullable=True),
+        sa.Column("failure_reason", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_payments_contact_id_contacts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_payments_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["invoices.id"],
+            name=op.f("fk_payments_invoice_id_invoices"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_payments_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
+    )
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_payments_invoice_id"), ["invoice_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_payments_stripe_checkout_session_id"),
+            ["stripe_checkout_session_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_payments_workspace_created", ["workspace_id", "created_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "uq_payments_stripe_payment_intent",
+            ["workspace_id", "stripe_payment_intent_id"],
+            unique=True,
+            sqlite_where=sa.text("stripe_payment_intent_id IS NOT NULL"),
+            postgresql_where=sa.text("stripe_payment_intent_id IS NOT NULL"),
+        )
+
+    op.create_table(
         "conversation_message_revisions",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
         sa.Column("message_id", sa.Uuid(), nullable=False),
@@ -1255,21 +1707,153 @@ def upgrade() -> None:
             "ix_message_revisions_message", ["message_id", "created_at"], unique=False
         )
 
+    op.create_table(
+        "disputes",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("payment_id", sa.Uuid(), nullable=False),
+        sa.Column("stripe_dispute_id", sa.String(length=255), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.String(length=40), nullable=False),
+        sa.Column("reason", sa.String(length=100), nullable=False),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["payment_id"],
+            ["payments.id"],
+            name=op.f("fk_disputes_payment_id_payments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_disputes_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_disputes")),
+        sa.UniqueConstraint("stripe_dispute_id", name=op.f("uq_disputes_stripe_dispute_id")),
+    )
+    with op.batch_alter_table("disputes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_disputes_payment_id"), ["payment_id"], unique=False)
+
+    op.create_table(
+        "payment_transitions",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("payment_id", sa.Uuid(), nullable=False),
+        sa.Column("from_status", sa.String(length=20), nullable=True),
+        sa.Column("to_status", sa.String(length=20), nullable=False),
+        sa.Column("source", sa.String(length=20), nullable=False),
+        sa.Column("actor_id", sa.Uuid(), nullable=True),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["users.id"],
+            name=op.f("fk_payment_transitions_actor_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["payment_id"],
+            ["payments.id"],
+            name=op.f("fk_payment_transitions_payment_id_payments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_transitions")),
+    )
+    with op.batch_alter_table("payment_transitions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_payment_transitions_payment", ["payment_id", "created_at"], unique=False
+        )
+
+    op.create_table(
+        "refunds",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("payment_id", sa.Uuid(), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("stripe_refund_id", sa.String(length=255), nullable=True),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_refunds_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["payment_id"],
+            ["payments.id"],
+            name=op.f("fk_refunds_payment_id_payments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_refunds_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
+        sa.UniqueConstraint("stripe_refund_id", name=op.f("uq_refunds_stripe_refund_id")),
+    )
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refunds_payment_id"), ["payment_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_refunds_payment_id"))
+
+    op.drop_table("refunds")
+    with op.batch_alter_table("payment_transitions", schema=None) as batch_op:
+        batch_op.drop_index("ix_payment_transitions_payment")
+
+    op.drop_table("payment_transitions")
+    with op.batch_alter_table("disputes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_disputes_payment_id"))
+
+    op.drop_table("disputes")
     with op.batch_alter_table("conversation_message_revisions", schema=None) as batch_op:
         batch_op.drop_index("ix_message_revisions_message")
 
     op.drop_table("conversation_message_revisions")
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_payments_stripe_payment_intent",
+            sqlite_where=sa.text("stripe_payment_intent_id IS NOT NULL"),
+            postgresql_where=sa.text("stripe_payment_intent_id IS NOT NULL"),
+        )
+        batch_op.drop_index("ix_payments_workspace_created")
+        batch_op.drop_index(batch_op.f("ix_payments_stripe_checkout_session_id"))
+        batch_op.drop_index(batch_op.f("ix_payments_invoice_id"))
+
+    op.drop_table("payments")
+    op.drop_table("invoice_lines")
+    with op.batch_alter_table("invoice_activities", schema=None) as batch_op:
+        batch_op.drop_index("ix_invoice_activities_invoice")
+
+    op.drop_table("invoice_activities")
     op.drop_table("email_suppressions")
     with op.batch_alter_table("email_events", schema=None) as batch_op:
         batch_op.drop_index("ix_email_events_workspace_type")
         batch_op.drop_index("ix_email_events_email")
 
     op.drop_table("email_events")
+    with op.batch_alter_table("credit_notes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_credit_notes_invoice_id"))
+
+    op.drop_table("credit_notes")
     with op.batch_alter_table("conversation_participants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_conversation_participants_workspace_id"))
         batch_op.drop_index("ix_conversation_participants_key")
@@ -1288,6 +1872,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_storage_object_scans_workspace_id"))
 
     op.drop_table("storage_object_scans")
+    with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.drop_index("ix_invoices_workspace_created")
+        batch_op.drop_index(batch_op.f("ix_invoices_subscription_id"))
+        batch_op.drop_index("ix_invoices_status_due")
+        batch_op.drop_index(batch_op.f("ix_invoices_enquiry_id"))
+        batch_op.drop_index(batch_op.f("ix_invoices_contact_id"))
+
+    op.drop_table("invoices")
     with op.batch_alter_table("inbound_emails", schema=None) as batch_op:
         batch_op.drop_index("ix_inbound_emails_workspace_received")
         batch_op.drop_index(batch_op.f("ix_inbound_emails_enquiry_id"))
@@ -1324,6 +1916,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_conversations_contact_id"))
 
     op.drop_table("conversations")
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_workspace_created")
+        batch_op.drop_index("ix_subscriptions_due")
+        batch_op.drop_index(batch_op.f("ix_subscriptions_contact_id"))
+
+    op.drop_table("subscriptions")
+    op.drop_table("stripe_customers")
     with op.batch_alter_table("storage_objects", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_objects_workspace_id"))
         batch_op.drop_index(batch_op.f("ix_storage_objects_bucket_id"))
@@ -1349,6 +1948,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_chat_visitors_workspace_id"))
 
     op.drop_table("chat_visitors")
+    op.drop_table("stripe_events")
+    op.drop_table("stripe_accounts")
     op.drop_table("storage_signing_keys")
     with op.batch_alter_table("storage_link_uses", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_storage_link_uses_workspace_id"))
@@ -1358,10 +1959,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_storage_buckets_workspace_id"))
 
     op.drop_table("storage_buckets")
+    with op.batch_alter_table("plans", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_plans_workspace_id"))
+
+    op.drop_table("plans")
+    op.drop_table("payment_settings")
     with op.batch_alter_table("one_time_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_one_time_tokens_user_id"))
 
     op.drop_table("one_time_tokens")
+    op.drop_table("number_sequences")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_user")
 
