@@ -878,6 +878,9 @@ CASES: dict[tuple[str, str], RouteCases] = {
         ),
     ),
     ("DELETE", "/api/v1/email/provider"): RouteCases(access="admin", ok=ok(204)),
+    # --- Stripe keys ---------------------------------------------------------------------------
+    ("GET", "/api/v1/payments/stripe"): RouteCases(access="admin", ok=ok(200)),
+    ("DELETE", "/api/v1/payments/stripe"): RouteCases(access="admin", ok=ok(204)),
     ("GET", "/api/v1/email/suppressions"): RouteCases(
         access="admin",
         ok=ok(200, query={"reason": "manual"}),
@@ -1341,6 +1344,16 @@ EXCLUDED: dict[tuple[str, str], str] = {
         "sends a real email through an outside provider, which the matrix cannot reach; "
         "tests/test_email_workspace_provider.py covers success, the provider's errors, a "
         "missing provider, invalid input and roles against local provider servers"
+    ),
+    ("PUT", "/api/v1/payments/stripe"): (
+        "checks the key with a call to Stripe, which the matrix cannot reach; "
+        "tests/test_stripe_payments.py covers success, a rejected key, invalid input and roles "
+        "against the local fake Stripe server"
+    ),
+    ("POST", "/webhooks/stripe/{webhook_token}"): (
+        "Stripe webhook verified by the Stripe-Signature header, not by a login; "
+        "tests/test_stripe_webhooks.py covers valid, tampered, stale, duplicated and "
+        "out-of-order deliveries and unknown addresses"
     ),
     ("POST", "/webhooks/email/{provider}/{token}/events"): (
         "provider webhook verified by the provider's signature, not by a login; "

@@ -584,6 +584,27 @@ async def _provider(world: World, team: Team, caller: Person | None) -> str:
     return "postmark"
 
 
+async def _stripe_webhook_token(world: World, team: Team, caller: Person | None) -> str:
+    """Store Stripe keys for the team's workspace, as PUT does after Stripe accepts them."""
+    from frontdesk.payments.models import StripeAccount
+
+    workspace_id = uuid.UUID(team.workspace_id)
+    async with unit_of_work(world.runtime) as uow:
+        account = await uow.session.get(StripeAccount, workspace_id)
+        if account is None:
+            account = StripeAccount(
+                workspace_id=workspace_id,
+                secret_key_encrypted=uow.rt.cipher.encrypt_text(
+                    "sk_test_matrix", associated_data=f"stripe-account:{workspace_id}".encode()
+                ),
+                webhook_token=uuid.uuid4().hex,
+                created_at=uow.now(),
+                updated_at=uow.now(),
+            )
+            uow.session.add(account)
+        return account.webhook_token
+
+
 async def _conversation_id(world: World, team: Team, caller: Person | None) -> str:
     conversation = await world.post(
         "/api/v1/conversations", team.owner.headers, json={"channel": "chat", "subject": "Hi"}
@@ -673,6 +694,7 @@ ID_FACTORIES: dict[str, Resolver] = {
     "canned_response_id": _canned_response_id,
     "public_key": _public_key,
     "visitor_id": _visitor_id,
+    "webhook_token": _stripe_webhook_token,
 }
 # Values that must differ on every use, such as the address of a new account.
 UNIQUE_VALUES = {"new_email", "bucket_name"}

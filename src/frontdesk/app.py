@@ -39,6 +39,8 @@ from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
 from frontdesk.forms.routes import router as forms_router
 from frontdesk.notifications.routes import router as notifications_router
+from frontdesk.payments.stripe.routes import router as stripe_settings_router
+from frontdesk.payments.stripe.webhook_routes import router as stripe_webhook_router
 from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.routes import router as realtime_router
 from frontdesk.runtime import Runtime, build_runtime
@@ -124,12 +126,14 @@ def create_app(
         storage_router,
         chat_settings_router,
         chat_visitors_router,
+        stripe_settings_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
     app.include_router(chat_visitor_router)
     app.include_router(chat_widget_router)
     app.include_router(email_public_router)
+    app.include_router(stripe_webhook_router)
     app.include_router(storage_public_router)
     app.include_router(storage_links_router)
     app.include_router(auth_pages_router)

@@ -178,6 +178,14 @@ class Settings(BaseSettings):
     chat_writes_per_ip_per_minute: int = Field(default=300, ge=1)
     chat_uploads_per_visitor_per_hour: int = Field(default=30, ge=1)
 
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        description="Base URL of the Stripe API; tests point it at a local fake server.",
+    )
+    stripe_timeout_seconds: float = Field(default=30.0, gt=0)
+    stripe_max_retries: int = Field(default=2, ge=0)
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
 
