@@ -601,6 +601,9 @@ async def test_send_and_read_history(client: httpx.AsyncClient, runtime: Runtime
         ({"before": 3, "after": 1}, "after"),
         ({"limit": 0}, "limit"),
         ({"limit": 101}, "limit"),
+        ({"after": 2**63}, "after"),
+        ({"before": 10**30}, "before"),
+        ({"around": str(2**63)}, "around"),
     ],
 )
 async def test_history_rejects_query(

@@ -624,6 +624,10 @@ async def test_history_both_ways_and_around(client: httpx.AsyncClient) -> None:
     assert _fields(two) == ["after"]
     assert _fields(bad_around) == ["around"]
     assert _fields(unknown) == ["around"]
+    for name in ("before", "after", "around"):
+        huge = await client.get(path, params={name: 2**63}, headers=staff.headers)
+        assert huge.status_code == 422, huge.text
+        assert _fields(huge) == [name]
 
 
 async def test_edit_keeps_revision_and_notifies(

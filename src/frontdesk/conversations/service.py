@@ -40,6 +40,8 @@ CHANNELS = ("chat", "email", "instagram", "form")
 STATUSES = ("open", "pending", "resolved", "snoozed")
 MAX_CLIENT_MESSAGE_ID_CHARS = 100
 MAX_ATTACHMENTS_PER_MESSAGE = 10
+# Message numbers are BIGINT columns.
+MAX_SEQ = 2**63 - 1
 
 AuthorType = Literal["member", "visitor", "contact", "system"]
 
@@ -503,6 +505,9 @@ async def history(
     it, and ``around`` a page centred on that seq (included). With none of them, the newest
     page. Visitors (``staff=False``) see only messages of kind "message".
     """
+    for name, value in (("before", before), ("after", after), ("around", around)):
+        if value is not None and not 0 <= value <= MAX_SEQ:
+            raise ValidationFailed(name, f"Use a message seq from 0 to {MAX_SEQ}.", "out_of_range")
     base = sa.select(ConversationMessage).where(
         ConversationMessage.conversation_id == conversation.id
     )
