@@ -785,6 +785,42 @@ async def test_upload_rejections_store_nothing(client: httpx.AsyncClient, runtim
     assert [path async for path in runtime.storage.list_paths()] == []
 
 
+@pytest.mark.parametrize(
+    ("content", "filename"),
+    [
+        (b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>", "x.svg"),
+        (b"just text", "notes.HTML"),
+        (b"\xef\xbb\xbf  <?xml version='1.0'?><svg/>", "picture.png"),
+        (b"\n<!DOCTYPE html><html><script>alert(1)</script></html>", "page.txt"),
+    ],
+)
+async def test_markup_uploads_refused(
+    client: httpx.AsyncClient, runtime: Runtime, content: bytes, filename: str
+) -> None:
+    chat = await make_chat(client)
+    visitor = await make_visitor(client, chat)
+
+    response = await upload(
+        client, chat, visitor, content, content_type="image/svg+xml", filename=filename
+    )
+
+    assert_problem(response, 415)
+    assert await count_rows(runtime, StoredObject) == 0
+    assert [path async for path in runtime.storage.list_paths()] == []
+
+
+async def test_plain_text_upload_accepted(client: httpx.AsyncClient) -> None:
+    chat = await make_chat(client)
+    visitor = await make_visitor(client, chat)
+
+    response = await upload(
+        client, chat, visitor, b"Size 10 < size 12, see you soon", filename="notes.txt"
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["content_type"] == "text/plain"
+
+
 async def test_foreign_uploads_cannot_be_used(client: httpx.AsyncClient, runtime: Runtime) -> None:
     chat = await make_chat(client)
     visitor = await make_visitor(client, chat)

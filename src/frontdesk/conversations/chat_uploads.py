@@ -7,8 +7,9 @@ no message carries are deleted after a day.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from frontdesk.forms.uploads import safe_file_name
 from frontdesk.storage import scanning
 from frontdesk.storage import service as storage
 from frontdesk.storage.models import Bucket, StoredObject
+from frontdesk.storage.sniffing import UnsupportedMediaType
 from frontdesk.storage.uploads import upload_object
 
 log = structlog.get_logger()
@@ -57,6 +59,54 @@ UPLOAD_TYPES = [
     "application/vnd.oasis.opendocument.spreadsheet",
     "application/vnd.oasis.opendocument.presentation",
 ]
+
+
+# File names a browser or desktop may run as active content when the file is opened.
+ACTIVE_CONTENT_SUFFIXES = (
+    ".svg", ".svgz", ".html", ".htm", ".xhtml", ".xht", ".shtml", ".xml", ".js", ".mjs", ".hta",
+)  # fmt: skip
+# The start of an SVG, HTML or XML document: such text sniffs as text/plain but is markup.
+_MARKUP_START = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*<(?:\?xml|svg|!doctype|html|head|body|script|iframe)\b", re.IGNORECASE
+)
+_MARKUP_PROBE_BYTES = 1024
+
+
+def refuse_active_content_name(name: str) -> None:
+    """Raise 415 for a file name whose extension marks scriptable content (SVG, HTML, XML)."""
+    if name.lower().endswith(ACTIVE_CONTENT_SUFFIXES):
+        raise UnsupportedMediaType(
+            "SVG, HTML, XML and script files are not accepted, because they can run scripts; "
+            "send an image as PNG or JPEG, or a document as PDF."
+        )
+
+
+async def refuse_markup(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Pass the chunks through, raising 415 when the body starts like SVG, HTML or XML."""
+    head = b""
+    checked = False
+    async for chunk in chunks:
+        if checked:
+            yield chunk
+            continue
+        head += chunk
+        if len(head) < _MARKUP_PROBE_BYTES:
+            continue
+        _check_markup(head)
+        checked = True
+        yield head
+    if not checked:
+        _check_markup(head)
+        if head:
+            yield head
+
+
+def _check_markup(head: bytes) -> None:
+    if _MARKUP_START.match(head[:_MARKUP_PROBE_BYTES]):
+        raise UnsupportedMediaType(
+            "The file is SVG, HTML or XML, which can run scripts; send an image as PNG or "
+            "JPEG, or a document as PDF."
+        )
 
 
 async def visitor_uploads(
@@ -107,6 +157,7 @@ async def store_visitor_upload(
     """
     bucket = await storage.system_bucket(uow, visitor.workspace_id, UPLOAD_BUCKET)
     name = safe_file_name(file_name)
+    refuse_active_content_name(name)
     stored, _bucket = await upload_object(
         uow,
         workspace_id=visitor.workspace_id,
@@ -114,7 +165,7 @@ async def store_visitor_upload(
         key=f"visitors/{visitor.id}/{uuid7()}/{name}",
         overwrite=False,
         claimed_type=claimed_type,
-        chunks=chunks,
+        chunks=refuse_markup(chunks),
         owner_id=None,
         max_bytes=uow.settings.chat_upload_max_bytes,
         allowed_types=UPLOAD_TYPES,
