@@ -333,3 +333,17 @@ def test_view_is_not_changed() -> None:
     before = copy.deepcopy(view)
     render_invoice(view, logo=None, color=None)
     assert view == before
+
+
+def test_parties_and_line_discount_shown() -> None:
+    view = invoice_view()
+    view["customer"] = {"name": "Ada Lovelace", "company": "Analytical Ltd", "tax_id": "GB999"}
+    view["lines"][0]["gross_amount"] = 32000
+    view["lines"][1]["gross_amount"] = 4550
+    text = "\n".join(pages_text(render_invoice(view, logo=None, color=None)))
+
+    assert "Tax ID: EL123" in text
+    assert "Tax ID: GB999" in text
+    assert "Analytical Ltd" in text
+    assert "Discount \u221220.00 EUR" in text
+    assert text.count("Discount \u2212") == 1

@@ -90,6 +90,27 @@ def text_lines(value: Any) -> list[str]:
     return [line.strip() for line in str(value).splitlines() if line.strip()]
 
 
+PARTY_FIELDS = ("name", "company", "address", "email", "phone", "website")
+PARTY_LABELS = {"tax_id": "Tax ID", "company_number": "Company number"}
+
+
+def party_lines(party: Any) -> list[str]:
+    """Return the display lines of a seller or customer snapshot, labelling registration ids.
+
+    Only the fields in PARTY_FIELDS and PARTY_LABELS are shown, so other snapshot entries
+    (the seller's bank details and branding) stay out of the address blocks.
+    """
+    if not isinstance(party, dict):
+        return text_lines(party)
+    lines: list[str] = []
+    for name in PARTY_FIELDS:
+        lines.extend(text_lines(party.get(name)))
+    for name, label in PARTY_LABELS.items():
+        if party.get(name):
+            lines.append(f"{label}: {party[name]}")
+    return lines
+
+
 # --- Logo -----------------------------------------------------------------------------------
 
 
@@ -124,6 +145,7 @@ def _environment() -> Environment:
     environment.filters["decimal"] = format_decimal
     environment.filters["date"] = format_date
     environment.filters["lines"] = text_lines
+    environment.filters["party"] = party_lines
     return environment
 
 
