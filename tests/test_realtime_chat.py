@@ -679,6 +679,8 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     assert (empty["code"], empty["field"]) == ("empty_message", "body")
     assert not_yours["code"] == "not_found"
     assert not_yours["client_message_id"] == "elsewhere"
+    assert not_yours["conversation_id"] == str(theirs)
+    assert too_long["conversation_id"] == str(conversation)
     assert (no_client_id["code"], no_client_id["field"]) == ("invalid_frame", "client_message_id")
     assert bad_id["field"] == "client_message_id"
     assert longest["type"] == "sent"

@@ -179,7 +179,11 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
             else:
                 shown = await _send_as_member(uow, connection, conversation, frame)
     except (ValidationFailed, NotFound) as exc:
-        return problem_frame(exc, client_message_id=frame.client_message_id)
+        return problem_frame(
+            exc,
+            client_message_id=frame.client_message_id,
+            conversation_id=str(frame.conversation_id),
+        )
     return encode({"type": "sent", "client_message_id": frame.client_message_id, "message": shown})
 
 
@@ -250,15 +254,20 @@ async def mark_read(runtime: Runtime, connection: Connection, frame: ReadFrame) 
                     seq=frame.seq,
                 )
     except (ValidationFailed, NotFound) as exc:
-        return problem_frame(exc)
+        return problem_frame(exc, conversation_id=str(frame.conversation_id))
     return None
 
 
-def problem_frame(exc: ValidationFailed | NotFound, *, client_message_id: str | None = None) -> str:
+def problem_frame(
+    exc: ValidationFailed | NotFound,
+    *,
+    conversation_id: str,
+    client_message_id: str | None = None,
+) -> str:
     """Turn a service error into an error frame; a field error names its field."""
+    extra: dict[str, Any] = {"conversation_id": conversation_id}
     if isinstance(exc, ValidationFailed) and exc.errors:
         first = exc.errors[0]
-        extra: dict[str, Any] = {}
         if len(exc.errors) > 1:
             extra["errors"] = [error.model_dump() for error in exc.errors]
         return error_frame(
@@ -268,4 +277,4 @@ def problem_frame(exc: ValidationFailed | NotFound, *, client_message_id: str | 
             client_message_id=client_message_id,
             **extra,
         )
-    return error_frame(exc.code, exc.detail, client_message_id=client_message_id)
+    return error_frame(exc.code, exc.detail, client_message_id=client_message_id, **extra)
