@@ -39,6 +39,10 @@ from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
 from frontdesk.forms.routes import router as forms_router
 from frontdesk.notifications.routes import router as notifications_router
+from frontdesk.payments.invoice_routes import enquiry_router as enquiry_invoice_router
+from frontdesk.payments.invoice_routes import router as invoices_router
+from frontdesk.payments.payment_routes import router as payments_router
+from frontdesk.payments.settings_routes import router as payment_settings_router
 from frontdesk.payments.stripe.routes import router as stripe_settings_router
 from frontdesk.payments.stripe.webhook_routes import router as stripe_webhook_router
 from frontdesk.realtime.gateway import Gateway
@@ -127,6 +131,12 @@ def create_app(
         chat_settings_router,
         chat_visitors_router,
         stripe_settings_router,
+        payment_settings_router,
+        invoices_router,
+        enquiry_invoice_router,
+        # Last: its /payments/{payment_id} would otherwise take /payments/settings and
+        # /payments/stripe.
+        payments_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(forms_public_router)
