@@ -1227,6 +1227,7 @@ CASES: dict[tuple[str, str], RouteCases] = {
             bad(422, "theme.position", body={"theme": {"position": "top"}}),
             bad(422, "allowed_origins.0", body={"allowed_origins": [f"{ORIGIN}/contact"]}),
             bad(422, "enabled", body={"enabled": "maybe"}),
+            bad(422, "enabled", body={"enabled": 1}),
             bad(422, "colour", body={"colour": "#000000"}),
         ),
     ),

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.conversations import chat_settings
@@ -39,11 +39,11 @@ class ChatSettingsOut(BaseModel):
 
 
 class ChatSettingsUpdate(BaseModel):
-    """Fields left out keep their value; theme fields left out keep theirs too."""
+    """Fields left out or null keep their value; theme fields left out keep theirs too."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     theme: dict[str, Any] | None = Field(
         default=None,
         description="title (1-80 characters), greeting (1-500), color (#rrggbb), "
