@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,13 +26,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import factories
+from frontdesk.core.uow import unit_of_work
+from frontdesk.payments.models import Invoice, Payment
 from frontdesk.payments.stripe.webhooks import signature_header
+from frontdesk.runtime import Runtime
 from live_server import HOST, listening_socket
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
@@ -398,3 +404,90 @@ async def serve_fake_stripe() -> AsyncIterator[FakeStripe]:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
         sock.close()
+
+
+# --- Test data in the application -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StripeWorkspace:
+    """A workspace whose admin stored the fake's keys through PUT /api/v1/payments/stripe."""
+
+    workspace_id: uuid.UUID
+    headers: dict[str, str]
+    secret_key: str
+    webhook_secret: str
+    webhook_path: str
+
+
+async def connect_workspace(client: httpx.AsyncClient, fake: FakeStripe) -> StripeWorkspace:
+    staff = await factories.owner(client)
+    secret_key = fake.new_secret_key()
+    webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+    response = await client.put(
+        "/api/v1/payments/stripe",
+        headers=staff.headers,
+        json={"secret_key": secret_key, "webhook_secret": webhook_secret},
+    )
+    assert response.status_code == 200, response.text
+    url = response.json()["webhook_url"]
+    return StripeWorkspace(
+        workspace_id=staff.workspace_id,
+        headers=staff.headers,
+        secret_key=secret_key,
+        webhook_secret=webhook_secret,
+        webhook_path="/" + url.split("/", 3)[3],
+    )
+
+
+async def issued_invoice(
+    runtime: Runtime, workspace_id: uuid.UUID, *, total: int = 12_000, currency: str = "EUR"
+) -> Invoice:
+    """Insert an open invoice of ``total`` minor units, as issuing leaves it."""
+    now = runtime.clock.now()
+    async with unit_of_work(runtime) as uow:
+        invoice = Invoice(
+            workspace_id=workspace_id,
+            number=f"INV-{secrets.token_hex(3)}",
+            status="open",
+            currency=currency,
+            issue_date=now.date(),
+            due_date=now.date(),
+            subtotal=total,
+            total=total,
+            public_token=secrets.token_urlsafe(24),
+            customer={"name": "Ada Customer", "email": "ada@example.org"},
+            created_at=now,
+            updated_at=now,
+            issued_at=now,
+        )
+        uow.session.add(invoice)
+    return invoice
+
+
+async def stripe_payment(
+    runtime: Runtime,
+    invoice: Invoice,
+    *,
+    intent_id: str,
+    status: str = "pending",
+    amount: int | None = None,
+) -> Payment:
+    """Insert the payment that a Checkout Session or PaymentIntent of ``invoice`` started."""
+    now = runtime.clock.now()
+    async with unit_of_work(runtime) as uow:
+        payment = Payment(
+            workspace_id=invoice.workspace_id,
+            invoice_id=invoice.id,
+            gateway="stripe",
+            method="card",
+            status=status,
+            currency=invoice.currency,
+            amount=invoice.total if amount is None else amount,
+            amount_refunded=0,
+            stripe_payment_intent_id=intent_id,
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(payment)
+    return payment

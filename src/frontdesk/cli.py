@@ -1,4 +1,4 @@
-"""The ``frontdesk`` command: serve, worker, migrate, create-admin, demo, backup."""
+"""The ``frontdesk`` command: serve, worker, migrate, create-admin, demo, backup, payments."""
 
 from __future__ import annotations
 
@@ -200,6 +200,26 @@ def cmd_storage_check(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_payments_reconcile(args: argparse.Namespace) -> None:
+    import uuid
+    from datetime import date
+
+    from frontdesk.payments.stripe.reconcile import format_report, run_reconcile
+
+    try:
+        workspace_id = uuid.UUID(args.workspace)
+    except ValueError as exc:
+        raise CommandError(f"--workspace: '{args.workspace}' is not a workspace id (UUID)") from exc
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError as exc:
+        raise CommandError(f"--since: '{args.since}' is not a date (YYYY-MM-DD)") from exc
+    report = asyncio.run(run_reconcile(_settings(args), workspace_id, since=since))
+    print(format_report(report))
+    if report.differences:
+        raise SystemExit(1)
+
+
 def cmd_generate_secrets(_args: argparse.Namespace) -> None:
     print(f"FRONTDESK_SECRET_KEY={secrets.token_urlsafe(48)}")
     print(f"FRONTDESK_ENCRYPTION_KEYS=k1:{base64.b64encode(os.urandom(32)).decode()}")
@@ -250,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--fix", action="store_true", help="delete orphan blobs (never rows)")
     check.set_defaults(handler=cmd_storage_check)
+
+    payments = commands.add_parser("payments", help="check payments against Stripe")
+    payments_commands = payments.add_subparsers(dest="payments_command", required=True)
+    reconcile = payments_commands.add_parser(
+        "reconcile",
+        help="list differences between Stripe's payment intents, refunds and subscriptions "
+        "and our records (exit 1 if any); changes nothing",
+    )
+    reconcile.add_argument("--workspace", required=True, help="id of the workspace to check")
+    reconcile.add_argument(
+        "--since", help="only Stripe objects created on or after this date (YYYY-MM-DD)"
+    )
+    reconcile.set_defaults(handler=cmd_payments_reconcile)
 
     generate = commands.add_parser(
         "generate-secrets", help="print new FRONTDESK_SECRET_KEY and FRONTDESK_ENCRYPTION_KEYS"

@@ -24,7 +24,8 @@ ALLOWED_MOVES: dict[str, frozenset[str]] = {
     "succeeded": frozenset({"partially_refunded", "refunded", "disputed"}),
     "partially_refunded": frozenset({"refunded", "disputed"}),
     "disputed": frozenset({"succeeded", "partially_refunded", "refunded"}),
-    "failed": frozenset(),
+    # A declined attempt that the customer retries with another card succeeds later.
+    "failed": frozenset({"succeeded", "canceled"}),
     "canceled": frozenset(),
     "refunded": frozenset(),
 }

@@ -8,6 +8,7 @@ and never refunds twice. Stripe's refund webhooks then settle the payment's amou
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from typing import Any
 
@@ -139,3 +140,15 @@ async def send_refund(uow: UnitOfWork, payload: dict[str, Any]) -> None:
         refund.status = obj["status"]
     refund.updated_at = uow.now()
     log.info("stripe.refund_created", refund_id=str(refund.id), status=refund.status)
+
+
+def _register_refunder() -> None:
+    """Let POST /payments/{id}/refunds send refunds of Stripe payments through this module."""
+    try:
+        core = importlib.import_module("frontdesk.payments.payments")
+    except ImportError:
+        return
+    core.register_refunder("stripe")(refund_stripe_payment)
+
+
+_register_refunder()

@@ -1,0 +1,595 @@
+"""Stripe webhooks: signatures, storing once, applying by job, order and version tolerance."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+import factories
+from conftest import run_jobs
+from frontdesk.core.clock import FrozenClock
+from frontdesk.core.jobs import Worker
+from frontdesk.core.models import Job
+from frontdesk.core.uow import UnitOfWork, unit_of_work
+from frontdesk.payments.models import (
+    Invoice,
+    Payment,
+    PaymentTransition,
+    Plan,
+    StripeEvent,
+    Subscription,
+)
+from frontdesk.payments.stripe import events
+from frontdesk.payments.stripe.webhooks import (
+    SignatureInvalid,
+    signature_header,
+    verify_signature,
+)
+from frontdesk.runtime import Runtime
+from stripe_server import (
+    FakeStripe,
+    StripeWorkspace,
+    connect_workspace,
+    issued_invoice,
+    serve_fake_stripe,
+    signed,
+    stripe_payment,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
+
+
+@pytest.fixture
+async def fake_stripe() -> AsyncIterator[FakeStripe]:
+    async with serve_fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings_overrides(fake_stripe: FakeStripe) -> dict[str, Any]:
+    return {"stripe_api_base": fake_stripe.url, "stripe_max_retries": 0}
+
+
+def now_of(clock: FrozenClock) -> int:
+    return int(clock.now().timestamp())
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    workspace: StripeWorkspace,
+    event: dict[str, Any],
+    clock: FrozenClock,
+    *,
+    secrets: list[str] | None = None,
+    timestamp: int | None = None,
+) -> httpx.Response:
+    body, headers = signed(
+        event,
+        secrets or [workspace.webhook_secret],
+        timestamp=now_of(clock) if timestamp is None else timestamp,
+    )
+    return await client.post(workspace.webhook_path, content=body, headers=headers)
+
+
+async def stored_events(runtime: Runtime, workspace_id: uuid.UUID) -> list[StripeEvent]:
+    async with runtime.sessionmaker() as session:
+        rows = await session.scalars(
+            sa.select(StripeEvent).where(StripeEvent.workspace_id == workspace_id)
+        )
+        return list(rows)
+
+
+async def reload_payment(runtime: Runtime, payment_id: uuid.UUID) -> Payment:
+    async with runtime.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
+        return payment
+
+
+async def transitions(runtime: Runtime, payment_id: uuid.UUID) -> list[tuple[str | None, str]]:
+    async with runtime.sessionmaker() as session:
+        rows = await session.execute(
+            sa.select(PaymentTransition.from_status, PaymentTransition.to_status)
+            .where(PaymentTransition.payment_id == payment_id)
+            .order_by(PaymentTransition.created_at, PaymentTransition.id)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def intent_object(fake: FakeStripe, payment: Payment, *, status: str) -> dict[str, Any]:
+    intent = fake.create_payment_intent(
+        {"amount": payment.amount, "currency": payment.currency.lower()}
+    )
+    if status == "succeeded":
+        fake.succeed_payment_intent(intent)
+    else:
+        intent["status"] = status
+    intent["id"] = payment.stripe_payment_intent_id
+    return intent
+
+
+@pytest.fixture
+async def workspace(client: httpx.AsyncClient, fake_stripe: FakeStripe) -> StripeWorkspace:
+    return await connect_workspace(client, fake_stripe)
+
+
+# --- Signatures -------------------------------------------------------------------------------
+
+
+def test_verify_accepts_any_matching_v1() -> None:
+    body = b'{"id":"evt_1"}'
+    header = signature_header(body, ["whsec_old", "whsec_new"], 1000)
+    verify_signature(body, header, "whsec_new", now=1000, tolerance_seconds=300)
+    verify_signature(body, header, "whsec_old", now=1000, tolerance_seconds=300)
+    with pytest.raises(SignatureInvalid) as caught:
+        verify_signature(body, header, "whsec_other", now=1000, tolerance_seconds=300)
+    assert caught.value.code == "signature_invalid"
+
+
+def test_verify_rejects_header_without_v1() -> None:
+    with pytest.raises(SignatureInvalid):
+        verify_signature(b"{}", "t=1000,v0=abc", "whsec_x", now=1000, tolerance_seconds=300)
+    with pytest.raises(SignatureInvalid) as missing:
+        verify_signature(b"{}", None, "whsec_x", now=1000, tolerance_seconds=300)
+    assert missing.value.code == "signature_missing"
+
+
+async def test_valid_delivery_settles_invoice(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_valid_1")
+    event = fake_stripe.event(
+        "payment_intent.succeeded",
+        intent_object(fake_stripe, payment, status="succeeded"),
+        created=now_of(clock),
+    )
+
+    response = await deliver(client, workspace, event, clock)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": False}
+    stored = await stored_events(runtime, workspace.workspace_id)
+    assert [row.event_id for row in stored] == [event["id"]]
+    assert stored[0].processed_at is None
+    assert await run_jobs(runtime) >= 1
+    updated = await reload_payment(runtime, payment.id)
+    assert updated.status == "succeeded"
+    assert updated.stripe_charge_id is not None
+    assert updated.stripe_charge_id.startswith("ch_")
+    async with runtime.sessionmaker() as session:
+        saved_invoice = await session.get(Invoice, invoice.id)
+        assert saved_invoice is not None
+        assert saved_invoice.status == "paid"
+        assert saved_invoice.amount_paid == invoice.total
+    processed = await stored_events(runtime, workspace.workspace_id)
+    assert processed[0].processed_at is not None
+
+
+@pytest.mark.parametrize("case", ["tampered", "wrong_secret", "stale", "no_header"])
+async def test_rejected_delivery_stores_nothing(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    case: str,
+) -> None:
+    event = fake_stripe.event(
+        "payment_intent.processing", {"id": "pi_x", "object": "payment_intent"}
+    )
+    timestamp = now_of(clock) - 301 if case == "stale" else now_of(clock)
+    secret = "whsec_wrong" if case == "wrong_secret" else workspace.webhook_secret
+    body, headers = signed(event, [secret], timestamp=timestamp)
+    if case == "tampered":
+        body = body.replace(b"pi_x", b"pi_y")
+    if case == "no_header":
+        del headers["Stripe-Signature"]
+
+    response = await client.post(workspace.webhook_path, content=body, headers=headers)
+
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    expected = {"stale": "signature_expired", "no_header": "signature_missing"}
+    assert response.json()["code"] == expected.get(case, "signature_invalid")
+    assert await stored_events(runtime, workspace.workspace_id) == []
+
+
+async def test_timestamp_inside_tolerance_accepted(
+    client: httpx.AsyncClient,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    event = fake_stripe.event("plan.created", {"id": "plan_1", "object": "plan"})
+    response = await deliver(client, workspace, event, clock, timestamp=now_of(clock) - 299)
+    assert response.status_code == 200
+
+
+async def test_several_signatures_one_valid(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    event = fake_stripe.event("plan.created", {"id": "plan_2", "object": "plan"})
+    response = await deliver(
+        client, workspace, event, clock, secrets=["whsec_rolled_away", workspace.webhook_secret]
+    )
+    assert response.status_code == 200, response.text
+    assert len(await stored_events(runtime, workspace.workspace_id)) == 1
+
+
+async def test_unknown_address_is_404(
+    client: httpx.AsyncClient,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    event = fake_stripe.event("plan.created", {"id": "plan_3", "object": "plan"})
+    body, headers = signed(event, [workspace.webhook_secret], timestamp=now_of(clock))
+    response = await client.post("/webhooks/stripe/not-a-token", content=body, headers=headers)
+    assert response.status_code == 404
+
+
+async def test_body_not_an_event_is_422(
+    client: httpx.AsyncClient, clock: FrozenClock, workspace: StripeWorkspace
+) -> None:
+    body = b'{"object": "charge", "id": "ch_1"}'
+    headers = {
+        "Stripe-Signature": signature_header(body, [workspace.webhook_secret], now_of(clock))
+    }
+    response = await client.post(workspace.webhook_path, content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+# --- Storing once and applying by job ---------------------------------------------------------
+
+
+async def test_duplicate_delivery_processed_once(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_dup_1")
+    event = fake_stripe.event(
+        "payment_intent.succeeded",
+        intent_object(fake_stripe, payment, status="succeeded"),
+        created=now_of(clock),
+    )
+
+    first = await deliver(client, workspace, event, clock)
+    await run_jobs(runtime)
+    second = await deliver(client, workspace, event, clock)
+    await run_jobs(runtime)
+
+    assert first.json()["duplicate"] is False
+    assert second.status_code == 200
+    assert second.json()["duplicate"] is True
+    assert len(await stored_events(runtime, workspace.workspace_id)) == 1
+    async with runtime.sessionmaker() as session:
+        jobs = await session.scalar(
+            sa.select(sa.func.count()).select_from(Job).where(Job.name == events.EVENT_JOB)
+        )
+    assert jobs == 1
+    assert await transitions(runtime, payment.id) == [("pending", "succeeded")]
+
+
+async def test_out_of_order_never_moves_back(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_order_1")
+    succeeded = fake_stripe.event(
+        "payment_intent.succeeded",
+        intent_object(fake_stripe, payment, status="succeeded"),
+        created=now_of(clock),
+    )
+    processing = fake_stripe.event(
+        "payment_intent.processing",
+        intent_object(fake_stripe, payment, status="processing"),
+        created=now_of(clock) - 30,
+    )
+
+    await deliver(client, workspace, succeeded, clock)
+    await run_jobs(runtime)
+    await deliver(client, workspace, processing, clock)
+    await run_jobs(runtime)
+
+    updated = await reload_payment(runtime, payment.id)
+    assert updated.status == "succeeded"
+    assert await transitions(runtime, payment.id) == [("pending", "succeeded")]
+    stored = await stored_events(runtime, workspace.workspace_id)
+    assert all(row.processed_at is not None for row in stored)
+
+
+async def test_failing_handler_retried_once_applied(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_fail_1")
+    event = fake_stripe.event(
+        "payment_intent.succeeded",
+        intent_object(fake_stripe, payment, status="succeeded"),
+        created=now_of(clock),
+    )
+    real_handler = events.HANDLERS["payment_intent.succeeded"]
+    calls: list[int] = []
+
+    async def fails_after_effects_once(
+        uow: UnitOfWork, workspace_id: uuid.UUID, evt: dict[str, Any], obj: dict[str, Any]
+    ) -> None:
+        await real_handler(uow, workspace_id, evt, obj)
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database connection lost after the effects were written")
+
+    monkeypatch.setitem(events.HANDLERS, "payment_intent.succeeded", fails_after_effects_once)
+    await deliver(client, workspace, event, clock)
+
+    worker = Worker(runtime, concurrency=1)
+    claimed = await worker.claim(limit=1, name=events.EVENT_JOB)
+    assert len(claimed) == 1
+    await worker.run_batch(claimed)
+
+    after_failure = await reload_payment(runtime, payment.id)
+    assert after_failure.status == "pending"
+    assert (await stored_events(runtime, workspace.workspace_id))[0].processed_at is None
+    async with runtime.sessionmaker() as session:
+        job = await session.scalar(sa.select(Job).where(Job.name == events.EVENT_JOB))
+        assert job is not None
+        assert job.status == "pending"
+        assert job.last_error is not None
+
+    clock.advance(seconds=1)  # past the retry's backoff
+    await run_jobs(runtime)
+
+    assert len(calls) == 2
+    assert (await reload_payment(runtime, payment.id)).status == "succeeded"
+    assert await transitions(runtime, payment.id) == [("pending", "succeeded")]
+    stored = await stored_events(runtime, workspace.workspace_id)
+    assert stored[0].processed_at is not None
+    assert stored[0].attempts == 1
+
+
+# --- Refunds and disputes ---------------------------------------------------------------------
+
+
+async def test_charge_refunded_partial_then_full(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=10_000)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_ref_1", status="succeeded")
+    charge = {
+        "id": "ch_ref_1",
+        "object": "charge",
+        "amount": 10_000,
+        "amount_refunded": 2_500,
+        "currency": "eur",
+        "payment_intent": "pi_ref_1",
+        "refunds": {"object": "list", "data": [], "has_more": False},
+    }
+    partial = fake_stripe.event("charge.refunded", charge, created=now_of(clock))
+    full = fake_stripe.event(
+        "charge.refunded", {**charge, "amount_refunded": 10_000}, created=now_of(clock) + 5
+    )
+
+    await deliver(client, workspace, partial, clock)
+    await run_jobs(runtime)
+    middle = await reload_payment(runtime, payment.id)
+    assert middle.status == "partially_refunded"
+    assert middle.amount_refunded == 2_500
+
+    await deliver(client, workspace, full, clock)
+    await deliver(client, workspace, partial, clock)  # a late duplicate changes nothing
+    await run_jobs(runtime)
+    final = await reload_payment(runtime, payment.id)
+    assert final.status == "refunded"
+    assert final.amount_refunded == 10_000
+
+
+async def test_dispute_created_then_won(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=5_000)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_dsp_1", status="succeeded")
+    dispute = {
+        "id": "du_1",
+        "object": "dispute",
+        "amount": 5_000,
+        "currency": "eur",
+        "charge": "ch_dsp_1",
+        "payment_intent": "pi_dsp_1",
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+    created = fake_stripe.event("charge.dispute.created", dispute, created=now_of(clock))
+    closed = fake_stripe.event(
+        "charge.dispute.closed", {**dispute, "status": "won"}, created=now_of(clock) + 60
+    )
+    late_update = fake_stripe.event(
+        "charge.dispute.updated",
+        {**dispute, "status": "under_review"},
+        created=now_of(clock) + 30,
+    )
+
+    await deliver(client, workspace, created, clock)
+    await run_jobs(runtime)
+    assert (await reload_payment(runtime, payment.id)).status == "disputed"
+
+    await deliver(client, workspace, closed, clock)
+    await run_jobs(runtime)
+    await deliver(client, workspace, late_update, clock)
+    await run_jobs(runtime)
+    assert (await reload_payment(runtime, payment.id)).status == "succeeded"
+    assert await transitions(runtime, payment.id) == [
+        ("succeeded", "disputed"),
+        ("disputed", "succeeded"),
+    ]
+
+
+# --- Older API versions -----------------------------------------------------------------------
+
+
+async def test_2020_payment_intent_reads_charges_list(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    old_intent = json.loads(
+        (FIXTURES / "payment_intent_pi_fakefakefakefakefake0001.json").read_text()
+    )
+    assert "latest_charge" not in old_intent
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=old_intent["amount"])
+    payment = await stripe_payment(runtime, invoice, intent_id=old_intent["id"])
+    event = fake_stripe.event(
+        "payment_intent.succeeded", old_intent, created=now_of(clock), api_version="2020-08-27"
+    )
+
+    response = await deliver(client, workspace, event, clock)
+    await run_jobs(runtime)
+
+    assert response.status_code == 200
+    updated = await reload_payment(runtime, payment.id)
+    assert updated.status == "succeeded"
+    assert updated.stripe_charge_id == "ch_fakefakefakefakefake0001"
+
+
+async def test_2020_corpus_event_stored_and_processed(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    workspace: StripeWorkspace,
+) -> None:
+    raw = json.loads((FIXTURES / "event_account_updated_standard.json").read_text())
+    assert raw["api_version"] == "2020-08-27"
+    body = (FIXTURES / "event_account_updated_standard.json").read_bytes()
+    headers = {
+        "Stripe-Signature": signature_header(body, [workspace.webhook_secret], now_of(clock))
+    }
+
+    response = await client.post(workspace.webhook_path, content=body, headers=headers)
+    await run_jobs(runtime)
+
+    assert response.status_code == 200, response.text
+    stored = await stored_events(runtime, workspace.workspace_id)
+    assert stored[0].event_id == raw["id"]
+    assert stored[0].api_version == "2020-08-27"
+    assert stored[0].processed_at is not None
+
+
+async def test_no_webhook_secret_is_409(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, fake_stripe: FakeStripe
+) -> None:
+    staff = await factories.owner(client)
+    response = await client.put(
+        "/api/v1/payments/stripe",
+        headers=staff.headers,
+        json={"secret_key": fake_stripe.new_secret_key()},
+    )
+    path = "/" + response.json()["webhook_url"].split("/", 3)[3]
+    event = fake_stripe.event("plan.created", {"id": "plan_4", "object": "plan"})
+    body, headers = signed(event, ["whsec_any"], timestamp=now_of(clock))
+    rejected = await client.post(path, content=body, headers=headers)
+    assert rejected.status_code == 409
+    assert rejected.json()["code"] == "webhook_secret_missing"
+
+
+async def test_subscription_events_ordered_by_created(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    pytest.importorskip("frontdesk.payments.subscription_stripe")
+    old_shape = json.loads(
+        (FIXTURES / "subscription_sub_fakefakefakefakefake0001.json").read_text()
+    )
+    now = clock.now()
+    async with unit_of_work(runtime) as uow:
+        plan = Plan(
+            workspace_id=workspace.workspace_id,
+            name="Monthly",
+            amount=2_000,
+            currency="EUR",
+            interval="month",
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(plan)
+        await uow.session.flush()
+        subscription = Subscription(
+            workspace_id=workspace.workspace_id,
+            plan_id=plan.id,
+            gateway="stripe",
+            status="incomplete",
+            stripe_subscription_id=old_shape["id"],
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(subscription)
+    newer = fake_stripe.event(
+        "customer.subscription.updated",
+        {**old_shape, "status": "past_due"},
+        created=now_of(clock),
+        api_version="2020-08-27",
+    )
+    older = fake_stripe.event(
+        "customer.subscription.updated",
+        {**old_shape, "status": "active"},
+        created=now_of(clock) - 60,
+        api_version="2020-08-27",
+    )
+
+    await deliver(client, workspace, newer, clock)
+    await run_jobs(runtime)
+    await deliver(client, workspace, older, clock)
+    await run_jobs(runtime)
+
+    async with runtime.sessionmaker() as session:
+        mirrored = await session.get(Subscription, subscription.id)
+    assert mirrored is not None
+    assert mirrored.status == "past_due"
+    assert mirrored.stripe_updated == newer["created"]
+    assert mirrored.current_period_end is not None
+    assert (
+        int(mirrored.current_period_end.replace(tzinfo=UTC).timestamp())
+        == (old_shape["current_period_end"])
+    )
