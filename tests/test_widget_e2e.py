@@ -336,6 +336,7 @@ async def test_chat_with_staff_round_trip(site: Site, visitor: Visitor, staff: S
     await expect(own).to_have_count(1)
     await expect(own).to_contain_text("Are you open on Saturday?")
     await expect(own).to_have_attribute("data-status", "delivered")
+    await expect(own).to_contain_text("Delivered")
     await expect(visitor.input).to_have_value("")
 
     created = await staff.event(

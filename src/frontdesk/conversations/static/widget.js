@@ -776,7 +776,7 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
     return state.staffReadSeq >= entry.seq ? "read" : "delivered";
   }
 
-  const STATUS_TEXT = { pending: "Sending…", delivered: "Sent", read: "Read", failed: "Not sent" };
+  const STATUS_TEXT = { pending: "Sending…", delivered: "Delivered", read: "Read", failed: "Not sent" };
 
   function renderMeta(entry) {
     const meta = element("span", { class: "meta" });
