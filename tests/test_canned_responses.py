@@ -220,12 +220,41 @@ async def test_render_escapes_markdown_in_values(
     assert service.render_markdown(body).count("<a") == 0
 
 
+async def test_body_checked_with_sample_on_save(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    unknown_attribute = await client.post(
+        "/api/v1/canned-responses",
+        headers=staff.headers,
+        json={"shortcut": "phone", "title": "Call", "body": "Call {{ contact.phone }}"},
+    )
+    endless = await client.post(
+        "/api/v1/canned-responses",
+        headers=staff.headers,
+        json={
+            "shortcut": "loop",
+            "title": "Loop",
+            "body": "{% for i in range(10**6) %}x{% endfor %}",
+        },
+    )
+
+    assert unknown_attribute.status_code == 422
+    assert _fields(unknown_attribute) == ["body"]
+    assert endless.status_code == 422
+    assert _fields(endless) == ["body"]
+
+
 async def test_render_errors_name_field(client: httpx.AsyncClient, runtime: Runtime) -> None:
     staff = await owner(client)
     other = await owner(client)
-    broken = await _created(client, staff, shortcut="phone", body="Call {{ contact.phone }}")
+    # Both render with the sample data checked on save, and fail for a contact without a
+    # name or an email, which is what the test conversation has.
+    broken = await _created(client, staff, shortcut="upper", body="Hi {{ contact.name.upper() }}")
     runaway = await _created(
-        client, staff, shortcut="loop", body="{% for i in range(100000) %}x{% endfor %}"
+        client,
+        staff,
+        shortcut="loop",
+        body="{% if not contact.email %}{% for i in range(100000) %}x{% endfor %}{% endif %}",
     )
     fine = await _created(client, staff, shortcut="fine")
     mine = await _conversation(runtime, staff.workspace_id)
@@ -238,7 +267,8 @@ async def test_render_errors_name_field(client: httpx.AsyncClient, runtime: Runt
 
     assert undefined.status_code == 422
     assert _fields(undefined) == ["body"]
-    assert undefined.json()["errors"][0]["code"] == "undefined_value"
+    # The sandbox reports a method called on a missing value as an unsafe operation.
+    assert undefined.json()["errors"][0]["code"] == "unsafe_operation"
     assert too_long.status_code == 422
     assert _fields(too_long) == ["body"]
     assert foreign_conversation.status_code == 422

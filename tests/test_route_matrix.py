@@ -656,17 +656,101 @@ async def _canned_response_id(world: World, team: Team, caller: Person | None) -
 
 
 async def _broken_canned_response_id(world: World, team: Team, caller: Person | None) -> str:
-    """A canned response that parses but fails to render: contacts have no 'phone' variable."""
-    return str((await _canned(world, team, "Call {{ contact.phone }}"))["id"])
+    """A canned response that saves but fails to render for a contact without a name."""
+    return str((await _canned(world, team, "Hi {{ contact.name.upper() }}"))["id"])
 
 
 async def _taken_shortcut(world: World, team: Team, caller: Person | None) -> str:
     return str((await _canned(world, team, "Taken"))["shortcut"])
 
 
+async def _plan_id(world: World, team: Team, caller: Person | None) -> str:
+    plan = await world.post(
+        "/api/v1/plans",
+        team.owner.headers,
+        json={"name": "Care", "amount": 2500, "currency": "EUR", "interval": "month"},
+    )
+    return str(plan["id"])
+
+
+async def _subscription(world: World, team: Team) -> Any:
+    """Subscribe a new contact to a new plan of the team (manual, invoiced at once)."""
+    return await world.post(
+        "/api/v1/subscriptions",
+        team.owner.headers,
+        json={
+            "contact_id": await _contact_id(world, team, None),
+            "plan_id": await _plan_id(world, team, None),
+        },
+    )
+
+
+async def _subscription_id(world: World, team: Team, caller: Person | None) -> str:
+    return str((await _subscription(world, team))["id"])
+
+
+async def _paused_subscription_id(world: World, team: Team, caller: Person | None) -> str:
+    subscription_id = await _subscription_id(world, team, caller)
+    await world.post(f"/api/v1/subscriptions/{subscription_id}/pause", team.owner.headers)
+    return subscription_id
+
+
+async def _used_plan_id(world: World, team: Team, caller: Person | None) -> str:
+    return str((await _subscription(world, team))["plan_id"])
+
+
 # Path parameters must have an entry here: the 404 check fills them with workspace B's
 # resources, and valid requests with fresh resources of the caller's workspace.
+async def _draft_invoice_id(world: World, team: Team, caller: Person | None) -> str:
+    contact_id = await _contact_id(world, team, caller)
+    invoice = await world.post(
+        "/api/v1/invoices",
+        team.owner.headers,
+        json={
+            "contact_id": contact_id,
+            "currency": "EUR",
+            "lines": [{"description": "Wedding photos", "unit_price": 120000, "tax_rate": "20"}],
+        },
+    )
+    return str(invoice["id"])
+
+
+async def _issued_invoice_id(world: World, team: Team, caller: Person | None) -> str:
+    invoice_id = await _draft_invoice_id(world, team, caller)
+    await world.post(f"/api/v1/invoices/{invoice_id}/issue", team.owner.headers, json={})
+    return invoice_id
+
+
+async def _payment(world: World, team: Team, status: str) -> Any:
+    """Record a manual payment of 40000 on a new issued invoice of 144000."""
+    invoice_id = await _issued_invoice_id(world, team, None)
+    return await world.post(
+        f"/api/v1/invoices/{invoice_id}/payments",
+        team.owner.headers,
+        json={"amount": 40000, "method": "bank_transfer", "status": status},
+    )
+
+
+async def _payment_id(world: World, team: Team, caller: Person | None) -> str:
+    return str((await _payment(world, team, "succeeded"))["id"])
+
+
+async def _pending_payment_id(world: World, team: Team, caller: Person | None) -> str:
+    return str((await _payment(world, team, "pending"))["id"])
+
+
+async def _credit_note_id(world: World, team: Team, caller: Person | None) -> str:
+    invoice_id = await _issued_invoice_id(world, team, caller)
+    note = await world.post(
+        f"/api/v1/invoices/{invoice_id}/credit-notes", team.owner.headers, json={"amount": 1000}
+    )
+    return str(note["id"])
+
+
 ID_FACTORIES: dict[str, Resolver] = {
+    "invoice_id": _draft_invoice_id,
+    "payment_id": _payment_id,
+    "credit_note_id": _credit_note_id,
     "form_id": _form_id,
     "public_id": _public_id,
     "enquiry_id": _enquiry_id,
@@ -694,6 +778,8 @@ ID_FACTORIES: dict[str, Resolver] = {
     "canned_response_id": _canned_response_id,
     "public_key": _public_key,
     "visitor_id": _visitor_id,
+    "plan_id": _plan_id,
+    "subscription_id": _subscription_id,
     "webhook_token": _stripe_webhook_token,
 }
 # Values that must differ on every use, such as the address of a new account.
@@ -713,6 +799,11 @@ RESOLVERS: dict[str, Resolver] = {
     "reset_token": _reset_token,
     "broken_canned_response_id": _broken_canned_response_id,
     "taken_shortcut": _taken_shortcut,
+    "draft_invoice_id": _draft_invoice_id,
+    "issued_invoice_id": _issued_invoice_id,
+    "pending_payment_id": _pending_payment_id,
+    "paused_subscription_id": _paused_subscription_id,
+    "used_plan_id": _used_plan_id,
 }
 
 

@@ -64,6 +64,24 @@ def check_body(body: str) -> None:
         raise _body_errors(errors)
 
 
+# Values shaped like real render data, to try a body when it is saved.
+_SAMPLE_DATA: dict[str, Any] = {
+    "contact": {"name": "Camille Martin", "email": "camille@example.org"},
+    "member": {"name": "Robin Keeper"},
+    "workspace": {"name": "Harbour Studio"},
+}
+
+
+def check_saved_body(body: str) -> None:
+    """Check a body before it is saved, trying it with sample data.
+
+    The trial render catches what parsing alone cannot, such as an attribute the variables
+    do not have (``contact.phone``). A body that uses only the documented attributes renders
+    for every conversation.
+    """
+    render_body(body, _SAMPLE_DATA)
+
+
 def render_body(body: str, data: dict[str, Any]) -> str:
     """Render a body to Markdown with ``data``; a failure is a field error naming ``body``."""
     check_body(body)
@@ -147,7 +165,7 @@ async def create_canned(
     body: str,
 ) -> CannedResponse:
     title = _check_title(title)
-    check_body(body)
+    check_saved_body(body)
     await _check_shortcut_free(uow, workspace_id, shortcut, None)
     now = uow.now()
     canned = CannedResponse(
@@ -184,7 +202,7 @@ async def update_canned(
     if title is not None:
         title = _check_title(title)
     if body is not None:
-        check_body(body)
+        check_saved_body(body)
     if shortcut is not None and shortcut != canned.shortcut:
         await _check_shortcut_free(uow, canned.workspace_id, shortcut, canned.id)
     changed = False
