@@ -879,6 +879,34 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ),
     ("DELETE", "/api/v1/email/provider"): RouteCases(access="admin", ok=ok(204)),
     # --- Stripe keys ---------------------------------------------------------------------------
+    # --- Invoice PDFs and sending -----------------------------------------------------------
+    ("GET", "/api/v1/invoices/{invoice_id}/pdf"): RouteCases(
+        access="agent",
+        ok=ok(200, path={"invoice_id": Ref("issued_invoice_id")}),
+        invalid=(
+            *id_errors("invoice_id"),
+            Case(409, code="invoice_not_issued", path={"invoice_id": Ref("draft_invoice_id")}),
+        ),
+    ),
+    ("POST", "/api/v1/invoices/{invoice_id}/send"): RouteCases(
+        access="agent",
+        ok=ok(
+            202,
+            path={"invoice_id": Ref("issued_invoice_id")},
+            body={"to": "accounts@example.com", "message": "Thank you for your order."},
+        ),
+        invalid=(
+            *id_errors("invoice_id", body={}),
+            bad(422, "to", path={"invoice_id": Ref("issued_invoice_id")}, body={"to": "nope"}),
+            bad(422, "message", path={"invoice_id": Ref("issued_invoice_id")}, body={"message": 5}),
+            Case(
+                409,
+                code="invoice_not_issued",
+                path={"invoice_id": Ref("draft_invoice_id")},
+                body={},
+            ),
+        ),
+    ),
     ("GET", "/api/v1/payments/stripe"): RouteCases(access="admin", ok=ok(200)),
     ("DELETE", "/api/v1/payments/stripe"): RouteCases(access="admin", ok=ok(204)),
     ("GET", "/api/v1/email/suppressions"): RouteCases(
@@ -1403,6 +1431,15 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ("PUT", "/storage/links/{token}"): (
         "public upload of raw bytes with a signed link; tests/test_storage_links_api.py covers "
         "every rejection"
+    ),
+    ("GET", "/pay/{token}"): (
+        "HTML payment page reached with an invoice's secret token; tests/test_payment_page.py "
+        "covers unknown tokens, drafts, escaping and the rate limit"
+    ),
+    ("GET", "/pay/{token}/pdf"): "PDF download of the payment page; tests/test_payment_page.py",
+    ("POST", "/pay/{token}/checkout"): (
+        "form post from the payment page answered with a redirect to Stripe Checkout; "
+        "tests/test_payment_page.py covers its 404 and 409 answers"
     ),
     ("GET", "/chat/widget.js"): (
         "the chat widget's JavaScript file, without input; tests/test_widget_e2e.py checks its "

@@ -39,9 +39,11 @@ from frontdesk.enquiries.routes import router as enquiries_router
 from frontdesk.forms.routes import public_router as forms_public_router
 from frontdesk.forms.routes import router as forms_router
 from frontdesk.notifications.routes import router as notifications_router
+from frontdesk.payments.delivery_routes import router as invoice_delivery_router
 from frontdesk.payments.invoice_routes import enquiry_router as enquiry_invoice_router
 from frontdesk.payments.invoice_routes import router as invoices_router
 from frontdesk.payments.payment_routes import router as payments_router
+from frontdesk.payments.public_routes import router as payment_page_router
 from frontdesk.payments.settings_routes import router as payment_settings_router
 from frontdesk.payments.stripe.routes import router as stripe_settings_router
 from frontdesk.payments.stripe.webhook_routes import router as stripe_webhook_router
@@ -133,6 +135,7 @@ def create_app(
         stripe_settings_router,
         payment_settings_router,
         invoices_router,
+        invoice_delivery_router,
         enquiry_invoice_router,
         # Last: its /payments/{payment_id} would otherwise take /payments/settings and
         # /payments/stripe.
@@ -144,6 +147,7 @@ def create_app(
     app.include_router(chat_widget_router)
     app.include_router(email_public_router)
     app.include_router(stripe_webhook_router)
+    app.include_router(payment_page_router)
     app.include_router(storage_public_router)
     app.include_router(storage_links_router)
     app.include_router(auth_pages_router)

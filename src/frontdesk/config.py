@@ -177,6 +177,11 @@ class Settings(BaseSettings):
     chat_writes_per_visitor_per_minute: int = Field(default=60, ge=1)
     chat_writes_per_ip_per_minute: int = Field(default=300, ge=1)
     chat_uploads_per_visitor_per_hour: int = Field(default=30, ge=1)
+    payment_page_requests_per_ip_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Requests one IP address may make to payment pages per minute.",
+    )
 
     stripe_api_base: str = Field(
         default="https://api.stripe.com",

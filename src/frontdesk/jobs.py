@@ -9,7 +9,9 @@ from frontdesk.email import events as email_events  # noqa: F401
 from frontdesk.email import jobs as email_jobs  # noqa: F401
 from frontdesk.email import mailbox as email_mailbox  # noqa: F401
 from frontdesk.forms import uploads as form_uploads  # noqa: F401
+from frontdesk.payments import delivery as invoice_delivery  # noqa: F401
 from frontdesk.payments import jobs as payment_jobs  # noqa: F401
+from frontdesk.payments import reminders as invoice_reminders  # noqa: F401
 from frontdesk.payments.stripe import events as stripe_events  # noqa: F401
 from frontdesk.payments.stripe import refunds as stripe_refunds  # noqa: F401
 from frontdesk.storage import jobs as storage_jobs  # noqa: F401

@@ -19,6 +19,30 @@ REPLACEABLE: dict[str, dict[str, Any]] = {
             {"name": "can_reply", "type": "boolean", "sample": True},
         ],
     },
+    "invoice_sent": {
+        "description": "Sent with an invoice's PDF when staff send the invoice to a customer.",
+        "variables": [
+            {"name": "customer_name", "type": "string", "required": False, "sample": "Ada"},
+            {"name": "business_name", "type": "string", "sample": "Studio Nine"},
+            {"name": "invoice_number", "type": "string", "sample": "INV-2026-0042"},
+            {"name": "amount_due", "type": "string", "sample": "420.23 EUR"},
+            {"name": "due_date", "type": "string", "required": False, "sample": "2026-12-15"},
+            {"name": "payment_link", "type": "string", "sample": "https://example.com/pay/abc"},
+            {"name": "message", "type": "string", "required": False, "sample": "Thank you!"},
+        ],
+    },
+    "invoice_reminder": {
+        "description": "Sent before or after an unpaid invoice's due date, on the reminder days.",
+        "variables": [
+            {"name": "customer_name", "type": "string", "required": False, "sample": "Ada"},
+            {"name": "business_name", "type": "string", "sample": "Studio Nine"},
+            {"name": "invoice_number", "type": "string", "sample": "INV-2026-0042"},
+            {"name": "amount_due", "type": "string", "sample": "420.23 EUR"},
+            {"name": "due_date", "type": "string", "sample": "2026-12-15"},
+            {"name": "days_overdue", "type": "integer", "sample": 3},
+            {"name": "payment_link", "type": "string", "sample": "https://example.com/pay/abc"},
+        ],
+    },
 }
 
 

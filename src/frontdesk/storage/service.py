@@ -99,15 +99,16 @@ async def _ensure_name_free(uow: UnitOfWork, workspace_id: uuid.UUID, name: str)
         )
 
 
-# Buckets that hold the public's files (form and chat uploads, received email) and so can
-# never be made public.
-PRIVATE_ONLY_BUCKETS = frozenset({"form-uploads", "email-inbound", "chat-uploads"})
+# Buckets that hold the public's files (form and chat uploads, received email) or customers'
+# documents (invoice PDFs) and so can never be made public.
+PRIVATE_ONLY_BUCKETS = frozenset({"form-uploads", "email-inbound", "chat-uploads", "invoices"})
 
 
 def _check_visibility(name: str, visibility: str | None) -> None:
     if visibility == "public" and name in PRIVATE_ONLY_BUCKETS:
         raise Conflict(
-            f"Bucket '{name}' holds files that the public sent (forms, chat, emails), so it stays private; "
+            f"Bucket '{name}' holds files that the public sent (forms, chat, emails) or "
+            "invoice PDFs, so it stays private; "
             "share single files with signed links instead.",
             code="bucket_must_stay_private",
         )
