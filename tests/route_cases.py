@@ -132,6 +132,11 @@ CANNED = {
     "title": "Greeting",
     "body": "Hello {{ contact.name }}, this is {{ member.name }} from {{ workspace.name }}.",
 }
+INVOICE_LINES = [
+    {"description": "Wedding photos", "quantity": "2", "unit_price": 60000, "tax_rate": "20"}
+]
+INVOICE = {"contact_id": Ref("contact_id"), "currency": "EUR", "lines": INVOICE_LINES}
+MANUAL_PAYMENT = {"amount": 1000, "method": "bank_transfer", "reference": "TRX-1"}
 SIGNUP = {
     "email": Ref("new_email"),
     "password": PASSWORD,
@@ -879,6 +884,233 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ),
     ("DELETE", "/api/v1/email/provider"): RouteCases(access="admin", ok=ok(204)),
     # --- Stripe keys ---------------------------------------------------------------------------
+    # --- Invoices, credit notes and manual payments -------------------------------------------
+    ("GET", "/api/v1/payments/settings"): RouteCases(access="agent", ok=ok(200)),
+    ("PUT", "/api/v1/payments/settings"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"payment_terms_days": 14, "business_details": {"name": "Studio"}}),
+        invalid=(
+            bad(422, "invoice_number_pattern", body={"invoice_number_pattern": "INV-{YYYY}"}),
+            bad(422, "credit_note_number_pattern", body={"credit_note_number_pattern": "{x}{seq}"}),
+            bad(422, "default_currency", body={"default_currency": "XXX"}),
+            bad(422, "payment_terms_days", body={"payment_terms_days": -1}),
+            bad(422, "reminder_days", body={"reminder_days": [3, 3]}),
+            bad(422, "branding.color", body={"branding": {"color": "red"}}),
+            bad(422, "branding.logo_object_id", body={"branding": {"logo_object_id": UNKNOWN_ID}}),
+            bad(422, "business_details.vat", body={"business_details": {"vat": "1"}}),
+        ),
+    ),
+    ("GET", "/api/v1/invoices"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"status": "draft,open"}),
+        invalid=(
+            bad(422, "status", query={"status": "pending"}),
+            bad(422, "contact_id", query={"contact_id": NOT_A_UUID}),
+            *LIST_QUERY_ERRORS,
+        ),
+    ),
+    ("POST", "/api/v1/invoices"): RouteCases(
+        access="agent",
+        ok=ok(201, body=INVOICE),
+        invalid=(
+            bad(422, "contact_id", body={**INVOICE, "contact_id": UNKNOWN_ID}),
+            bad(422, "contact_id", body={"lines": INVOICE_LINES}),
+            bad(422, "enquiry_id", body={**INVOICE, "enquiry_id": UNKNOWN_ID}),
+            bad(422, "currency", body={**INVOICE, "currency": "EURO"}),
+            bad(
+                422,
+                "lines.0.quantity",
+                body={**INVOICE, "lines": [{**INVOICE_LINES[0], "quantity": "-1"}]},
+            ),
+            bad(
+                422,
+                "lines.0.tax_rate",
+                body={**INVOICE, "lines": [{**INVOICE_LINES[0], "tax_rate": "120"}]},
+            ),
+            bad(
+                422,
+                "lines.0.unit_price",
+                body={**INVOICE, "lines": [{**INVOICE_LINES[0], "unit_price": 1.5}]},
+            ),
+            bad(
+                422,
+                "discount.value",
+                body={**INVOICE, "discount": {"type": "percent", "value": "101"}},
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/enquiries/{enquiry_id}/invoice"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"lines": INVOICE_LINES}),
+        invalid=(
+            *id_errors("enquiry_id", body={}),
+            bad(
+                422,
+                "lines.0.description",
+                body={"lines": [{**INVOICE_LINES[0], "description": ""}]},
+            ),
+            bad(422, "contact_id", body={"contact_id": UNKNOWN_ID}),
+        ),
+    ),
+    ("GET", "/api/v1/invoices/{invoice_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("invoice_id")
+    ),
+    ("PATCH", "/api/v1/invoices/{invoice_id}"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"notes": "Thank you!", "lines": INVOICE_LINES * 2}),
+        invalid=(
+            *id_errors("invoice_id", body={}),
+            bad(
+                422,
+                "lines.1.quantity",
+                body={"lines": [INVOICE_LINES[0], {**INVOICE_LINES[0], "quantity": "x"}]},
+            ),
+            bad(422, "contact_id", body={"contact_id": None}),
+            bad(422, "contact_id", body={"contact_id": UNKNOWN_ID}),
+            Case(
+                409,
+                code="invoice_not_draft",
+                path={"invoice_id": Ref("issued_invoice_id")},
+                body={"notes": "x"},
+            ),
+        ),
+    ),
+    ("DELETE", "/api/v1/invoices/{invoice_id}"): RouteCases(
+        access="agent",
+        ok=ok(204),
+        invalid=(
+            *id_errors("invoice_id"),
+            Case(409, code="invoice_not_draft", path={"invoice_id": Ref("issued_invoice_id")}),
+        ),
+    ),
+    ("POST", "/api/v1/invoices/{invoice_id}/issue"): RouteCases(
+        access="agent",
+        ok=ok(200, body={}),
+        invalid=(
+            *id_errors("invoice_id", body={}),
+            bad(422, "due_date", body={"issue_date": "2026-02-01", "due_date": "2026-01-01"}),
+            bad(422, "issue_date", body={"issue_date": "soon"}),
+            Case(
+                409,
+                code="invoice_not_draft",
+                path={"invoice_id": Ref("issued_invoice_id")},
+                body={},
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/invoices/{invoice_id}/void"): RouteCases(
+        access="admin",
+        ok=ok(200, path={"invoice_id": Ref("issued_invoice_id")}),
+        invalid=(
+            *id_errors("invoice_id"),
+            Case(409, code="invoice_not_issued", path={"invoice_id": Ref("draft_invoice_id")}),
+        ),
+    ),
+    ("POST", "/api/v1/invoices/{invoice_id}/mark-uncollectible"): RouteCases(
+        access="admin",
+        ok=ok(200, path={"invoice_id": Ref("issued_invoice_id")}),
+        invalid=(
+            *id_errors("invoice_id"),
+            Case(409, code="invoice_not_collectible", path={"invoice_id": Ref("draft_invoice_id")}),
+        ),
+    ),
+    ("GET", "/api/v1/invoices/{invoice_id}/timeline"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("invoice_id")
+    ),
+    ("POST", "/api/v1/invoices/{invoice_id}/credit-notes"): RouteCases(
+        access="agent",
+        ok=ok(
+            201,
+            path={"invoice_id": Ref("issued_invoice_id")},
+            body={"amount": 1000, "reason": "Goodwill"},
+        ),
+        invalid=(
+            *id_errors("invoice_id", body={"amount": 1000}),
+            bad(422, "amount", path={"invoice_id": Ref("issued_invoice_id")}, body={"amount": 0}),
+            bad(
+                422, "amount", path={"invoice_id": Ref("issued_invoice_id")}, body={"amount": 10**9}
+            ),
+            Case(409, code="invoice_not_issued", body={"amount": 1000}),
+        ),
+    ),
+    ("GET", "/api/v1/invoices/{invoice_id}/credit-notes"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("invoice_id")
+    ),
+    ("POST", "/api/v1/invoices/{invoice_id}/payments"): RouteCases(
+        access="agent",
+        ok=ok(201, path={"invoice_id": Ref("issued_invoice_id")}, body=MANUAL_PAYMENT),
+        invalid=(
+            *id_errors("invoice_id", body=MANUAL_PAYMENT),
+            bad(
+                422,
+                "amount",
+                path={"invoice_id": Ref("issued_invoice_id")},
+                body={**MANUAL_PAYMENT, "amount": 0},
+            ),
+            bad(
+                422,
+                "amount",
+                path={"invoice_id": Ref("issued_invoice_id")},
+                body={**MANUAL_PAYMENT, "amount": 10**9},
+            ),
+            bad(
+                422,
+                "method",
+                path={"invoice_id": Ref("issued_invoice_id")},
+                body={**MANUAL_PAYMENT, "method": "cheque"},
+            ),
+            bad(
+                422,
+                "paid_on",
+                path={"invoice_id": Ref("issued_invoice_id")},
+                body={**MANUAL_PAYMENT, "paid_on": "2999-01-01"},
+            ),
+            Case(409, code="invoice_not_issued", body=MANUAL_PAYMENT),
+        ),
+    ),
+    ("GET", "/api/v1/invoices/{invoice_id}/payments"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("invoice_id")
+    ),
+    ("GET", "/api/v1/payments/{payment_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("payment_id")
+    ),
+    ("POST", "/api/v1/payments/{payment_id}/refunds"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"amount": 1000, "reason": "Partial refund"}),
+        invalid=(
+            *id_errors("payment_id", body={}),
+            bad(422, "amount", body={"amount": 0}),
+            bad(422, "amount", body={"amount": 10**9}),
+            Case(
+                409,
+                code="payment_not_refundable",
+                path={"payment_id": Ref("pending_payment_id")},
+                body={},
+            ),
+        ),
+    ),
+    ("POST", "/api/v1/payments/{payment_id}/cancel"): RouteCases(
+        access="agent",
+        ok=ok(200, path={"payment_id": Ref("pending_payment_id")}),
+        invalid=(
+            *id_errors("payment_id"),
+            Case(409, code="payment_not_pending"),
+        ),
+    ),
+    ("POST", "/api/v1/payments/{payment_id}/confirm"): RouteCases(
+        access="agent",
+        ok=ok(200, path={"payment_id": Ref("pending_payment_id")}, body={}),
+        invalid=(
+            *id_errors("payment_id", body={}),
+            bad(
+                422,
+                "paid_on",
+                path={"payment_id": Ref("pending_payment_id")},
+                body={"paid_on": "2999-01-01"},
+            ),
+            Case(409, code="payment_not_pending", body={}),
+        ),
+    ),
     # --- Invoice PDFs and sending -----------------------------------------------------------
     ("GET", "/api/v1/invoices/{invoice_id}/pdf"): RouteCases(
         access="agent",
