@@ -132,6 +132,7 @@ CANNED = {
     "title": "Greeting",
     "body": "Hello {{ contact.name }}, this is {{ member.name }} from {{ workspace.name }}.",
 }
+PLAN = {"name": "Studio care", "amount": 2500, "currency": "EUR", "interval": "month"}
 INVOICE_LINES = [
     {"description": "Wedding photos", "quantity": "2", "unit_price": 60000, "tax_rate": "20"}
 ]
@@ -1141,6 +1142,124 @@ CASES: dict[tuple[str, str], RouteCases] = {
     ),
     ("GET", "/api/v1/payments/stripe"): RouteCases(access="admin", ok=ok(200)),
     ("DELETE", "/api/v1/payments/stripe"): RouteCases(access="admin", ok=ok(204)),
+    # --- Plans and subscriptions -----------------------------------------------------------
+    ("GET", "/api/v1/plans"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"include_archived": "true"}),
+        invalid=(bad(422, "include_archived", query={"include_archived": "maybe"}),),
+    ),
+    ("POST", "/api/v1/plans"): RouteCases(
+        access="admin",
+        ok=ok(201, body=PLAN),
+        invalid=(
+            bad(422, "interval_count", body={**PLAN, "interval": "year", "interval_count": 4}),
+            bad(422, "interval", body={**PLAN, "interval": "day"}),
+            bad(422, "amount", body={**PLAN, "amount": 0}),
+            bad(422, "currency", body={**PLAN, "currency": "XYZ"}),
+            bad(422, "tax_rate", body={**PLAN, "tax_rate": "abc"}),
+            bad(422, "trial_days", body={**PLAN, "trial_days": 731}),
+            bad(422, "name", body={**PLAN, "name": "  "}),
+            bad(422, "price", body={**PLAN, "price": 10}),
+        ),
+    ),
+    ("GET", "/api/v1/plans/{plan_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("plan_id")
+    ),
+    ("PATCH", "/api/v1/plans/{plan_id}"): RouteCases(
+        access="admin",
+        ok=ok(200, body={"name": "Studio care plus", "trial_days": 7}),
+        invalid=(
+            bad(422, "name", body={"name": None}),
+            bad(422, "amount", body={"amount": -5}),
+            bad(422, "interval_count", body={"interval": "year", "interval_count": 5}),
+            Case(
+                409,
+                code="plan_in_use",
+                path={"plan_id": Ref("used_plan_id")},
+                body={"amount": 9900},
+            ),
+            *id_errors("plan_id", body={"name": "x"}),
+        ),
+    ),
+    ("DELETE", "/api/v1/plans/{plan_id}"): RouteCases(
+        access="admin", ok=ok(204), invalid=id_errors("plan_id")
+    ),
+    ("GET", "/api/v1/subscriptions"): RouteCases(
+        access="agent",
+        ok=ok(200, query={"status": "active", "limit": 10}),
+        invalid=(
+            *LIST_QUERY_ERRORS,
+            bad(422, "status", query={"status": "sleeping"}),
+            bad(422, "plan_id", query={"plan_id": NOT_A_UUID}),
+        ),
+    ),
+    ("POST", "/api/v1/subscriptions"): RouteCases(
+        access="agent",
+        ok=ok(201, body={"contact_id": Ref("contact_id"), "plan_id": Ref("plan_id")}),
+        invalid=(
+            bad(422, "contact_id", body={"contact_id": UNKNOWN_ID, "plan_id": Ref("plan_id")}),
+            bad(422, "plan_id", body={"contact_id": Ref("contact_id"), "plan_id": UNKNOWN_ID}),
+            bad(
+                422,
+                "gateway",
+                body={
+                    "contact_id": Ref("contact_id"),
+                    "plan_id": Ref("plan_id"),
+                    "gateway": "cash",
+                },
+            ),
+            bad(
+                422,
+                "start_date",
+                body={
+                    "contact_id": Ref("contact_id"),
+                    "plan_id": Ref("plan_id"),
+                    "start_date": "2000-01-01",
+                },
+            ),
+            bad(422, "plan_id", body={"contact_id": Ref("contact_id")}),
+        ),
+    ),
+    ("GET", "/api/v1/subscriptions/{subscription_id}"): RouteCases(
+        access="agent", ok=ok(200), invalid=id_errors("subscription_id")
+    ),
+    ("POST", "/api/v1/subscriptions/{subscription_id}/cancel"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"at_period_end": True}),
+        invalid=(
+            bad(422, "at_period_end", body={"at_period_end": "sometimes"}),
+            *id_errors("subscription_id", body={}),
+        ),
+    ),
+    ("POST", "/api/v1/subscriptions/{subscription_id}/pause"): RouteCases(
+        access="agent",
+        ok=ok(200),
+        invalid=(
+            Case(
+                409,
+                code="subscription_paused",
+                path={"subscription_id": Ref("paused_subscription_id")},
+            ),
+            *id_errors("subscription_id"),
+        ),
+    ),
+    ("POST", "/api/v1/subscriptions/{subscription_id}/resume"): RouteCases(
+        access="agent",
+        ok=ok(200, path={"subscription_id": Ref("paused_subscription_id")}),
+        invalid=(
+            Case(409, code="subscription_not_paused"),
+            *id_errors("subscription_id"),
+        ),
+    ),
+    ("POST", "/api/v1/subscriptions/{subscription_id}/change-plan"): RouteCases(
+        access="agent",
+        ok=ok(200, body={"plan_id": Ref("plan_id"), "proration": False}),
+        invalid=(
+            bad(422, "plan_id", body={"plan_id": UNKNOWN_ID}),
+            bad(422, "proration", body={"plan_id": Ref("plan_id"), "proration": "half"}),
+            *id_errors("subscription_id", body={"plan_id": UNKNOWN_ID}),
+        ),
+    ),
     ("GET", "/api/v1/email/suppressions"): RouteCases(
         access="admin",
         ok=ok(200, query={"reason": "manual"}),

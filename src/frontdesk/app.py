@@ -43,10 +43,12 @@ from frontdesk.payments.delivery_routes import router as invoice_delivery_router
 from frontdesk.payments.invoice_routes import enquiry_router as enquiry_invoice_router
 from frontdesk.payments.invoice_routes import router as invoices_router
 from frontdesk.payments.payment_routes import router as payments_router
+from frontdesk.payments.plan_routes import router as plans_router
 from frontdesk.payments.public_routes import router as payment_page_router
 from frontdesk.payments.settings_routes import router as payment_settings_router
 from frontdesk.payments.stripe.routes import router as stripe_settings_router
 from frontdesk.payments.stripe.webhook_routes import router as stripe_webhook_router
+from frontdesk.payments.subscription_routes import router as subscriptions_router
 from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.routes import router as realtime_router
 from frontdesk.runtime import Runtime, build_runtime
@@ -133,6 +135,8 @@ def create_app(
         chat_settings_router,
         chat_visitors_router,
         stripe_settings_router,
+        plans_router,
+        subscriptions_router,
         payment_settings_router,
         invoices_router,
         invoice_delivery_router,

@@ -12,6 +12,7 @@ from frontdesk.forms import uploads as form_uploads  # noqa: F401
 from frontdesk.payments import delivery as invoice_delivery  # noqa: F401
 from frontdesk.payments import jobs as payment_jobs  # noqa: F401
 from frontdesk.payments import reminders as invoice_reminders  # noqa: F401
+from frontdesk.payments import subscription_jobs  # noqa: F401
 from frontdesk.payments.stripe import events as stripe_events  # noqa: F401
 from frontdesk.payments.stripe import refunds as stripe_refunds  # noqa: F401
 from frontdesk.storage import jobs as storage_jobs  # noqa: F401
