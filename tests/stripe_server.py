@@ -1,6 +1,6 @@
 """A local fake of the Stripe API for tests, served by uvicorn on 127.0.0.1.
 
-It checks requests the way Stripe does: a ``Bearer`` secret key that it knows (401 with
+It checks requests the way Stripe does: a ``Bearer`` secret key that it issued (401 with
 Stripe's error JSON otherwise), a ``Stripe-Version`` header, form-encoded POST bodies (a JSON
 body is a 400), and an ``Idempotency-Key`` on every POST. A repeated key with the same
 parameters replays the first response with the same object; a repeated key with other
@@ -108,7 +108,7 @@ class FakeStripe:
     idempotency: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = field(
         default_factory=dict
     )
-    # Answers for the next requests to a path: (status, error JSON, Stripe-Should-Retry).
+    # Responses for the next requests to a path: (status, error JSON, Stripe-Should-Retry).
     failures: dict[str, list[tuple[int, dict[str, Any], str | None]]] = field(default_factory=dict)
     url: str = ""
 

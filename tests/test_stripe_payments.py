@@ -18,7 +18,7 @@ from frontdesk.core.clock import FrozenClock
 from frontdesk.core.errors import Conflict, ValidationFailed
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments.models import Invoice, Payment, Refund, StripeAccount
-from frontdesk.payments.stripe.checkout import create_checkout_for_invoice
+from frontdesk.payments.stripe.checkout import create_checkout_for_invoice, create_payment_intent
 from frontdesk.payments.stripe.reconcile import reconcile
 from frontdesk.payments.stripe.refunds import refund_stripe_payment, send_refund
 from frontdesk.runtime import Runtime
@@ -453,3 +453,104 @@ async def test_reconcile_command(
     assert "1 differences" in output.out
     assert bad_id.value.code == 2
     assert "--workspace" in output.err
+
+
+async def test_refund_through_payments_api(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    payment = await paid_stripe_payment(runtime, fake_stripe, workspace, total=6_000)
+
+    response = await client.post(
+        f"/api/v1/payments/{payment.id}/refunds",
+        headers=workspace.headers,
+        json={"amount": 1_500, "reason": "one item missing"},
+    )
+    await run_jobs(runtime)
+
+    assert response.status_code == 201, response.text
+    refunds = fake_stripe.created("re")
+    assert len(refunds) == 1
+    assert refunds[0]["amount"] == 1_500
+    charge = fake_stripe.objects[refunds[0]["charge"]]
+    event = fake_stripe.event("charge.refunded", charge, created=int(clock.now().timestamp()))
+    body, headers = signed(
+        event, [workspace.webhook_secret], timestamp=int(clock.now().timestamp())
+    )
+    await client.post(workspace.webhook_path, content=body, headers=headers)
+    await run_jobs(runtime)
+    shown = await client.get(f"/api/v1/payments/{payment.id}", headers=workspace.headers)
+    assert shown.json()["status"] == "partially_refunded"
+    assert shown.json()["amount_refunded"] == 1_500
+    async with runtime.sessionmaker() as session:
+        stored = await session.scalars(sa.select(Refund).where(Refund.payment_id == payment.id))
+        rows = list(stored)
+    assert len(rows) == 1
+    assert rows[0].stripe_refund_id == refunds[0]["id"]
+
+
+# --- PaymentIntents ---------------------------------------------------------------------------
+
+
+async def test_payment_intent_failed_then_succeeded(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=4_000)
+    async with unit_of_work(runtime) as uow:
+        payment = Payment(
+            workspace_id=workspace.workspace_id,
+            invoice_id=invoice.id,
+            gateway="stripe",
+            method="card",
+            status="pending",
+            currency="EUR",
+            amount=4_000,
+            amount_refunded=0,
+            created_at=uow.now(),
+            updated_at=uow.now(),
+        )
+        uow.session.add(payment)
+        await uow.session.flush()
+        intent = await create_payment_intent(uow, payment)
+    post = fake_stripe.posts("/v1/payment_intents")[0]
+    assert post.idempotency_key == f"{workspace.workspace_id}:{payment.id}:payment_intent:v1"
+    assert post.params["metadata"]["payment_id"] == str(payment.id)
+    assert intent["client_secret"].startswith(intent["id"])
+    now = int(clock.now().timestamp())
+    declined = {
+        **intent,
+        "status": "requires_payment_method",
+        "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
+    }
+    charged = dict(fake_stripe.objects[intent["id"]])
+    fake_stripe.succeed_payment_intent(charged)
+
+    for event in (
+        fake_stripe.event("payment_intent.payment_failed", declined, created=now),
+        fake_stripe.event("payment_intent.succeeded", charged, created=now + 20),
+    ):
+        body, headers = signed(event, [workspace.webhook_secret], timestamp=now)
+        assert (
+            await client.post(workspace.webhook_path, content=body, headers=headers)
+        ).status_code == 200
+        await run_jobs(runtime)
+        if event["type"] == "payment_intent.payment_failed":
+            shown = await client.get(f"/api/v1/payments/{payment.id}", headers=workspace.headers)
+            assert shown.json()["status"] == "failed"
+
+    async with runtime.sessionmaker() as session:
+        final = await session.get(Payment, payment.id)
+        paid = await session.get(Invoice, invoice.id)
+    assert final is not None
+    assert final.status == "succeeded"
+    assert final.failure_reason == "Your card was declined."
+    assert final.stripe_charge_id == charged["latest_charge"]
+    assert paid is not None
+    assert paid.status == "paid"

@@ -7,9 +7,10 @@ replays the first response for a repeated key and the same parameters, so a job 
 again after a crash never creates a second charge or refund. Error responses
 (``{"error": {"type", "code", "message", "param", ...}}``) become typed exceptions.
 
-The official ``stripe`` SDK is not used: it keeps global configuration (``stripe.api_key``),
-its async support needs its own HTTP client setup, and the handful of calls here are plain
-form POSTs and GETs that httpx does with the timeouts and transports the tests control.
+The official ``stripe`` SDK is not used because it keeps global configuration
+(``stripe.api_key``) and its async support needs an HTTP client of its own. The few calls
+here are plain form POSTs and GETs, which httpx sends with the timeouts and transports that
+the tests control.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class RateLimitError(StripeError):
 
 
 class ApiConnectionError(StripeError):
-    """Stripe could not be reached or timed out, or answered with a 5xx."""
+    """Stripe could not be reached or timed out, or responded with a 5xx."""
 
 
 def _error_for(response: httpx.Response) -> StripeError:
@@ -156,7 +157,7 @@ def _error_for(response: httpx.Response) -> StripeError:
         "param": error.get("param"),
         "request_id": response.headers.get("request-id"),
     }
-    message = str(error.get("message") or f"Stripe answered HTTP {status}.")
+    message = str(error.get("message") or f"Stripe responded with HTTP {status}.")
     if error_type == "idempotency_error":
         return IdempotencyError(message, **kwargs)
     if status == 402 or error_type == "card_error":
@@ -279,7 +280,7 @@ class StripeClient:
                     body: dict[str, Any] = response.json()
                     return body
                 error = _error_for(response)
-                # Stripe's answer says when a retry may help (a lock timeout, say).
+                # Stripe's Stripe-Should-Retry header says when a retry may help (a lock timeout, say).
                 should_retry = response.headers.get("Stripe-Should-Retry")
                 if should_retry == "false":
                     raise error

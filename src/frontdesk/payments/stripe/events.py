@@ -344,8 +344,8 @@ async def _on_dispute(
         await move_payment(uow, payment, "succeeded", source="webhook", data=data)
     elif dispute.status not in DISPUTE_FINAL:
         await move_payment(uow, payment, "disputed", source="webhook", data=data)
-    # NOTE: a lost dispute leaves the payment "disputed"; the state machine has no status
-    # for money taken back by the bank, so the invoice keeps counting it as paid.
+    # NOTE: a lost dispute leaves the payment "disputed". The state machine has no status
+    # for money the bank took back, so the invoice still counts it as paid.
     await settle_invoice(uow, payment.invoice_id, source="webhook")
 
 

@@ -2,7 +2,7 @@
 
 The refund row is written in the staff request and the ``payments.stripe_refund`` job sends
 it. The job's POST carries the idempotency key ``{workspace}:{refund id}:refund:v1``, so a job
-that crashed after Stripe accepted the refund and runs again gets Stripe's first answer back
+that crashed after Stripe accepted the refund and runs again gets Stripe's first response back
 and never refunds twice. Stripe's refund webhooks then settle the payment's amounts.
 """
 
@@ -47,7 +47,7 @@ async def refund_stripe_payment(
 ) -> Refund:
     """Record a pending refund of a Stripe payment and queue the job that sends it to Stripe.
 
-    The caller holds the payment (loaded through its workspace check). The amount must not
+    The caller loaded the payment through its workspace check. The amount must not
     exceed what is left after earlier refunds, pending ones included.
     """
     if payment.gateway != "stripe" or payment.stripe_payment_intent_id is None:

@@ -1,4 +1,4 @@
-"""POST /webhooks/stripe/{webhook_token}: verify, store once, enqueue, answer 200.
+"""POST /webhooks/stripe/{webhook_token}: verify, store once, enqueue, return 200.
 
 The request does no payment work: Stripe waits for the response and retries slow endpoints,
 so the event is stored by its id and applied by the ``payments.stripe_event`` job. A repeated
