@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -10,17 +11,28 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from factories import owner
-from frontdesk.payments.models import Invoice, StripeAccount
+from factories import Staff, owner
+from frontdesk.payments.models import Invoice, Payment, StripeAccount
 from frontdesk.runtime import Runtime
 from invoice_factories import draft_invoice, issued_invoice, save_settings
+from stripe_server import FakeStripe, connect_workspace, serve_fake_stripe
 
 PAGE_LIMIT = 6
 
 
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    return {"payment_page_requests_per_ip_per_minute": PAGE_LIMIT}
+async def fake_stripe() -> AsyncIterator[FakeStripe]:
+    async with serve_fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings_overrides(fake_stripe: FakeStripe) -> dict[str, Any]:
+    return {
+        "payment_page_requests_per_ip_per_minute": PAGE_LIMIT,
+        "stripe_api_base": fake_stripe.url,
+        "stripe_max_retries": 0,
+    }
 
 
 async def connect_stripe(runtime: Runtime, workspace_id: uuid.UUID) -> None:
@@ -197,3 +209,36 @@ async def test_rate_limited_per_ip(
     assert statuses[PAGE_LIMIT] == 429
     assert unknown.status_code == 429
     assert from_other_ip.status_code == 200
+
+
+async def test_card_checkout_redirects_to_stripe(
+    client: httpx.AsyncClient, runtime: Runtime, fake_stripe: FakeStripe
+) -> None:
+    connected = await connect_workspace(client, fake_stripe)
+    # The invoice factories use only the workspace and the headers of the owner.
+    staff = Staff(
+        user_id=uuid.uuid4(), workspace_id=connected.workspace_id, headers=connected.headers
+    )
+    invoice = await issued_invoice(client, runtime, staff)
+    token = invoice["public_token"]
+
+    page = (await client.get(f"/pay/{token}")).text
+    response = await client.post(f"/pay/{token}/checkout")
+
+    assert "Pay by card" in page
+    assert response.status_code == 303, response.text
+    sessions = fake_stripe.created("cs_test")
+    assert len(sessions) == 1
+    assert response.headers["location"] == sessions[0]["url"]
+    item = fake_stripe.posts("/v1/checkout/sessions")[0].params["line_items"][0]
+    assert item["price_data"]["unit_amount"] == "41750"
+    async with runtime.sessionmaker() as session:
+        payment = await session.scalar(
+            sa.select(Payment).where(Payment.invoice_id == uuid.UUID(invoice["id"]))
+        )
+    assert payment is not None
+    assert payment.status == "pending"
+    assert payment.stripe_checkout_session_id == sessions[0]["id"]
+
+    back = (await client.get(f"/pay/{token}", params={"checkout": "success"})).text
+    assert "being confirmed" in back
