@@ -1,7 +1,7 @@
 """Invoices: drafts, issuing, voiding, credit notes and the amounts paid.
 
-Drafts are editable as a whole; issuing gives them a number, dates and snapshots of the
-seller and the customer, after which only the status and the paid and credited amounts
+Drafts are editable as a whole. Issuing gives them a number, dates and snapshots of the
+seller and the customer. After that, only the status and the paid and credited amounts
 change. Every change records an ``InvoiceActivity`` and an ``invoice.*`` event whose data is
 the invoice's API view.
 """
@@ -131,8 +131,8 @@ def summary_view(invoice: Invoice) -> InvoiceSummary:
 async def invoice_view(uow: UnitOfWork, invoice: Invoice) -> dict[str, Any]:
     """Return the full API view of an invoice (JSON types), with lines and tax breakdown.
 
-    Amounts are integers in minor units; ``currency_exponent`` says where the decimal point
-    goes. The same dict is the data of ``invoice.*`` events.
+    Amounts are integers in minor units, and ``currency_exponent`` is the number of decimal
+    places of the currency. The same dict is the data of ``invoice.*`` events.
     """
     lines = await load_lines(uow, invoice)
     view = InvoiceOut.model_validate(
@@ -345,6 +345,7 @@ async def create_draft(
     await _check_contact(uow, workspace_id, body.contact_id)
     if body.enquiry_id is not None:
         await _check_enquiry(uow, workspace_id, body.enquiry_id)
+
     settings = await load_settings(uow, workspace_id)
     discount_type, discount_value = _discount_columns(body.discount)
     now = uow.now()
@@ -369,6 +370,7 @@ async def create_draft(
     )
     uow.session.add(invoice)
     await uow.session.flush()
+
     await _replace_lines(uow, invoice, body.lines)
     await recompute_totals(uow, invoice)
     await record_change(
@@ -380,9 +382,9 @@ async def create_draft(
 
 def _require_draft(invoice: Invoice, action: str) -> None:
     if invoice.status != "draft":
+        hint = "" if action == "issued" else " Issue a credit note or void it instead."
         raise InvoiceNotDraft(
-            f"Invoice {invoice.number} is {invoice.status}; only drafts can be {action}. "
-            "Issue a credit note or void it instead."
+            f"Invoice {invoice.number} is {invoice.status}; only drafts can be {action}.{hint}"
         )
 
 
@@ -407,6 +409,7 @@ async def update_draft(
         )
     if errors:
         raise ValidationFailed.many(errors)
+
     if body.contact_id is not None:
         await _check_contact(uow, invoice.workspace_id, body.contact_id)
         invoice.contact_id = body.contact_id
@@ -428,6 +431,7 @@ async def update_draft(
         invoice.customer_overrides = body.customer_overrides.model_dump(exclude_none=True)
     if body.lines is not None:
         await _replace_lines(uow, invoice, body.lines)
+
     await recompute_totals(uow, invoice)
     invoice.updated_at = uow.now()
     await record_change(
@@ -535,7 +539,7 @@ async def issue(
 
 
 async def void(uow: UnitOfWork, invoice: Invoice, *, actor_id: uuid.UUID | None) -> Invoice:
-    """Void an issued invoice that nobody paid any of; paid ones need a credit note."""
+    """Void an issued invoice without payments; paid ones need a credit note instead."""
     await lock_invoice(uow, invoice)
     if invoice.status == "draft":
         raise Conflict(
@@ -554,6 +558,7 @@ async def void(uow: UnitOfWork, invoice: Invoice, *, actor_id: uuid.UUID | None)
             "payments or issue a credit note instead.",
             code="invoice_partially_paid",
         )
+
     before = invoice.status
     now = uow.now()
     invoice.status = "void"

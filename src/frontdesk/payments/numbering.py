@@ -2,7 +2,7 @@
 
 Tokens: {YYYY} four-digit year, {YY} two-digit year, {MM} two-digit month, {seq} the
 sequence number, {seq:0N} the sequence padded with zeros to N digits (N from 1 to 12).
-A pattern holds exactly one sequence token. The sequence counts per "scope", the pattern
+A pattern contains exactly one sequence token. The sequence counts per "scope", the pattern
 rendered without its sequence token, so "INV-{YYYY}-{seq}" starts again at 1 each year.
 """
 

@@ -231,7 +231,7 @@ async def record_manual_payment(
 ) -> Payment:
     """Record money received outside any gateway (bank transfer, cash, card terminal...).
 
-    The amount may not exceed the amount due unless ``allow_overpayment`` is set; pending
+    The amount may not exceed the amount due unless ``allow_overpayment`` is set. Pending
     payments count against the amount due too, so two recordings cannot both take it.
     """
     await invoices.lock_invoice(uow, invoice)
