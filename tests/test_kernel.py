@@ -44,6 +44,23 @@ async def test_sequencer_numbers_in_commit_order(runtime: Runtime) -> None:
     assert [event.position for event in events] == [1, 2, 3]
 
 
+async def test_commit_publishes_its_position(runtime: Runtime) -> None:
+    """Each commit with events makes the broker announce a position covering them."""
+    published: list[int] = []
+    runtime.broker.subscribe(published.append)
+    try:
+        async with unit_of_work(runtime) as uow:
+            uow.record_event("test.one", {}, workspace_id=None)
+            uow.record_event("test.two", {}, workspace_id=None)
+        async with runtime.sessionmaker() as session:
+            positions = [event.position for event in await events_after(session, 0, 10)]
+    finally:
+        runtime.broker.unsubscribe(published.append)
+
+    assert positions == [1, 2]
+    assert published[-1:] == [2]
+
+
 async def test_sequencer_skips_uncommitted_events(runtime: Runtime) -> None:
     """An event inserted earlier but committed later gets the later position."""
     if runtime.settings.is_sqlite:

@@ -61,6 +61,13 @@ class Runtime:
         if jobs and self.worker is not None:
             self.worker.wake()
 
+    async def publish_position(self, position: int) -> None:
+        """Tell every process that events up to ``position`` are numbered and committed."""
+        try:
+            await self.broker.publish(position)
+        except Exception as exc:
+            log.error("events.publish_failed", error=repr(exc), exc_info=exc)
+
     async def publish_pending_events(self) -> None:
         try:
             highest = await sequence_pending_events(self.sessionmaker)

@@ -44,6 +44,16 @@ async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]
                 return highest
 
 
+async def number_events_in_transaction(session: AsyncSession) -> list[int]:
+    """Number the unnumbered events inside the caller's write transaction; returns positions.
+
+    Only safe where the transaction holds the database's only write lock until it commits
+    (SQLite with BEGIN IMMEDIATE): no other transaction can commit events in between, so
+    the positions follow commit order. At most BATCH_SIZE events are numbered.
+    """
+    return list((await session.scalars(_numbering_statement())).all())
+
+
 def _numbering_statement() -> sa.Update:
     """Build one UPDATE that numbers the oldest unnumbered events after the highest position.
 

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.core.db import dialect_name
+from frontdesk.core.events import BATCH_SIZE as SEQUENCE_BATCH_SIZE
+from frontdesk.core.events import number_events_in_transaction
 from frontdesk.core.ids import uuid7
 from frontdesk.core.models import Event, Job
 
@@ -86,9 +89,18 @@ class UnitOfWork:
         return job
 
     async def commit(self) -> None:
+        positions: list[int] = []
+        if self._events_recorded and dialect_name(self.session) == "sqlite":
+            # SQLite write transactions begin with BEGIN IMMEDIATE, so this one holds the
+            # only write lock until it commits: numbering its events now gives positions in
+            # commit order without the sequencer's second write transaction.
+            positions = await number_events_in_transaction(self.session)
         await self.session.commit()
         events, jobs = self._events_recorded, self._jobs_enqueued
         self._events_recorded = self._jobs_enqueued = False
+        if positions and len(positions) < SEQUENCE_BATCH_SIZE:
+            await self.rt.publish_position(max(positions))
+            events = False
         await self.rt.after_commit(events=events, jobs=jobs)
 
 
