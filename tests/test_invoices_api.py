@@ -13,6 +13,7 @@ from conftest import run_jobs
 from factories import Staff, count_rows, events_named, member, owner
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.jobs import schedule_periodic
+from frontdesk.core.models import Job
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments.jobs import mark_overdue
 from frontdesk.payments.models import Invoice, InvoiceLine
@@ -310,6 +311,7 @@ async def test_issue_fills_number_dates_and_snapshots(
     assert issued["customer"]["address"] == "5 avenue Y, Lyon"
     assert issued["customer"]["tax_id"] == "FR999"
     assert len(await events_named(runtime, "invoice.issued")) == 2
+    assert await count_rows(runtime, Job, Job.name == "payments.invoice_pdf") == 2
 
     edit = await client.patch(
         f"{API}/invoices/{draft['id']}", headers=staff.headers, json={"notes": "late change"}

@@ -534,6 +534,10 @@ async def issue(
     )
     # A zero total (for example a 100 % discount) is settled as soon as it is issued.
     await apply_payments(uow, invoice, source=source, actor_id=actor_id)
+    # Imported here because the delivery module imports this one.
+    from frontdesk.payments.delivery import enqueue_pdf
+
+    enqueue_pdf(uow, invoice)
     log.info("invoice.issued", invoice_id=str(invoice.id), workspace_id=str(invoice.workspace_id))
     return invoice
 
