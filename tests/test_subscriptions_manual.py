@@ -16,7 +16,7 @@ from frontdesk.core.clock import FrozenClock
 from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.email.models import EmailMessage
-from frontdesk.payments.models import Invoice, InvoiceLine, PaymentSettings
+from frontdesk.payments.models import Invoice, InvoiceLine, PaymentSettings, Subscription
 from frontdesk.payments.subscription_jobs import run_subscriptions
 from frontdesk.runtime import Runtime
 
@@ -541,3 +541,30 @@ async def test_other_workspace_is_not_found(client: httpx.AsyncClient) -> None:
     assert response.json()["errors"][0]["field"] == "contact_id"
     listed = await client.get("/api/v1/subscriptions", headers=ours.headers)
     assert listed.json()["items"] == []
+
+
+async def test_deleted_contact_cancels_at_renewal(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    plan = await make_plan(client, staff, interval="week")
+    orphan = await subscribe(client, staff, plan["id"], await make_contact(client, staff))
+    kept = await subscribe(client, staff, plan["id"], await make_contact(client, staff))
+    # Deleting a contact sets the subscription's contact_id to NULL (ON DELETE SET NULL).
+    async with runtime.sessionmaker() as session:
+        await session.execute(
+            sa.update(Subscription)
+            .where(Subscription.id == uuid.UUID(orphan["id"]))
+            .values(contact_id=None)
+        )
+        await session.commit()
+
+    clock.set(START + timedelta(weeks=1))
+    await run(runtime)
+
+    canceled = await fetch(client, staff, orphan["id"])
+    assert canceled["status"] == "canceled"
+    assert len(await invoices_of(runtime, orphan["id"])) == 1
+    renewed = await fetch(client, staff, kept["id"])
+    assert renewed["status"] == "active"
+    assert len(await invoices_of(runtime, kept["id"])) == 2

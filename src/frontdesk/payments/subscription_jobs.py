@@ -19,6 +19,7 @@ import structlog
 
 from frontdesk.contacts.models import Contact
 from frontdesk.core.db import dialect_name
+from frontdesk.core.errors import ProblemError
 from frontdesk.core.jobs import periodic
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email.service import queue_email
@@ -64,19 +65,41 @@ async def renew_due(uow: UnitOfWork, *, limit: int = BATCH) -> int:
     )
     subscriptions = list(await uow.session.scalars(_lock(uow, statement)))
     for subscription in subscriptions:
-        plan = await uow.session.get(Plan, subscription.plan_id)
-        assert plan is not None
-        for _ in range(MAX_PERIODS_PER_RUN):
-            assert subscription.current_period_end is not None
-            if subscription.current_period_end > now:
-                break
-            await _renew_once(uow, subscription, plan)
-            if subscription.status == "canceled":
-                break
+        subscription_id = subscription.id
+        try:
+            # A savepoint per subscription, so one that cannot be invoiced does not stop
+            # the renewals of the others.
+            async with uow.session.begin_nested():
+                await _renew(uow, subscription, now)
+        except ProblemError as exc:
+            log.error(
+                "subscription.renewal_failed",
+                subscription_id=str(subscription_id),
+                code=exc.code,
+                error=exc.detail,
+            )
     return len(subscriptions)
 
 
+async def _renew(uow: UnitOfWork, subscription: Subscription, now: datetime) -> None:
+    plan = await uow.session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    for _ in range(MAX_PERIODS_PER_RUN):
+        assert subscription.current_period_end is not None
+        if subscription.current_period_end > now:
+            return
+        await _renew_once(uow, subscription, plan)
+        if subscription.status == "canceled":
+            return
+
+
 async def _renew_once(uow: UnitOfWork, subscription: Subscription, plan: Plan) -> None:
+    if subscription.contact_id is None:
+        # The contact was deleted, so nobody is left to invoice.
+        subscription.status = "canceled"
+        subscription.canceled_at = subscription.current_period_end
+        record(uow, subscription, "canceled", reason="contact_deleted")
+        return
     if subscription.cancel_at_period_end:
         subscription.status = "canceled"
         subscription.canceled_at = subscription.current_period_end
