@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from email.message import EmailMessage as MimeMessage
@@ -300,3 +301,26 @@ async def test_workspace_template_replaces_email(
     assert f"Pay here: http://frontdesk.test/pay/{invoice['public_token']}" in email.html_body
     assert len(email.attachments) == 1
     assert email.attachments[0]["content_type"] == "application/pdf"
+
+
+async def test_concurrent_downloads_store_one_pdf(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, runtime, staff)
+    path = f"/api/v1/invoices/{invoice['id']}/pdf"
+
+    responses = await asyncio.gather(*(client.get(path, headers=staff.headers) for _ in range(3)))
+
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    assert responses[0].content == responses[1].content == responses[2].content
+    async with runtime.sessionmaker() as session:
+        count = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(StoredObject)
+            .where(
+                StoredObject.workspace_id == staff.workspace_id,
+                StoredObject.content_type == "application/pdf",
+            )
+        )
+    assert count == 1

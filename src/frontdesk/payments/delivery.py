@@ -211,6 +211,12 @@ async def ensure_pdf(uow: UnitOfWork, invoice: Invoice) -> StoredObject:
     current = await _current_pdf(uow, invoice)
     if current is not None and current.user_metadata.get(FINGERPRINT_KEY) == fingerprint:
         return current
+    # Requests that find the PDF out of date at the same time render it one after the other;
+    # the later one finds the PDF that the earlier one stored.
+    await invoices.lock_invoice(uow, invoice)
+    current = await _current_pdf(uow, invoice)
+    if current is not None and current.user_metadata.get(FINGERPRINT_KEY) == fingerprint:
+        return current
 
     # Rendering takes about a second per few pages, so it runs off the event loop.
     data = await asyncio.to_thread(
