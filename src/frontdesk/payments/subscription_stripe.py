@@ -7,9 +7,11 @@ in between) is two operations, while a repeat of the same request is one.
 
 Our copy follows Stripe: the object Stripe returns to a request, and then the objects in
 webhook events, overwrite status, periods and flags. ``stripe_updated`` keeps the time of the
-last copy (the event's ``created``, or our clock for a request's answer), and an event
-created before it changes nothing, so events that arrive out of order never move a
-subscription backwards.
+last copy (the event's ``created``, or our clock for a response). An event created before
+it changes nothing, so events that arrive out of order never move a subscription backwards.
+
+NOTE: a response is stamped with our clock, so if it runs ahead of Stripe's, events created
+within that lead after the request are ignored until the next one.
 """
 
 from __future__ import annotations
