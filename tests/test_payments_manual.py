@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from factories import Staff, count_rows, events_named, owner
 from frontdesk.core.clock import FrozenClock
@@ -305,3 +306,46 @@ async def test_transition_moves_only_forward(
     expected = [(None, "pending", "staff")] + ([(start, target, "webhook")] if moves else [])
     assert recorded == expected
     assert date.fromisoformat(view["created_at"][:10]) == date(2026, 5, 20)
+
+
+async def test_lists_use_fixed_query_count(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff, unit_price=100000)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # The event publisher reads the events table after commits; that is not the request.
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" not in statement:
+            statements.append(statement)
+
+    async def measure(path: str) -> int:
+        statements.clear()
+        event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            response = await client.get(path, headers=staff.headers)
+        finally:
+            event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
+        assert response.status_code == 200, response.text
+        return len(statements)
+
+    async def add_payments(total: int) -> None:
+        for _ in range(total):
+            payment = (await pay(client, staff, invoice["id"], amount=100)).json()
+            refunded = await client.post(
+                f"{API}/payments/{payment['id']}/refunds",
+                headers=staff.headers,
+                json={"amount": 10},
+            )
+            assert refunded.status_code == 201
+
+    await add_payments(1)
+    payments_few = await measure(f"{API}/invoices/{invoice['id']}/payments")
+    invoices_few = await measure(f"{API}/invoices")
+    await add_payments(4)
+    for _ in range(4):
+        await issued_invoice(client, staff)
+    payments_many = await measure(f"{API}/invoices/{invoice['id']}/payments")
+    invoices_many = await measure(f"{API}/invoices")
+
+    assert payments_many == payments_few
+    assert invoices_many == invoices_few

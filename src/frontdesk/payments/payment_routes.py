@@ -47,7 +47,7 @@ async def list_payments(uow: UowDep, actor: AgentDep, invoice_id: uuid.UUID) -> 
     """List the invoice's payments of every gateway, oldest first."""
     invoice = await invoices.get_invoice(uow, actor.workspace_id, invoice_id)
     rows = await payments.list_invoice_payments(uow, invoice)
-    return PaymentList(items=[await payments.payment_view(uow, row) for row in rows])
+    return PaymentList(items=await payments.payment_views(uow, rows))
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_ERRORS)

@@ -135,22 +135,38 @@ async def _lock(uow: UnitOfWork, payment: Payment) -> None:
         await uow.session.refresh(payment)
 
 
-async def payment_view(uow: UnitOfWork, payment: Payment) -> PaymentOut:
-    """Return the API view of a payment with its transitions and refunds, oldest first."""
-    transitions = list(
-        await uow.session.scalars(
+async def payment_views(uow: UnitOfWork, rows: list[Payment]) -> list[PaymentOut]:
+    """Return the API views of payments with their transitions and refunds, oldest first.
+
+    Transitions and refunds of all the payments are read with one query each.
+    """
+    ids = [payment.id for payment in rows]
+    transitions: dict[uuid.UUID, list[PaymentTransition]] = {payment_id: [] for payment_id in ids}
+    refunds: dict[uuid.UUID, list[Refund]] = {payment_id: [] for payment_id in ids}
+    if ids:
+        for item in await uow.session.scalars(
             sa.select(PaymentTransition)
-            .where(PaymentTransition.payment_id == payment.id)
+            .where(PaymentTransition.payment_id.in_(ids))
             .order_by(PaymentTransition.created_at, PaymentTransition.id)
-        )
-    )
-    refunds = list(
-        await uow.session.scalars(
+        ):
+            transitions[item.payment_id].append(item)
+        for refund in await uow.session.scalars(
             sa.select(Refund)
-            .where(Refund.payment_id == payment.id)
+            .where(Refund.payment_id.in_(ids))
             .order_by(Refund.created_at, Refund.id)
-        )
-    )
+        ):
+            refunds[refund.payment_id].append(refund)
+    return [_view(payment, transitions[payment.id], refunds[payment.id]) for payment in rows]
+
+
+async def payment_view(uow: UnitOfWork, payment: Payment) -> PaymentOut:
+    """Return the API view of one payment with its transitions and refunds."""
+    return (await payment_views(uow, [payment]))[0]
+
+
+def _view(
+    payment: Payment, transitions: list[PaymentTransition], refunds: list[Refund]
+) -> PaymentOut:
     return PaymentOut.model_validate(
         {
             "id": payment.id,
