@@ -211,14 +211,14 @@ async def ensure_pdf(uow: UnitOfWork, invoice: Invoice) -> StoredObject:
     current = await _current_pdf(uow, invoice)
     if current is not None and current.user_metadata.get(FINGERPRINT_KEY) == fingerprint:
         return current
-    # Requests that find the PDF out of date at the same time render it one after the other;
-    # the later one finds the PDF that the earlier one stored.
+    # Requests that find the PDF out of date at the same time wait for each other here. The
+    # later one then finds the PDF that the earlier one stored.
     await invoices.lock_invoice(uow, invoice)
     current = await _current_pdf(uow, invoice)
     if current is not None and current.user_metadata.get(FINGERPRINT_KEY) == fingerprint:
         return current
 
-    # Rendering takes about a second per few pages, so it runs off the event loop.
+    # Rendering is CPU-bound and takes seconds for long invoices, so it runs in a thread.
     data = await asyncio.to_thread(
         pdf.render_invoice,
         view,
@@ -347,7 +347,8 @@ async def send_invoice(
     check_issued(invoice)
     if invoice.status not in SENDABLE:
         raise Conflict(
-            f"The invoice is {invoice.status}, so it cannot be sent.", code="invoice_not_sendable"
+            f"The invoice is {invoice.status}, so it cannot be sent; issue a new invoice instead.",
+            code="invoice_not_sendable",
         )
     recipient = to or await customer_email(uow, invoice)
     if not recipient:
