@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -601,3 +602,23 @@ async def test_payment_settings(client: httpx.AsyncClient, runtime: Runtime) -> 
         f"{API}/invoices", headers=staff.headers, json={"contact_id": contact_id}
     )
     assert response.json()["currency"] == "CHF"
+
+
+async def test_concurrent_first_settings_save(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    responses = await asyncio.gather(
+        *(
+            client.put(
+                f"{API}/payments/settings",
+                headers=staff.headers,
+                json={"payment_terms_days": days},
+            )
+            for days in range(1, 6)
+        )
+    )
+
+    assert [response.status_code for response in responses] == [200] * 5
+    saved = (await client.get(f"{API}/payments/settings", headers=staff.headers)).json()
+    assert saved["payment_terms_days"] in range(1, 6)
+    assert saved["invoice_number_pattern"] == "INV-{YYYY}-{seq:04}"

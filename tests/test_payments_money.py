@@ -211,6 +211,8 @@ def test_check_currency_names_field() -> None:
     ("text", "code"),
     [
         ("1.1234567", "too_many_decimal_places"),
+        # 29 significant digits: a rounding normalize() would hide the 29th.
+        ("1.00000000000000000000000000001", "too_many_decimal_places"),
         ("abc", "invalid_decimal"),
         ("NaN", "invalid_decimal"),
         ("Infinity", "invalid_decimal"),
@@ -234,3 +236,5 @@ def test_parse_decimal_normalizes() -> None:
     assert money.decimal_text(money.parse_decimal("100", "q", places=6)) == "100"
     assert money.decimal_text(money.parse_decimal("1.000", "q", places=2)) == "1"
     assert money.decimal_text(money.parse_decimal(7, "q", places=0)) == "7"
+    assert money.decimal_text(money.parse_decimal("0.000", "q", places=0)) == "0"
+    assert money.decimal_text(money.parse_decimal("1E+2", "q", places=0)) == "100"

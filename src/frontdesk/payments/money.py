@@ -85,9 +85,7 @@ def parse_decimal(
         raise ValidationFailed(
             field, f'{value!r} is not a decimal number; send for example "1.5".', "invalid_decimal"
         )
-    # Trailing zeros do not count as decimal places: "1.500" has one.
-    exponent_value = number.normalize().as_tuple().exponent
-    if isinstance(exponent_value, int) and -exponent_value > places:
+    if _decimal_places(number) > places:
         raise ValidationFailed(
             field, f"Use at most {places} decimal places.", "too_many_decimal_places"
         )
@@ -97,6 +95,19 @@ def parse_decimal(
         raise ValidationFailed(field, f"Must be at most {maximum}.", "too_large")
     # Normalize "1.50" and "1.5" to one form without switching to scientific notation.
     return number.quantize(Decimal(1)) if number == number.to_integral() else number.normalize()
+
+
+def _decimal_places(number: Decimal) -> int:
+    """Count the decimal places of a finite ``number``; trailing zeros do not count ("1.50" has 1).
+
+    Works on the digits themselves, because ``normalize()`` would round past 28 digits.
+    """
+    _sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    if not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + min(trailing, max(0, -exponent))))
 
 
 def round_half_up(value: Decimal) -> int:

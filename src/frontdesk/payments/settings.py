@@ -6,8 +6,13 @@ A workspace without a stored row gets the defaults below; the first PUT stores t
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import ValidationFailed
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.payments import money
@@ -47,6 +52,31 @@ async def load_settings(uow: UnitOfWork, workspace_id: uuid.UUID) -> PaymentSett
     return stored if stored is not None else _defaults(workspace_id)
 
 
+async def _locked_row(uow: UnitOfWork, workspace_id: uuid.UUID, now: datetime) -> PaymentSettings:
+    """Return the stored row, inserting the defaults first, locked until the transaction ends.
+
+    A concurrent first save inserts the same primary key, so the insert ignores a conflict.
+    """
+    defaults = _defaults(workspace_id)
+    values = {
+        column.key: getattr(defaults, column.key)
+        for column in PaymentSettings.__table__.columns
+        if column.key not in ("created_at", "updated_at")
+    }
+    insert = postgresql.insert if dialect_name(uow.session) == "postgresql" else sqlite.insert
+    await uow.session.execute(
+        insert(PaymentSettings)
+        .values(**values, created_at=now, updated_at=now)
+        .on_conflict_do_nothing()
+    )
+    statement = sa.select(PaymentSettings).where(PaymentSettings.workspace_id == workspace_id)
+    if dialect_name(uow.session) == "postgresql":
+        statement = statement.with_for_update()
+    return (
+        await uow.session.execute(statement.execution_options(populate_existing=True))
+    ).scalar_one()
+
+
 def settings_view(settings: PaymentSettings) -> PaymentSettingsOut:
     return PaymentSettingsOut(
         invoice_number_pattern=settings.invoice_number_pattern,
@@ -75,12 +105,8 @@ async def update_settings(
                 "No stored object with this id in the workspace; upload the logo first.",
                 "not_found",
             )
-    stored = await uow.session.get(PaymentSettings, workspace_id)
     now = uow.now()
-    if stored is None:
-        stored = _defaults(workspace_id)
-        stored.created_at = now
-        uow.session.add(stored)
+    stored = await _locked_row(uow, workspace_id, now)
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, mode="json")
     for name, value in values.items():
         if value is None and name not in ("business_details", "branding"):
