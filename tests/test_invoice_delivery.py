@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import uuid
 from email.message import EmailMessage as MimeMessage
 from typing import Any
@@ -324,3 +325,24 @@ async def test_concurrent_downloads_store_one_pdf(
             )
         )
     assert count == 1
+
+
+async def test_missing_weasyprint_is_503(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, runtime, staff)
+    # A None entry in sys.modules makes ``import weasyprint`` raise ImportError, as on a
+    # server without the package.
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+
+    response = await client.get(f"/api/v1/invoices/{invoice['id']}/pdf", headers=staff.headers)
+    sent = await client.post(
+        f"/api/v1/invoices/{invoice['id']}/send", json={}, headers=staff.headers
+    )
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "pdf_unavailable"
+    assert sent.status_code == 503
+    assert await activities(runtime, invoice["id"], "sent") == []
