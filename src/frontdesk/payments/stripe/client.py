@@ -31,9 +31,9 @@ log = structlog.get_logger()
 # onto the subscription items.
 STRIPE_API_VERSION = "2025-03-31.basil"
 
-# Stripe lists these as zero-decimal currencies: the amount is in whole units, which is also
-# their ISO 4217 minor unit, so no conversion is needed for them.
-ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
+# Stripe's zero-decimal currencies (BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF
+# XOF XPF) take whole units, which is also their ISO 4217 minor unit, so they need no
+# conversion. The two sets below are the exceptions.
 # ISO 4217 gives ISK no minor unit, but Stripe takes ISK amounts as two-decimal, with the
 # decimal part zero (https://docs.stripe.com/currencies#special-cases).
 TWO_DECIMAL_IN_STRIPE = frozenset({"ISK"})

@@ -7,6 +7,7 @@ delivery finds the stored id and stores and enqueues nothing.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import structlog
@@ -34,7 +35,7 @@ class SignatureRejected(ProblemError):
     title = "Webhook signature rejected"
 
 
-async def store_event(uow: UnitOfWork, workspace_id: Any, event: dict[str, Any]) -> bool:
+async def store_event(uow: UnitOfWork, workspace_id: uuid.UUID, event: dict[str, Any]) -> bool:
     """Insert the event unless its id is stored already; return whether it was new."""
     values = {
         "workspace_id": workspace_id,
