@@ -16,11 +16,12 @@ from conftest import run_jobs
 from frontdesk.cli import main as cli_main
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.errors import Conflict, ValidationFailed
+from frontdesk.core.models import Job
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments.models import Invoice, Payment, Refund, StripeAccount
 from frontdesk.payments.stripe.checkout import create_checkout_for_invoice, create_payment_intent
 from frontdesk.payments.stripe.reconcile import reconcile
-from frontdesk.payments.stripe.refunds import refund_stripe_payment, send_refund
+from frontdesk.payments.stripe.refunds import REFUND_JOB, refund_stripe_payment, send_refund
 from frontdesk.runtime import Runtime
 from stripe_server import (
     FakeStripe,
@@ -386,6 +387,9 @@ async def test_refund_rejected_by_stripe_marked_failed(
     await run_jobs(runtime)
     async with runtime.sessionmaker() as session:
         stored = await session.get(Refund, refund.id)
+        job = await session.scalar(sa.select(Job).where(Job.name == REFUND_JOB))
+    assert job is not None
+    assert (job.status, job.last_error) == ("succeeded", None)
     assert stored is not None
     assert stored.status == "failed"
     assert stored.stripe_refund_id is None
