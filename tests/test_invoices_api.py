@@ -342,6 +342,15 @@ async def test_issue_with_dates_and_checks(client: httpx.AsyncClient) -> None:
     assert_problem(no_lines, 422, "lines")
     assert issued["number"] == "INV-2026-0001"
     assert (issued["issue_date"], issued["due_date"]) == ("2026-03-01", "2026-03-15")
+    assert issued["status"] == "open"
+    late = await issue(
+        client,
+        staff,
+        (await create_draft(client, staff, contact_id))["id"],
+        issue_date="2026-03-01",
+        due_date="2026-03-05",
+    )
+    assert late["status"] == "overdue"
 
 
 async def test_delete_draft(client: httpx.AsyncClient, runtime: Runtime) -> None:
