@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +15,6 @@ import sqlalchemy as sa
 
 import factories
 from conftest import run_jobs
-from frontdesk.cli import main as cli_main
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.errors import Conflict, ValidationFailed
 from frontdesk.core.models import Job
@@ -344,6 +345,14 @@ async def test_refund_job_retried_after_crash_refunds_once(
     assert stored is not None
     assert stored.stripe_refund_id == created[0]["id"]
     assert stored.status == "succeeded"
+    async with runtime.sessionmaker() as session:
+        refunded = await session.get(Payment, payment.id)
+        invoice = await session.get(Invoice, refunded.invoice_id if refunded else None)
+    assert refunded is not None
+    assert refunded.amount_refunded == 2_500
+    assert refunded.status == "partially_refunded"
+    assert invoice is not None
+    assert invoice.amount_paid == 7_500
 
 
 async def test_refund_limits_and_gateway(
@@ -425,38 +434,51 @@ async def test_reconcile_lists_differences(
     assert lagging.status == "pending"
 
 
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``python -m frontdesk`` in a child process without blocking this event loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "frontdesk",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 async def test_reconcile_command(
-    runtime: Runtime,
-    fake_stripe: FakeStripe,
-    workspace: StripeWorkspace,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    runtime: Runtime, fake_stripe: FakeStripe, workspace: StripeWorkspace
 ) -> None:
     settings = runtime.settings
     assert settings.encryption_keys is not None
     assert settings.secret_key is not None
-    monkeypatch.setenv("FRONTDESK_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("FRONTDESK_ENCRYPTION_KEYS", settings.encryption_keys.get_secret_value())
-    monkeypatch.setenv("FRONTDESK_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("FRONTDESK_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("FRONTDESK_STRIPE_API_BASE", fake_stripe.url)
-    monkeypatch.setenv("FRONTDESK_LOG_LEVEL", "ERROR")
+    env = {
+        **os.environ,
+        "FRONTDESK_DATABASE_URL": settings.resolved_database_url,
+        "FRONTDESK_ENCRYPTION_KEYS": settings.encryption_keys.get_secret_value(),
+        "FRONTDESK_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "FRONTDESK_DATA_DIR": str(settings.data_dir),
+        "FRONTDESK_STRIPE_API_BASE": fake_stripe.url,
+        "FRONTDESK_LOG_LEVEL": "ERROR",
+    }
     unknown = fake_stripe.create_payment_intent({"amount": 999, "currency": "eur"})
     fake_stripe.succeed_payment_intent(unknown)
 
-    with pytest.raises(SystemExit) as exited:
-        await asyncio.to_thread(
-            cli_main, ["payments", "reconcile", "--workspace", str(workspace.workspace_id)]
-        )
-    with pytest.raises(SystemExit) as bad_id:
-        await asyncio.to_thread(cli_main, ["payments", "reconcile", "--workspace", "studio"])
+    code, out, err = await run_cli(
+        "payments", "reconcile", "--workspace", str(workspace.workspace_id), env=env
+    )
+    bad_code, _, bad_err = await run_cli("payments", "reconcile", "--workspace", "studio", env=env)
 
-    output = capsys.readouterr()
-    assert exited.value.code == 1
-    assert f"payment_missing: stripe {unknown['id']}" in output.out
-    assert "1 differences" in output.out
-    assert bad_id.value.code == 2
-    assert "--workspace" in output.err
+    assert code == 1, err
+    assert "Traceback" not in err, err
+    assert f"payment_missing: stripe {unknown['id']}" in out
+    assert "1 differences" in out
+    assert bad_code == 2
+    assert "--workspace" in bad_err
 
 
 async def test_refund_through_payments_api(

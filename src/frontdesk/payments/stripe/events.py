@@ -229,16 +229,36 @@ async def _on_payment_intent(
     await settle_invoice(uow, payment.invoice_id, source="webhook")
 
 
-async def _raise_refunded(
-    uow: UnitOfWork, payment: Payment, refunded: int, event: dict[str, Any]
+async def raise_refunded(
+    uow: UnitOfWork, payment: Payment, refunded: int, *, source: str, data: dict[str, Any]
 ) -> None:
-    """Grow the payment's refunded amount to ``refunded`` and move its status to match."""
+    """Grow the payment's refunded amount to ``refunded`` and move its status to match.
+
+    A smaller or equal amount changes nothing, so late or repeated refund news is harmless.
+    """
     if refunded <= payment.amount_refunded:
         return
     payment.amount_refunded = min(refunded, payment.amount)
+    payment.updated_at = uow.now()
     target = "refunded" if payment.amount_refunded >= payment.amount else "partially_refunded"
-    await move_payment(uow, payment, target, source="webhook", data=_transition_data(event))
-    await settle_invoice(uow, payment.invoice_id, source="webhook")
+    await move_payment(uow, payment, target, source=source, data=data)
+    await settle_invoice(uow, payment.invoice_id, source=source)
+
+
+async def _raise_refunded(
+    uow: UnitOfWork, payment: Payment, refunded: int, event: dict[str, Any]
+) -> None:
+    await raise_refunded(uow, payment, refunded, source="webhook", data=_transition_data(event))
+
+
+async def succeeded_refunds(uow: UnitOfWork, payment: Payment) -> int:
+    """Return the sum of the payment's succeeded refunds, in minor units."""
+    total = await uow.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id, Refund.status == "succeeded"
+        )
+    )
+    return int(total or 0)
 
 
 async def _upsert_refund(
@@ -274,15 +294,6 @@ async def _upsert_refund(
     return refund
 
 
-async def _succeeded_refunds(uow: UnitOfWork, payment: Payment) -> int:
-    total = await uow.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment.id, Refund.status == "succeeded"
-        )
-    )
-    return int(total or 0)
-
-
 async def _on_charge_refunded(
     uow: UnitOfWork, workspace_id: uuid.UUID, event: dict[str, Any], charge: dict[str, Any]
 ) -> None:
@@ -307,7 +318,7 @@ async def _on_refund(
         log.info("stripe.refund_unknown", workspace_id=str(workspace_id))
         return
     await _upsert_refund(uow, workspace_id, payment, obj)
-    await _raise_refunded(uow, payment, await _succeeded_refunds(uow, payment), event)
+    await _raise_refunded(uow, payment, await succeeded_refunds(uow, payment), event)
 
 
 async def _on_dispute(
@@ -341,7 +352,13 @@ async def _on_dispute(
     await uow.session.flush()
     data = {**_transition_data(event), "dispute_status": dispute.status}
     if dispute.status == "won":
-        await move_payment(uow, payment, "succeeded", source="webhook", data=data)
+        # A won dispute returns the payment to the status its refunds give it.
+        restored = "succeeded"
+        if payment.amount_refunded >= payment.amount:
+            restored = "refunded"
+        elif payment.amount_refunded > 0:
+            restored = "partially_refunded"
+        await move_payment(uow, payment, restored, source="webhook", data=data)
     elif dispute.status not in DISPUTE_FINAL:
         await move_payment(uow, payment, "disputed", source="webhook", data=data)
     # NOTE: a lost dispute leaves the payment "disputed". The state machine has no status
@@ -378,8 +395,8 @@ async def apply_event(uow: UnitOfWork, workspace_id: uuid.UUID, event: dict[str,
     if event_type in SUBSCRIPTION_EVENTS:
         subscription_handler = _find_subscription_handler()
         if subscription_handler is None:
-            # TODO: subscription events are marked processed without effect until the
-            # subscriptions module provides apply_stripe_subscription_event.
+            # Without frontdesk.payments.subscriptions the event is marked processed with no
+            # effect, and reconciliation shows the subscriptions that differ.
             log.warning("stripe.subscription_handler_missing", event_type=event_type)
             return False
         await subscription_handler(uow, workspace_id, event)

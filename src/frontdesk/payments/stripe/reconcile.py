@@ -227,6 +227,9 @@ async def run_reconcile(
     settings: Settings, workspace_id: uuid.UUID, *, since: date | None
 ) -> ReconcileReport:
     """Build a runtime from the settings and reconcile one workspace, read-only."""
+    # Every model must be loaded: the type of a foreign-key column such as
+    # stripe_accounts.workspace_id comes from the table it references.
+    import frontdesk.models  # noqa: F401
     from frontdesk.runtime import build_runtime
 
     runtime = build_runtime(settings)

@@ -8,7 +8,6 @@ and never refunds twice. Stripe's refund webhooks then settle the payment's amou
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from typing import Any
 
@@ -19,6 +18,7 @@ from frontdesk.core.errors import Conflict, ValidationFailed
 from frontdesk.core.jobs import PermanentFailure, RetryLater, job_handler
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.payments.models import Payment, Refund
+from frontdesk.payments.payments import register_refunder
 from frontdesk.payments.stripe.client import (
     AmountNotPayable,
     ApiConnectionError,
@@ -27,6 +27,7 @@ from frontdesk.payments.stripe.client import (
     to_stripe_amount,
 )
 from frontdesk.payments.stripe.credentials import client_for
+from frontdesk.payments.stripe.events import raise_refunded, succeeded_refunds
 
 log = structlog.get_logger()
 
@@ -38,6 +39,8 @@ def refund_idempotency_key(refund: Refund) -> str:
     return f"{refund.workspace_id}:{refund.id}:refund:v1"
 
 
+# POST /payments/{id}/refunds sends refunds of Stripe payments through this function.
+@register_refunder("stripe")
 async def refund_stripe_payment(
     uow: UnitOfWork,
     payment: Payment,
@@ -103,7 +106,7 @@ async def send_refund(uow: UnitOfWork, payload: dict[str, Any]) -> None:
     refund = await uow.session.get(Refund, uuid.UUID(payload["refund_id"]), with_for_update=True)
     if refund is None or refund.stripe_refund_id is not None:
         return
-    payment = await uow.session.get(Payment, refund.payment_id)
+    payment = await uow.session.get(Payment, refund.payment_id, with_for_update=True)
     if payment is None or payment.stripe_payment_intent_id is None:
         raise PermanentFailure("the refund's payment has no Stripe payment intent")
     params = {
@@ -139,16 +142,14 @@ async def send_refund(uow: UnitOfWork, payload: dict[str, Any]) -> None:
     if obj.get("status") in ("succeeded", "failed", "canceled"):
         refund.status = obj["status"]
     refund.updated_at = uow.now()
+    if refund.status == "succeeded":
+        # Card refunds usually succeed at once; the refund webhooks then change nothing.
+        await uow.session.flush()
+        await raise_refunded(
+            uow,
+            payment,
+            await succeeded_refunds(uow, payment),
+            source="job",
+            data={"refund_id": str(refund.id), "stripe_refund_id": refund.stripe_refund_id},
+        )
     log.info("stripe.refund_created", refund_id=str(refund.id), status=refund.status)
-
-
-def _register_refunder() -> None:
-    """Let POST /payments/{id}/refunds send refunds of Stripe payments through this module."""
-    try:
-        core = importlib.import_module("frontdesk.payments.payments")
-    except ImportError:
-        return
-    core.register_refunder("stripe")(refund_stripe_payment)
-
-
-_register_refunder()
