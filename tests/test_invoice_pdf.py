@@ -347,3 +347,14 @@ def test_parties_and_line_discount_shown() -> None:
     assert "Analytical Ltd" in text
     assert "Discount \u221220.00 EUR" in text
     assert text.count("Discount \u2212") == 1
+
+
+def test_rendering_keeps_pillow_strict() -> None:
+    """WeasyPrint's import makes Pillow accept truncated images; rendering turns that off."""
+    from PIL import ImageFile
+
+    from frontdesk.payments.pdf import _load_weasyprint
+
+    _load_weasyprint()
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from PIL import ImageFile
 
 from frontdesk.core.errors import ProblemError
 from frontdesk.payments import money
@@ -189,6 +190,10 @@ def _load_weasyprint() -> Any:
             "Invoice PDFs cannot be rendered on this server because WeasyPrint or its system "
             "libraries (Pango) are missing; install them and try again."
         ) from exc
+    # Importing WeasyPrint (70) sets Pillow's process-wide LOAD_TRUNCATED_IMAGES, which would
+    # let storage previews decode damaged uploads. The only image in an invoice is the
+    # workspace's logo, so the strict default is restored.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     return weasyprint
 
 
