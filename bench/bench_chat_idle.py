@@ -109,7 +109,11 @@ def bench_frontdesk(args: argparse.Namespace, scratch: Path, database_url: str) 
         plans = [
             ClientPlan(url, (({"type": "auth", "token": token}, "ready"),)) for token in tokens
         ]
-        return measure(server.pid, plans[args.clients :], plans[: args.clients], args)
+        try:
+            return measure(server.pid, plans[args.clients :], plans[: args.clients], args)
+        except SystemExit:
+            print(server.output()[-4000:])
+            raise
 
 
 def main() -> None:
