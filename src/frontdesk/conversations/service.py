@@ -48,7 +48,7 @@ AuthorType = Literal["member", "visitor", "contact", "system"]
 
 @dataclass(frozen=True)
 class Author:
-    """Who writes a message: a member (user id), a visitor (visitor id), the contact or the system."""
+    """The writer of a message: a member (user id), a visitor (visitor id), the contact or the system."""
 
     type: AuthorType
     id: uuid.UUID | None = None
@@ -70,7 +70,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def conversation_dict(conversation: Conversation) -> dict[str, Any]:
-    """The conversation as the staff API returns it (without per-member fields)."""
+    """Return the conversation as the staff API shows it (without per-member fields)."""
     return {
         "id": str(conversation.id),
         "channel": conversation.channel,
@@ -93,7 +93,7 @@ def _str_or_none(value: uuid.UUID | None) -> str | None:
 
 
 def message_dict(message: ConversationMessage) -> dict[str, Any]:
-    """The message as staff see it: notes, system messages and deletion marks included."""
+    """Return the message as staff see it: notes, system messages and deletion marks included."""
     return {
         "id": str(message.id),
         "conversation_id": str(message.conversation_id),
@@ -116,7 +116,7 @@ def message_dict(message: ConversationMessage) -> dict[str, Any]:
 
 
 def visitor_message_dict(message: ConversationMessage) -> dict[str, Any]:
-    """The message as the website visitor sees it: no staff ids, no history."""
+    """Return the message as the website visitor is shown it: no staff ids, no history."""
     own = message.author_type == "visitor"
     return {
         "id": str(message.id),
