@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
@@ -27,6 +27,7 @@ from frontdesk.conversations.schemas import (
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
 from frontdesk.enquiries.queries import get_enquiry
@@ -47,55 +48,6 @@ _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 HISTORY_MAX_LIMIT = 200
 # Roles that may delete other people's messages.
 MODERATOR_ROLES = ("admin", "owner")
-
-
-# --- Parsing --------------------------------------------------------------------------------
-
-
-def _as_utc(value: datetime | None, field: str) -> datetime | None:
-    """Read a datetime without an offset as UTC."""
-    if value is None:
-        return None
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValidationFailed(
-            field,
-            "The time is out of range once converted to UTC; use years 1 to 9999.",
-            "out_of_range",
-        ) from exc
-
-
-def _parse_statuses(values: list[str]) -> list[str]:
-    statuses: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            status = part.strip()
-            if not status:
-                continue
-            if status not in service.STATUSES:
-                raise ValidationFailed(
-                    "status",
-                    f"Unknown status '{status}'; use one of {', '.join(service.STATUSES)}.",
-                    "invalid_status",
-                )
-            statuses.append(status)
-    return statuses
-
-
-def _parse_assignee(value: str | None) -> uuid.UUID | Literal["me", "none"] | None:
-    if value is None or value == "":
-        return None
-    if value == "me":
-        return "me"
-    if value == "none":
-        return "none"
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise ValidationFailed(
-            "assignee", "Use a user id, 'me' or 'none'.", "invalid_assignee"
-        ) from exc
 
 
 # --- Views ----------------------------------------------------------------------------------
@@ -152,8 +104,8 @@ async def list_conversations(
     Pass `next_cursor` as `cursor` for the next page.
     """
     filters = service.ConversationFilters(
-        statuses=_parse_statuses(status),
-        assignee=_parse_assignee(assignee),
+        statuses=parse_statuses(status, service.STATUSES),
+        assignee=parse_assignee(assignee),
         channel=channel,
         contact_id=contact_id,
         unread=unread,
@@ -207,8 +159,8 @@ async def search_messages(
         conversation_id=conversation_id,
         contact_id=contact_id,
         channel=channel,
-        created_from=_as_utc(created_from, "from"),
-        created_to=_as_utc(created_to, "to"),
+        created_from=as_utc(created_from, "from"),
+        created_to=as_utc(created_to, "to"),
     )
     page = await search.search_messages(
         uow,
@@ -285,7 +237,7 @@ async def update_conversation(
     changes = service.ConversationChanges(
         sent=frozenset(sent),
         status=body.status,
-        snoozed_until=_as_utc(body.snoozed_until, "snoozed_until"),
+        snoozed_until=as_utc(body.snoozed_until, "snoozed_until"),
         assignee_id=body.assignee_id,
         subject=body.subject,
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -13,6 +13,7 @@ from frontdesk.contacts.normalize import check_query_text
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.enquiries import queries, service
 from frontdesk.enquiries.schemas import (
     STATUSES,
@@ -31,51 +32,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "No such enquiry in this workspace."},
     422: {"model": Problem, "description": "Invalid input; `errors` names the field."},
 }
-
-
-def _parse_statuses(values: list[str]) -> list[str]:
-    statuses: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            status = part.strip()
-            if not status:
-                continue
-            if status not in STATUSES:
-                raise ValidationFailed(
-                    "status",
-                    f"Unknown status '{status}'; use one of {', '.join(STATUSES)}.",
-                    "invalid_status",
-                )
-            statuses.append(status)
-    return statuses
-
-
-def _parse_assignee(value: str | None) -> uuid.UUID | Literal["me", "none"] | None:
-    if value is None or value == "":
-        return None
-    if value in ("me", "none"):
-        return value  # type: ignore[return-value]
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise ValidationFailed(
-            "assignee", "Use a user id, 'me' or 'none'.", "invalid_assignee"
-        ) from exc
-
-
-def _as_utc(value: datetime | None, parameter: str) -> datetime | None:
-    """Read a datetime without an offset as UTC."""
-    if value is None:
-        return None
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as exc:
-        # For example 0001-01-01T00:00:00+01:00, which falls before year 1 in UTC.
-        raise ValidationFailed(
-            parameter,
-            "The time is out of range once converted to UTC; use years 1 to 9999.",
-            "out_of_range",
-        ) from exc
 
 
 @router.get("", response_model=Page[EnquiryOut], responses=_ERRORS)
@@ -118,11 +74,11 @@ async def list_enquiries(
         except ValueError as exc:
             raise ValidationFailed("tag", str(exc), "invalid_tag") from exc
     filters = queries.EnquiryFilters(
-        statuses=_parse_statuses(status),
-        assignee=_parse_assignee(assignee),
+        statuses=parse_statuses(status, STATUSES),
+        assignee=parse_assignee(assignee),
         source=source or None,
-        created_after=_as_utc(created_after, "created_after"),
-        created_before=_as_utc(created_before, "created_before"),
+        created_after=as_utc(created_after, "created_after"),
+        created_before=as_utc(created_before, "created_before"),
         q=check_query_text(q, "q"),
         tag=normalized_tag,
         contact_id=contact_id,

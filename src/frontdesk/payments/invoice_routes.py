@@ -11,6 +11,7 @@ from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from frontdesk.core.query_params import parse_statuses
 from frontdesk.enquiries.queries import get_enquiry
 from frontdesk.payments import invoices
 from frontdesk.payments.schemas import (
@@ -38,23 +39,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _parse_statuses(values: list[str]) -> list[str]:
-    statuses: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            status = part.strip()
-            if not status:
-                continue
-            if status not in INVOICE_STATUSES:
-                raise ValidationFailed(
-                    "status",
-                    f"Unknown status '{status}'; use one of {', '.join(INVOICE_STATUSES)}.",
-                    "invalid_status",
-                )
-            statuses.append(status)
-    return statuses
-
-
 @router.get("", response_model=Page[InvoiceSummary], responses=_ERRORS)
 async def list_invoices(
     uow: UowDep,
@@ -72,7 +56,7 @@ async def list_invoices(
     rows, next_cursor = await invoices.list_invoices(
         uow,
         actor.workspace_id,
-        statuses=_parse_statuses(status),
+        statuses=parse_statuses(status, INVOICE_STATUSES),
         contact_id=contact_id,
         enquiry_id=enquiry_id,
         cursor=cursor,
