@@ -164,7 +164,7 @@ async def fill_demo_workspace(settings: Settings, *, email: str, password: str) 
             owner_id = tokens["user"]["id"]
             workspace_name = tokens["workspace"]["name"]
 
-            # Reading the chat settings creates them, which turns the website chat on; the
+            # Reading the chat settings creates them, which turns the website chat on. The
             # chat demo page shows the widget of the oldest workspace with the chat on.
             _check(await client.get("/api/v1/chat/settings", headers=headers))
             chat_demo = f"{settings.resolved_public_url.rstrip('/')}/chat/demo"

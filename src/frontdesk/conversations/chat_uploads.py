@@ -72,7 +72,7 @@ _MARKUP_START = re.compile(
 _MARKUP_PROBE_BYTES = 1024
 
 
-def refuse_active_content_name(name: str) -> None:
+def reject_active_content_name(name: str) -> None:
     """Raise 415 for a file name whose extension marks scriptable content (SVG, HTML, XML)."""
     if name.lower().endswith(ACTIVE_CONTENT_SUFFIXES):
         raise UnsupportedMediaType(
@@ -81,7 +81,7 @@ def refuse_active_content_name(name: str) -> None:
         )
 
 
-async def refuse_markup(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+async def reject_markup(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """Pass the chunks through, raising 415 when the body starts like SVG, HTML or XML."""
     head = b""
     checked = False
@@ -157,7 +157,7 @@ async def store_visitor_upload(
     """
     bucket = await storage.system_bucket(uow, visitor.workspace_id, UPLOAD_BUCKET)
     name = safe_file_name(file_name)
-    refuse_active_content_name(name)
+    reject_active_content_name(name)
     stored, _bucket = await upload_object(
         uow,
         workspace_id=visitor.workspace_id,
@@ -165,7 +165,7 @@ async def store_visitor_upload(
         key=f"visitors/{visitor.id}/{uuid7()}/{name}",
         overwrite=False,
         claimed_type=claimed_type,
-        chunks=refuse_markup(chunks),
+        chunks=reject_markup(chunks),
         owner_id=None,
         max_bytes=uow.settings.chat_upload_max_bytes,
         allowed_types=UPLOAD_TYPES,

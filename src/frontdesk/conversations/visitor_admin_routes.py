@@ -68,7 +68,7 @@ async def get_visitor(uow: UowDep, actor: AgentDep, visitor_id: uuid.UUID) -> Vi
 
 @router.post("/{visitor_id}/revoke", response_model=VisitorOut, responses=_ERRORS)
 async def revoke_visitor(uow: UowDep, actor: AgentDep, visitor_id: uuid.UUID) -> VisitorOut:
-    """Revoke the visitor's token: the visitor API answers 401 and open sockets close with 4003.
+    """Revoke the visitor's token: the visitor API returns 401 and open sockets close with 4003.
 
     Revoking twice keeps the first time. The visitor's conversations stay for staff.
     """

@@ -48,14 +48,14 @@ async def find_visitor(session: AsyncSession, connection: Connection) -> ChatVis
     return visitor
 
 
-async def visitor_chat_refusal(
+async def visitor_rejection_reason(
     session: AsyncSession, connection: Connection, *, public_url: str
 ) -> str | None:
-    """Return why the workspace's chat refuses this visitor socket, or None when it accepts it.
+    """Return why the workspace's chat rejects this visitor socket, or None when it accepts it.
 
-    The chat refuses when it is turned off, and when a browser opened the socket from a page
-    whose origin the chat settings do not allow (the same rule as the visitor API: the
-    allowed origins, Frontdesk's public URL and Frontdesk's own host). Settings not created
+    The chat rejects the socket when it is turned off. It also rejects a socket that a
+    browser opened from a page whose origin the chat settings do not allow. The rule is the
+    visitor API's: the allowed origins, Frontdesk's public URL and Frontdesk's own host. Settings not created
     yet mean the defaults: on, for every origin. Clients that send no Origin are not browsers
     and are not checked.
     """

@@ -372,11 +372,11 @@ class Gateway:
                 visitor = await chat.find_visitor(session, connection)
                 if visitor is None:
                     raise Rejected(CloseCode.SESSION_ENDED, "unknown or revoked visitor")
-                refusal = await chat.visitor_chat_refusal(
+                rejection = await chat.visitor_rejection_reason(
                     session, connection, public_url=self.settings.resolved_public_url
                 )
-                if refusal is not None:
-                    raise Rejected(CloseCode.NOT_A_MEMBER, refusal)
+                if rejection is not None:
+                    raise Rejected(CloseCode.NOT_A_MEMBER, rejection)
                 connection.name = visitor.name
                 # A union: the dispatcher may have added a conversation created meanwhile.
                 connection.visitor_conversations |= await chat.visitor_conversation_ids(
