@@ -74,6 +74,13 @@ class Visitor:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+def tampered_token(token: str) -> str:
+    """Change the first character of the signature, which always carries signed bits."""
+    signed, signature = token.rsplit(".", 1)
+    first = "B" if signature[0] == "A" else "A"
+    return f"{signed}.{first}{signature[1:]}"
+
+
 async def make_chat(client: httpx.AsyncClient, **settings: Any) -> Chat:
     staff = await owner(client)
     if settings:
@@ -391,7 +398,7 @@ async def test_token_rejections(client: httpx.AsyncClient, runtime: Runtime) -> 
         "missing": {},
         "garbage": {"Authorization": "Bearer fdv1.garbage.garbage"},
         "basic": {"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="},
-        "tampered": {"Authorization": f"Bearer {visitor.token[:-2]}xx"},
+        "tampered": {"Authorization": f"Bearer {tampered_token(visitor.token)}"},
         "other workspace": stranger.headers,
         "revoked": revoked.headers,
         "staff token": staff_token,
