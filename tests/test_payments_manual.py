@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ from frontdesk.core.clock import FrozenClock
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments import payments
 from frontdesk.payments.models import Payment
+from frontdesk.payments.schemas import PaymentStatus
 from frontdesk.runtime import Runtime
 
 API = "/api/v1"
@@ -273,6 +274,13 @@ async def test_uncollectible_paid_later(client: httpx.AsyncClient) -> None:
         ("failed", "succeeded", True),
         ("succeeded", "disputed", True),
         ("disputed", "succeeded", True),
+        ("disputed", "dispute_lost", True),
+        ("succeeded", "dispute_lost", True),
+        ("partially_refunded", "dispute_lost", True),
+        ("dispute_lost", "succeeded", False),
+        ("dispute_lost", "disputed", False),
+        ("refunded", "dispute_lost", False),
+        ("pending", "dispute_lost", False),
         ("succeeded", "processing", False),
         ("succeeded", "pending", False),
         ("succeeded", "failed", False),
@@ -349,3 +357,7 @@ async def test_lists_use_fixed_query_count(client: httpx.AsyncClient, runtime: R
 
     assert payments_many == payments_few
     assert invoices_many == invoices_few
+
+
+def test_schema_lists_every_payment_status() -> None:
+    assert set(get_args(PaymentStatus)) == set(payments.TRANSITIONS)

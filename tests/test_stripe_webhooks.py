@@ -21,6 +21,7 @@ from frontdesk.core.models import Job
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.payments.models import (
     Invoice,
+    InvoiceActivity,
     Payment,
     PaymentTransition,
     Plan,
@@ -460,6 +461,234 @@ async def test_dispute_created_then_won(
         ("succeeded", "disputed"),
         ("disputed", "succeeded"),
     ]
+
+
+def dispute_object(intent_id: str, *, dispute_id: str, amount: int, status: str) -> dict[str, Any]:
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": amount,
+        "currency": "eur",
+        "charge": f"ch_{intent_id}",
+        "payment_intent": intent_id,
+        "reason": "fraudulent",
+        "status": status,
+    }
+
+
+async def paid_by_stripe(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    *,
+    intent_id: str,
+    total: int,
+) -> tuple[Invoice, Payment]:
+    """Return an invoice that a payment_intent.succeeded event paid in full."""
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=total)
+    payment = await stripe_payment(runtime, invoice, intent_id=intent_id)
+    intent = intent_object(fake_stripe, payment, status="succeeded")
+    await deliver(
+        client,
+        workspace,
+        fake_stripe.event("payment_intent.succeeded", intent, created=now_of(clock) - 600),
+        clock,
+    )
+    await run_jobs(runtime)
+    return invoice, payment
+
+
+async def reload_invoice(runtime: Runtime, invoice_id: uuid.UUID) -> Invoice:
+    async with runtime.sessionmaker() as session:
+        invoice = await session.get(Invoice, invoice_id)
+        assert invoice is not None
+        return invoice
+
+
+async def timeline(runtime: Runtime, invoice_id: uuid.UUID) -> list[tuple[str, str]]:
+    async with runtime.sessionmaker() as session:
+        rows = await session.execute(
+            sa.select(InvoiceActivity.type, InvoiceActivity.source)
+            .where(InvoiceActivity.invoice_id == invoice_id)
+            .order_by(InvoiceActivity.created_at, InvoiceActivity.id)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+async def test_dispute_lost_reopens_invoice(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice, payment = await paid_by_stripe(
+        client, runtime, clock, fake_stripe, workspace, intent_id="pi_lost_1", total=5_000
+    )
+    assert (await reload_invoice(runtime, invoice.id)).status == "paid"
+    dispute = dispute_object(
+        "pi_lost_1", dispute_id="du_lost_1", amount=5_000, status="needs_response"
+    )
+    created = fake_stripe.event("charge.dispute.created", dispute, created=now_of(clock))
+    lost = fake_stripe.event(
+        "charge.dispute.closed", {**dispute, "status": "lost"}, created=now_of(clock) + 60
+    )
+    late_update = fake_stripe.event(
+        "charge.dispute.updated", {**dispute, "status": "under_review"}, created=now_of(clock) + 30
+    )
+
+    await deliver(client, workspace, created, clock)
+    await run_jobs(runtime)
+    during = await reload_invoice(runtime, invoice.id)
+    assert during.status == "paid"
+    assert during.amount_paid == 5_000
+
+    await deliver(client, workspace, lost, clock)
+    await run_jobs(runtime)
+    await deliver(client, workspace, late_update, clock)
+    await run_jobs(runtime)
+
+    final = await reload_payment(runtime, payment.id)
+    assert final.status == "dispute_lost"
+    assert final.amount_charged_back == 5_000
+    reopened = await reload_invoice(runtime, invoice.id)
+    assert reopened.status == "open"
+    assert reopened.amount_paid == 0
+    assert reopened.paid_at is None
+    assert await transitions(runtime, payment.id) == [
+        ("pending", "succeeded"),
+        ("succeeded", "disputed"),
+        ("disputed", "dispute_lost"),
+    ]
+    entries = await timeline(runtime, invoice.id)
+    assert ("dispute_lost", "webhook") in entries
+    assert entries[-1] == ("status_changed", "webhook")
+
+
+async def test_dispute_lost_before_created(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice, payment = await paid_by_stripe(
+        client, runtime, clock, fake_stripe, workspace, intent_id="pi_lost_2", total=5_000
+    )
+    dispute = dispute_object("pi_lost_2", dispute_id="du_lost_2", amount=2_000, status="lost")
+    closed = fake_stripe.event("charge.dispute.closed", dispute, created=now_of(clock) + 60)
+    created = fake_stripe.event(
+        "charge.dispute.created", {**dispute, "status": "needs_response"}, created=now_of(clock)
+    )
+
+    await deliver(client, workspace, closed, clock)
+    await run_jobs(runtime)
+    await deliver(client, workspace, created, clock)
+    await run_jobs(runtime)
+
+    final = await reload_payment(runtime, payment.id)
+    assert final.status == "dispute_lost"
+    assert final.amount_charged_back == 2_000
+    partly = await reload_invoice(runtime, invoice.id)
+    assert partly.status == "partially_paid"
+    assert partly.amount_paid == 3_000
+    assert await transitions(runtime, payment.id) == [
+        ("pending", "succeeded"),
+        ("succeeded", "dispute_lost"),
+    ]
+
+
+async def test_dispute_lost_after_partial_refund(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice, payment = await paid_by_stripe(
+        client, runtime, clock, fake_stripe, workspace, intent_id="pi_lost_3", total=5_000
+    )
+    async with unit_of_work(runtime) as uow:
+        refunded = await uow.session.get(Payment, payment.id)
+        assert refunded is not None
+        await events.raise_refunded(uow, refunded, 1_000, source="webhook", data={})
+    # Stripe's dispute may name the whole charge; only what was not refunded is taken back.
+    dispute = dispute_object("pi_lost_3", dispute_id="du_lost_3", amount=5_000, status="lost")
+    await deliver(client, workspace, fake_stripe.event("charge.dispute.closed", dispute), clock)
+    await run_jobs(runtime)
+
+    final = await reload_payment(runtime, payment.id)
+    assert final.status == "dispute_lost"
+    assert final.amount_charged_back == 4_000
+    assert (await reload_invoice(runtime, invoice.id)).amount_paid == 0
+
+
+async def test_dispute_before_payment_succeeded(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=5_000)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_lost_4")
+    dispute = dispute_object("pi_lost_4", dispute_id="du_lost_4", amount=5_000, status="lost")
+    await deliver(client, workspace, fake_stripe.event("charge.dispute.closed", dispute), clock)
+    await run_jobs(runtime)
+    intent = intent_object(fake_stripe, payment, status="succeeded")
+    await deliver(
+        client,
+        workspace,
+        fake_stripe.event("payment_intent.succeeded", intent, created=now_of(clock) - 600),
+        clock,
+    )
+    await run_jobs(runtime)
+
+    assert (await reload_payment(runtime, payment.id)).status == "dispute_lost"
+    assert (await reload_invoice(runtime, invoice.id)).amount_paid == 0
+
+
+@pytest.mark.parametrize("closed_as", ["won", "warning_closed"])
+async def test_dispute_kept_restores_refund_status(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    closed_as: str,
+) -> None:
+    invoice, payment = await paid_by_stripe(
+        client, runtime, clock, fake_stripe, workspace, intent_id="pi_kept_1", total=5_000
+    )
+    async with unit_of_work(runtime) as uow:
+        refunded = await uow.session.get(Payment, payment.id)
+        assert refunded is not None
+        await events.raise_refunded(uow, refunded, 1_000, source="webhook", data={})
+    dispute = dispute_object(
+        "pi_kept_1", dispute_id="du_kept_1", amount=4_000, status="warning_needs_response"
+    )
+    await deliver(
+        client,
+        workspace,
+        fake_stripe.event("charge.dispute.created", dispute, created=now_of(clock)),
+        clock,
+    )
+    await deliver(
+        client,
+        workspace,
+        fake_stripe.event(
+            "charge.dispute.closed", {**dispute, "status": closed_as}, created=now_of(clock) + 60
+        ),
+        clock,
+    )
+    await run_jobs(runtime)
+
+    final = await reload_payment(runtime, payment.id)
+    assert final.status == "partially_refunded"
+    assert final.amount_charged_back == 0
+    assert (await reload_invoice(runtime, invoice.id)).amount_paid == 4_000
 
 
 # --- Older API versions -----------------------------------------------------------------------

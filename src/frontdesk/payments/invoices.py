@@ -41,8 +41,14 @@ from frontdesk.payments.settings import load_settings
 log = structlog.get_logger()
 
 ISSUED_STATUSES = ("open", "partially_paid", "paid", "overdue", "void", "uncollectible")
-# Payment statuses whose amount (less refunds) counts as paid.
-SETTLED_PAYMENT_STATUSES = ("succeeded", "partially_refunded", "refunded", "disputed")
+# Payment statuses whose amount, less refunds and lost disputes, counts as paid.
+SETTLED_PAYMENT_STATUSES = (
+    "succeeded",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "dispute_lost",
+)
 # Largest invoice total accepted, in minor units.
 MAX_TOTAL = money.MAX_AMOUNT
 
@@ -625,7 +631,8 @@ async def apply_payments(
     """Recompute the paid and credited amounts and the status of an issued invoice.
 
     amount_paid is the sum over settled payments (succeeded, partially refunded, refunded,
-    disputed) of amount minus amount refunded; amount_credited is the sum of credit notes.
+    disputed, dispute lost) of amount minus amount refunded minus amount charged back, each
+    payment counting at least 0; amount_credited is the sum of credit notes.
     The status becomes paid when both cover the total, partially_paid when either is above
     zero, otherwise open (overdue once past the due date). Void invoices keep their status,
     and an uncollectible invoice stays so until it is paid in full. Returns whether anything
@@ -633,9 +640,11 @@ async def apply_payments(
     """
     if invoice.status == "draft":
         return False
+    # A refund reported after a lost dispute can make the deductions exceed the amount.
+    kept = Payment.amount - Payment.amount_refunded - Payment.amount_charged_back
     paid = (
         await uow.session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(Payment.amount - Payment.amount_refunded), 0))
+            sa.select(sa.func.coalesce(sa.func.sum(sa.case((kept > 0, kept), else_=0)), 0))
             .where(Payment.invoice_id == invoice.id)
             .where(Payment.status.in_(SETTLED_PAYMENT_STATUSES))
         )

@@ -97,7 +97,7 @@ class Invoice(UUIDPrimaryKey, Base):
     discount_total: Mapped[int] = mapped_column(Amount, default=0)
     tax_total: Mapped[int] = mapped_column(Amount, default=0)
     total: Mapped[int] = mapped_column(Amount, default=0)
-    # Sum of settled payments minus their refunds, and of credit notes.
+    # Sum of settled payments minus their refunds and lost disputes, and of credit notes.
     amount_paid: Mapped[int] = mapped_column(Amount, default=0)
     amount_credited: Mapped[int] = mapped_column(Amount, default=0)
     # [{"rate": "20", "base": 1000, "tax": 200}]
@@ -209,11 +209,14 @@ class Payment(UUIDPrimaryKey, Base):
     gateway: Mapped[str] = mapped_column(sa.String(10))
     # bank_transfer, cash, card, other...
     method: Mapped[str] = mapped_column(sa.String(30))
-    # pending, processing, succeeded, failed, canceled, refunded, partially_refunded, disputed
+    # pending, processing, succeeded, failed, canceled, refunded, partially_refunded, disputed,
+    # dispute_lost
     status: Mapped[str] = mapped_column(sa.String(20))
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(Amount)
     amount_refunded: Mapped[int] = mapped_column(Amount, default=0)
+    # What a lost dispute took back through the card issuer; 0 unless the status is dispute_lost.
+    amount_charged_back: Mapped[int] = mapped_column(Amount, default=0)
     reference: Mapped[str] = mapped_column(sa.String(200), default="")
     # The day the money arrived, as staff record it or as the gateway reports it.
     paid_on: Mapped[date | None] = mapped_column(sa.Date)
@@ -387,6 +390,10 @@ class Subscription(UUIDPrimaryKey, Base):
     current_period_start: Mapped[datetime | None] = mapped_column()
     current_period_end: Mapped[datetime | None] = mapped_column()
     trial_end: Mapped[datetime | None] = mapped_column()
+    # The moment a manual subscription's periods are counted from: the end of the trial or
+    # the start, moved to the change time by a plan change to another interval. Stripe
+    # subscriptions leave it empty because Stripe sets their periods.
+    billing_anchor: Mapped[datetime | None] = mapped_column()
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
     canceled_at: Mapped[datetime | None] = mapped_column()
     paused_at: Mapped[datetime | None] = mapped_column()

@@ -30,12 +30,16 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "processing": frozenset({"succeeded", "failed", "canceled"}),
     # A declined attempt that the customer retries with another card succeeds later.
     "failed": frozenset({"succeeded", "canceled"}),
-    "succeeded": frozenset({"partially_refunded", "refunded", "disputed"}),
-    "partially_refunded": frozenset({"refunded", "disputed"}),
+    # A dispute closed as lost may arrive before the event that opened it, so succeeded and
+    # partially_refunded lead to dispute_lost directly.
+    "succeeded": frozenset({"partially_refunded", "refunded", "disputed", "dispute_lost"}),
+    "partially_refunded": frozenset({"refunded", "disputed", "dispute_lost"}),
     # Won disputes go back to succeeded, or to a refund status when refunds exist.
-    "disputed": frozenset({"succeeded", "partially_refunded", "refunded"}),
+    "disputed": frozenset({"succeeded", "partially_refunded", "refunded", "dispute_lost"}),
     "refunded": frozenset(),
     "canceled": frozenset(),
+    # The card issuer took the disputed amount back for good.
+    "dispute_lost": frozenset(),
 }
 PAYMENT_STATUSES = tuple(TRANSITIONS)
 REFUNDABLE = ("succeeded", "partially_refunded")
@@ -55,6 +59,11 @@ def register_refunder(gateway: str) -> Callable[[RefundFunction], RefundFunction
     return register
 
 
+def can_transition(payment: Payment, to_status: str) -> bool:
+    """Return whether ``TRANSITIONS`` allows ``payment`` to move to ``to_status``."""
+    return to_status in TRANSITIONS.get(payment.status, frozenset())
+
+
 async def transition(
     uow: UnitOfWork,
     payment: Payment,
@@ -70,7 +79,7 @@ async def transition(
     PaymentTransition and a ``payment.<to_status>`` event; the caller recomputes the invoice
     (``invoices.apply_payments``) once its amounts are final.
     """
-    if to_status not in TRANSITIONS.get(payment.status, frozenset()):
+    if not can_transition(payment, to_status):
         log.info(
             "payment.transition_ignored",
             payment_id=str(payment.id),
@@ -179,6 +188,7 @@ def _view(
             "currency_exponent": money.exponent(payment.currency),
             "amount": payment.amount,
             "amount_refunded": payment.amount_refunded,
+            "amount_charged_back": payment.amount_charged_back,
             "reference": payment.reference,
             "paid_on": payment.paid_on,
             "stripe_payment_intent_id": payment.stripe_payment_intent_id,

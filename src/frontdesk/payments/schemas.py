@@ -330,9 +330,22 @@ class CreditNoteList(BaseModel):
     items: list[CreditNoteOut]
 
 
+PaymentStatus = Literal[
+    "pending",
+    "processing",
+    "succeeded",
+    "failed",
+    "canceled",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "dispute_lost",
+]
+
+
 class TransitionOut(BaseModel):
-    from_status: str | None
-    to_status: str
+    from_status: PaymentStatus | None
+    to_status: PaymentStatus
     source: str
     actor_id: uuid.UUID | None
     data: dict[str, Any]
@@ -355,11 +368,14 @@ class PaymentOut(BaseModel):
     contact_id: uuid.UUID | None
     gateway: str
     method: str
-    status: str
+    status: PaymentStatus
     currency: str
     currency_exponent: int
     amount: int
     amount_refunded: int
+    amount_charged_back: int = Field(
+        description="What a lost dispute took back, in minor units; 0 unless dispute_lost."
+    )
     reference: str
     paid_on: date | None
     stripe_payment_intent_id: str | None

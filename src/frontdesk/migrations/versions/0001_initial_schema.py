@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-05 02:10:14.864320
+Create Date: 2026-12-05 04:22:46.630168
 """
 
 from collections.abc import Sequence
@@ -883,6 +883,7 @@ def upgrade() -> None:
             "current_period_end", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("trial_end", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("billing_anchor", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
         sa.Column("canceled_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("paused_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=True),
@@ -1620,6 +1621,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("amount_refunded", sa.BigInteger(), nullable=False),
+        sa.Column("amount_charged_back", sa.BigInteger(), nullable=False),
         sa.Column("reference", sa.String(length=200), nullable=False),
         sa.Column("paid_on", sa.Date(), nullable=True),
         sa.Column("stripe_payment_intent_id", sa.String(length=255), nullable=True),

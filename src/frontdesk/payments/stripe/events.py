@@ -20,6 +20,7 @@ import structlog
 
 from frontdesk.core.jobs import job_handler
 from frontdesk.core.uow import UnitOfWork
+from frontdesk.payments import invoices, payments
 from frontdesk.payments.models import Dispute, Invoice, Payment, Refund, StripeEvent
 from frontdesk.payments.stripe.client import from_stripe_amount
 from frontdesk.payments.stripe.ledger import move_payment, settle_invoice
@@ -41,6 +42,12 @@ SUBSCRIPTION_EVENTS = frozenset(
 )
 # Dispute statuses after which Stripe changes nothing.
 DISPUTE_FINAL = frozenset({"won", "lost", "warning_closed"})
+# Closed dispute statuses that leave the money with the merchant. An inquiry
+# (warning_needs_response) that closes as warning_closed never became a chargeback.
+DISPUTE_KEPT = frozenset({"won", "warning_closed"})
+# Payment statuses that a dispute proves wrong: only a captured charge can be disputed, so
+# the payment succeeded even if its payment_intent.succeeded event has not arrived yet.
+NOT_YET_SUCCEEDED = frozenset({"pending", "processing", "failed"})
 # Refund statuses in the order they can follow each other.
 REFUND_RANK = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 1, "canceled": 1}
 
@@ -330,6 +337,7 @@ async def _on_dispute(
         return
     now = uow.now()
     status = str(obj.get("status") or "needs_response")
+    amount = from_stripe_amount(int(obj.get("amount") or 0), payment.currency)
     dispute: Dispute | None = await uow.session.scalar(
         sa.select(Dispute).where(Dispute.stripe_dispute_id == obj["id"])
     )
@@ -338,7 +346,7 @@ async def _on_dispute(
             workspace_id=workspace_id,
             payment_id=payment.id,
             stripe_dispute_id=obj["id"],
-            amount=from_stripe_amount(int(obj.get("amount") or 0), payment.currency),
+            amount=amount,
             currency=str(obj.get("currency") or payment.currency).upper(),
             status=status,
             reason=str(obj.get("reason") or ""),
@@ -348,22 +356,67 @@ async def _on_dispute(
         uow.session.add(dispute)
     elif dispute.status not in DISPUTE_FINAL:
         dispute.status = status
+        dispute.amount = amount
         dispute.updated_at = now
     await uow.session.flush()
     data = {**_transition_data(event), "dispute_status": dispute.status}
-    if dispute.status == "won":
-        # A won dispute returns the payment to the status its refunds give it.
+    if payment.status in NOT_YET_SUCCEEDED:
+        await move_payment(uow, payment, "succeeded", source="webhook", data=data)
+    if dispute.status in DISPUTE_KEPT:
+        # The payment returns to the status its refunds give it.
         restored = "succeeded"
         if payment.amount_refunded >= payment.amount:
             restored = "refunded"
         elif payment.amount_refunded > 0:
             restored = "partially_refunded"
         await move_payment(uow, payment, restored, source="webhook", data=data)
+    elif dispute.status == "lost":
+        await _charge_back(uow, payment, dispute, data)
     elif dispute.status not in DISPUTE_FINAL:
         await move_payment(uow, payment, "disputed", source="webhook", data=data)
-    # NOTE: a lost dispute leaves the payment "disputed". The state machine has no status
-    # for money the bank took back, so the invoice still counts it as paid.
     await settle_invoice(uow, payment.invoice_id, source="webhook")
+
+
+async def _charge_back(
+    uow: UnitOfWork, payment: Payment, dispute: Dispute, data: dict[str, Any]
+) -> None:
+    """Move the payment to dispute_lost and record the amount the card issuer took back.
+
+    The amount is the dispute's, at most what the payment kept after its refunds. A payment
+    that is dispute_lost already, or refunded in full, does not move.
+    """
+    if not payments.can_transition(payment, "dispute_lost"):
+        return
+    payment.amount_charged_back = max(
+        0, min(dispute.amount, payment.amount - payment.amount_refunded)
+    )
+    payment.updated_at = uow.now()
+    lost = {
+        **data,
+        "stripe_dispute_id": dispute.stripe_dispute_id,
+        "amount": payment.amount_charged_back,
+    }
+    await move_payment(uow, payment, "dispute_lost", source="webhook", data=lost)
+    if payment.invoice_id is None:
+        return
+    invoice = await uow.session.get(Invoice, payment.invoice_id, with_for_update=True)
+    if invoice is None:
+        return
+    await invoices.record_change(
+        uow,
+        invoice,
+        activity="dispute_lost",
+        event="invoice.dispute_lost",
+        source="webhook",
+        actor_id=None,
+        data={"payment_id": str(payment.id), **lost},
+    )
+    log.info(
+        "payment.dispute_lost",
+        payment_id=str(payment.id),
+        invoice_id=str(invoice.id),
+        amount=payment.amount_charged_back,
+    )
 
 
 HANDLERS: dict[str, Handler] = {

@@ -23,7 +23,9 @@ from frontdesk.payments.stripe.credentials import client_for
 
 # Our payment statuses that agree with each PaymentIntent status.
 INTENT_STATUS_MATCHES: dict[str, frozenset[str]] = {
-    "succeeded": frozenset({"succeeded", "partially_refunded", "refunded", "disputed"}),
+    "succeeded": frozenset(
+        {"succeeded", "partially_refunded", "refunded", "disputed", "dispute_lost"}
+    ),
     "processing": frozenset({"processing"}),
     "canceled": frozenset({"canceled", "failed"}),
     "requires_payment_method": frozenset({"pending", "failed"}),
