@@ -378,10 +378,8 @@ async def test_pause_skips_invoices_until_resumed(
     assert len(await invoices_of(runtime, subscription["id"])) == 2
 
 
-async def test_past_due_dunning_and_recovery(
-    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
-) -> None:
-    staff = await owner(client)
+async def save_dunning_settings(runtime: Runtime, staff: Staff) -> None:
+    """Store settings with 7 payment days and dunning emails 1 and 3 days after past due."""
     async with runtime.sessionmaker() as session:
         session.add(
             PaymentSettings(
@@ -400,6 +398,23 @@ async def test_past_due_dunning_and_recovery(
             )
         )
         await session.commit()
+
+
+async def emails_of(runtime: Runtime, kind: str, address: str) -> list[EmailMessage]:
+    async with runtime.sessionmaker() as session:
+        rows = await session.scalars(
+            sa.select(EmailMessage).where(
+                EmailMessage.kind == kind, EmailMessage.to_address == address
+            )
+        )
+        return list(rows)
+
+
+async def test_past_due_dunning_and_recovery(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    await save_dunning_settings(runtime, staff)
     plan = await make_plan(client, staff)
     address = f"payer-{uuid.uuid4().hex[:8]}@example.org"
     subscription = await subscribe(
@@ -465,6 +480,71 @@ async def test_past_due_dunning_and_recovery(
     names = await event_names(runtime, staff.workspace_id)
     assert names.count("subscription.dunning_email_sent") == 2
     assert "subscription.recovered" in names
+
+
+async def test_payment_reactivates_past_due_at_once(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    await save_dunning_settings(runtime, staff)
+    plan = await make_plan(client, staff)
+    address = f"late-{uuid.uuid4().hex[:8]}@example.org"
+    subscription = await subscribe(
+        client, staff, plan["id"], await make_contact(client, staff, address)
+    )
+    [first] = await invoices_of(runtime, subscription["id"])
+    # The first period ends on February 28, so the renewal invoice is issued then and due
+    # on March 7; both invoices are overdue on March 8.
+    overdue_at = datetime(2026, 3, 8, 12, tzinfo=UTC)
+    clock.set(overdue_at)
+    await run(runtime)
+    first_invoice, renewal = await invoices_of(runtime, subscription["id"])
+    assert first_invoice.id == first.id
+    assert (await fetch(client, staff, subscription["id"]))["status"] == "past_due"
+    clock.set(overdue_at + timedelta(days=1))
+    await run(runtime)
+    assert len(await emails_of(runtime, "subscription_dunning", address)) == 1
+
+    async def pay(invoice: Invoice) -> None:
+        response = await client.post(
+            f"/api/v1/invoices/{invoice.id}/payments",
+            headers=staff.headers,
+            json={"amount": invoice.total, "method": "bank_transfer"},
+        )
+        assert response.status_code == 201, response.text
+
+    # The renewal is paid but the first invoice is still overdue.
+    await pay(renewal)
+    assert (await fetch(client, staff, subscription["id"]))["status"] == "past_due"
+
+    await pay(first_invoice)
+    current = await fetch(client, staff, subscription["id"])
+    assert current["status"] == "active"
+    assert current["past_due_since"] is None
+    assert current["dunning_emails_sent"] == 0
+
+    clock.set(overdue_at + timedelta(days=3))
+    await run(runtime)
+    assert len(await emails_of(runtime, "subscription_dunning", address)) == 1
+    names = await event_names(runtime, staff.workspace_id)
+    assert names.count("subscription.recovered") == 1
+
+
+async def test_void_reactivates_past_due_at_once(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    await save_dunning_settings(runtime, staff)
+    plan = await make_plan(client, staff)
+    subscription = await subscribe(client, staff, plan["id"], await make_contact(client, staff))
+    [invoice] = await invoices_of(runtime, subscription["id"])
+    clock.set(datetime(2026, 2, 8, 12, tzinfo=UTC))
+    await run(runtime)
+    assert (await fetch(client, staff, subscription["id"]))["status"] == "past_due"
+
+    response = await client.post(f"/api/v1/invoices/{invoice.id}/void", headers=staff.headers)
+    assert response.status_code == 200, response.text
+    assert (await fetch(client, staff, subscription["id"]))["status"] == "active"
 
 
 async def test_change_plan_prorated(

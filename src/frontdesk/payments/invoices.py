@@ -41,6 +41,8 @@ from frontdesk.payments.settings import load_settings
 log = structlog.get_logger()
 
 ISSUED_STATUSES = ("open", "partially_paid", "paid", "overdue", "void", "uncollectible")
+# Issued statuses in which the invoice is still owed.
+OWED_STATUSES = ("open", "partially_paid", "overdue")
 # Payment statuses whose amount, less refunds and lost disputes, counts as paid.
 SETTLED_PAYMENT_STATUSES = (
     "succeeded",
@@ -583,6 +585,7 @@ async def void(uow: UnitOfWork, invoice: Invoice, *, actor_id: uuid.UUID | None)
         actor_id=actor_id,
         data={"from": before, "to": "void"},
     )
+    await _recover_subscription(uow, invoice)
     return invoice
 
 
@@ -611,10 +614,21 @@ async def mark_uncollectible(
         actor_id=actor_id,
         data={"from": before, "to": "uncollectible"},
     )
+    await _recover_subscription(uow, invoice)
     return invoice
 
 
 # --- Payments and credit notes --------------------------------------------------------------
+
+
+async def _recover_subscription(uow: UnitOfWork, invoice: Invoice) -> None:
+    """Reactivate the invoice's past_due subscription once this invoice is no longer owed."""
+    if invoice.subscription_id is None or invoice.status in OWED_STATUSES:
+        return
+    # Imported here because the subscription modules import this one.
+    from frontdesk.payments.subscription_jobs import recover_settled
+
+    await recover_settled(uow, invoice.subscription_id)
 
 
 def _unpaid_status(invoice: Invoice, today: date) -> str:
@@ -636,7 +650,8 @@ async def apply_payments(
     The status becomes paid when both cover the total, partially_paid when either is above
     zero, otherwise open (overdue once past the due date). Void invoices keep their status,
     and an uncollectible invoice stays so until it is paid in full. Returns whether anything
-    changed; a change records an activity and an event.
+    changed; a change records an activity and an event. An invoice that stops being owed
+    returns its past_due manual subscription to active in the same transaction.
     """
     if invoice.status == "draft":
         return False
@@ -699,6 +714,8 @@ async def apply_payments(
             "amount_credited": credited,
         },
     )
+    if status_changed:
+        await _recover_subscription(uow, invoice)
     return True
 
 

@@ -10,6 +10,7 @@ count that the next run checks.
 from __future__ import annotations
 
 import html
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -163,11 +164,45 @@ async def recover_paid(uow: UnitOfWork, *, limit: int = BATCH) -> int:
     )
     subscriptions = list(await uow.session.scalars(_lock(uow, statement)))
     for subscription in subscriptions:
-        subscription.status = "active"
-        subscription.past_due_since = None
-        subscription.dunning_emails_sent = 0
-        record(uow, subscription, "recovered")
+        _reactivate(uow, subscription)
     return len(subscriptions)
+
+
+async def recover_settled(uow: UnitOfWork, subscription_id: uuid.UUID) -> bool:
+    """Return a past_due manual subscription to active if none of its invoices is overdue.
+
+    Invoice changes call this in their own transaction, so a payment recorded on the last
+    overdue invoice reactivates the subscription at once; ``recover_paid`` remains the
+    periodic safety net. Returns whether the subscription changed.
+    """
+    now = uow.now()
+    subscription = await uow.session.scalar(
+        sa.select(Subscription)
+        .where(
+            Subscription.id == subscription_id,
+            Subscription.gateway == "manual",
+            Subscription.status == "past_due",
+        )
+        .with_for_update()
+    )
+    if subscription is None:
+        return False
+    owed = await uow.session.scalar(
+        sa.select(Invoice.id)
+        .where(Invoice.subscription_id == subscription.id, _overdue(now))
+        .limit(1)
+    )
+    if owed is not None:
+        return False
+    _reactivate(uow, subscription)
+    return True
+
+
+def _reactivate(uow: UnitOfWork, subscription: Subscription) -> None:
+    subscription.status = "active"
+    subscription.past_due_since = None
+    subscription.dunning_emails_sent = 0
+    record(uow, subscription, "recovered")
 
 
 async def send_dunning(uow: UnitOfWork, *, limit: int = BATCH) -> int:
