@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import calendar
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_jobs
 from factories import Staff, member, owner
@@ -16,8 +20,11 @@ from frontdesk.core.clock import FrozenClock
 from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.email.models import EmailMessage
-from frontdesk.payments.models import Invoice, InvoiceLine, PaymentSettings, Subscription
+from frontdesk.payments.models import Invoice, InvoiceLine, PaymentSettings, Plan, Subscription
+from frontdesk.payments.money import round_half_up
+from frontdesk.payments.periods import boundary
 from frontdesk.payments.subscription_jobs import run_subscriptions
+from frontdesk.payments.subscriptions import next_period, unused_share
 from frontdesk.runtime import Runtime
 
 START = datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
@@ -554,13 +561,11 @@ async def test_change_plan_prorated(
     basic = await make_plan(client, staff, amount=2800, interval="week", interval_count=4)
     premium = await make_plan(client, staff, amount=5600, interval="week", interval_count=4)
     dollars = await make_plan(client, staff, currency="USD", interval="week", interval_count=4)
-    yearly = await make_plan(client, staff, interval="year")
     subscription = await subscribe(client, staff, basic["id"], await make_contact(client, staff))
     path = f"/api/v1/subscriptions/{subscription['id']}/change-plan"
 
     for plan, code in (
         (dollars, "currency_mismatch"),
-        (yearly, "interval_mismatch"),
         (basic, "unchanged"),
     ):
         response = await client.post(
@@ -593,6 +598,250 @@ async def test_change_plan_prorated(
         2100,
         2800,
     ]
+
+
+# --- Plan changes to another interval ---------------------------------------------------------
+
+
+def at(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, 10, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class IntervalChange:
+    created: datetime
+    old: dict[str, Any]
+    new: dict[str, Any]
+    changed: datetime
+    # The end of the period the change starts, then of each period after it.
+    ends: list[datetime]
+    # The totals of the first invoice and of the new period's invoice.
+    totals: list[int]
+
+
+WEEKLY = {"amount": 700, "interval": "week"}
+MONTHLY = {"amount": 3000, "interval": "month"}
+INTERVAL_CHANGES = {
+    # A change at the start of a week credits the whole week, 700.
+    "week_to_month_end": IntervalChange(
+        created=at(2026, 1, 31),
+        old=WEEKLY,
+        new={"amount": 3100, "interval": "month"},
+        changed=at(2026, 1, 31),
+        ends=[at(2026, 2, 28), at(2026, 3, 31), at(2026, 4, 30)],
+        totals=[700, 2400],
+    ),
+    # One day of seven unused: a credit of 100. The anchor on the 31st gives February 29.
+    "week_to_month_leap_year": IntervalChange(
+        created=at(2028, 1, 25),
+        old=WEEKLY,
+        new={"amount": 3100, "interval": "month"},
+        changed=at(2028, 1, 31),
+        ends=[at(2028, 2, 29), at(2028, 3, 31), at(2028, 4, 30)],
+        totals=[700, 3000],
+    ),
+    # Half of the month unused is 1500, capped at the new period's 1000.
+    "month_to_two_weeks": IntervalChange(
+        created=at(2026, 1, 31),
+        old=MONTHLY,
+        new={"amount": 1000, "interval": "week", "interval_count": 2},
+        changed=at(2026, 2, 14),
+        ends=[at(2026, 2, 28), at(2026, 3, 14), at(2026, 3, 28)],
+        totals=[3000, 0],
+    ),
+    # The worked example of docs/payments.md: 21 of 31 days unused, 3000 * 21 / 31 = 2032.
+    "month_to_year": IntervalChange(
+        created=at(2026, 3, 1),
+        old=MONTHLY,
+        new={"amount": 30000, "interval": "year"},
+        changed=at(2026, 3, 11),
+        ends=[at(2027, 3, 11), at(2028, 3, 11)],
+        totals=[3000, 27968],
+    ),
+    # An anchor on February 29 gives February 28 until the next leap year.
+    "month_to_year_on_leap_day": IntervalChange(
+        created=at(2028, 2, 1),
+        old=MONTHLY,
+        new={"amount": 30000, "interval": "year"},
+        changed=at(2028, 2, 29),
+        ends=[at(2029, 2, 28), at(2030, 2, 28), at(2031, 2, 28), at(2032, 2, 29)],
+        totals=[3000, 29897],
+    ),
+}
+
+
+async def stored_subscription(runtime: Runtime, subscription_id: str) -> Subscription:
+    async with runtime.sessionmaker() as session:
+        subscription = await session.get(Subscription, uuid.UUID(subscription_id))
+        assert subscription is not None
+        return subscription
+
+
+@pytest.mark.parametrize("case", INTERVAL_CHANGES.values(), ids=INTERVAL_CHANGES.keys())
+async def test_change_interval_restarts_period(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, case: IntervalChange
+) -> None:
+    clock.set(case.created)
+    staff = await owner(client)
+    old = await make_plan(client, staff, **case.old)
+    new = await make_plan(client, staff, **case.new)
+    subscription = await subscribe(client, staff, old["id"], await make_contact(client, staff))
+    assert subscription["billing_anchor"] == case.created.isoformat()
+
+    clock.set(case.changed)
+    response = await client.post(
+        f"/api/v1/subscriptions/{subscription['id']}/change-plan",
+        headers=staff.headers,
+        json={"plan_id": new["id"], "proration": True},
+    )
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["plan_id"] == new["id"]
+    assert changed["billing_anchor"] == case.changed.isoformat()
+    assert changed["current_period_start"] == case.changed.isoformat()
+    assert changed["current_period_end"] == case.ends[0].isoformat()
+    invoices = await invoices_of(runtime, subscription["id"])
+    assert [invoice.total for invoice in invoices] == case.totals
+
+    # Each renewal starts where the last period ended and ends on the next boundary from
+    # the new anchor, whatever day an earlier boundary was clamped to.
+    for start, end in zip(case.ends, case.ends[1:], strict=False):
+        clock.set(start)
+        await run(runtime)
+        renewed = await stored_subscription(runtime, subscription["id"])
+        assert renewed.current_period_start == start
+        assert renewed.current_period_end == end
+    renewals = await invoices_of(runtime, subscription["id"])
+    assert len(renewals) == len(case.totals) + len(case.ends) - 1
+    assert {invoice.total for invoice in renewals[2:]} <= {case.new["amount"]}
+
+
+async def test_change_interval_without_proration(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    monthly = await make_plan(client, staff, **MONTHLY)
+    weekly = await make_plan(client, staff, **WEEKLY)
+    subscription = await subscribe(client, staff, monthly["id"], await make_contact(client, staff))
+    clock.set(START + timedelta(days=3))
+
+    response = await client.post(
+        f"/api/v1/subscriptions/{subscription['id']}/change-plan",
+        headers=staff.headers,
+        json={"plan_id": weekly["id"], "proration": False},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["current_period_end"] == (START + timedelta(days=10)).isoformat()
+    totals = [invoice.total for invoice in await invoices_of(runtime, subscription["id"])]
+    assert totals == [3000, 700]
+
+
+async def test_change_interval_keeps_trial(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    monthly = await make_plan(client, staff, trial_days=14, **MONTHLY)
+    weekly = await make_plan(client, staff, **WEEKLY)
+    subscription = await subscribe(client, staff, monthly["id"], await make_contact(client, staff))
+    trial_end = START + timedelta(days=14)
+    clock.set(START + timedelta(days=2))
+
+    response = await client.post(
+        f"/api/v1/subscriptions/{subscription['id']}/change-plan",
+        headers=staff.headers,
+        json={"plan_id": weekly["id"], "proration": True},
+    )
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["status"] == "trialing"
+    assert changed["current_period_end"] == trial_end.isoformat()
+    assert changed["billing_anchor"] == trial_end.isoformat()
+    assert await invoices_of(runtime, subscription["id"]) == []
+
+    clock.set(trial_end)
+    await run(runtime)
+    active = await fetch(client, staff, subscription["id"])
+    assert active["status"] == "active"
+    assert active["current_period_end"] == (trial_end + timedelta(weeks=1)).isoformat()
+    assert [invoice.total for invoice in await invoices_of(runtime, subscription["id"])] == [700]
+
+
+async def test_change_interval_while_paused(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    staff = await owner(client)
+    monthly = await make_plan(client, staff, **MONTHLY)
+    weekly = await make_plan(client, staff, **WEEKLY)
+    subscription = await subscribe(client, staff, monthly["id"], await make_contact(client, staff))
+    path = f"/api/v1/subscriptions/{subscription['id']}"
+    assert (await client.post(f"{path}/pause", headers=staff.headers)).status_code == 200
+    changed_at = START + timedelta(days=3)
+    clock.set(changed_at)
+
+    response = await client.post(
+        f"{path}/change-plan",
+        headers=staff.headers,
+        json={"plan_id": weekly["id"], "proration": True},
+    )
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["status"] == "paused"
+    assert changed["billing_anchor"] == changed_at.isoformat()
+    assert changed["current_period_end"] == (changed_at + timedelta(weeks=1)).isoformat()
+    assert len(await invoices_of(runtime, subscription["id"])) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    anchor=st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2040, 12, 31), timezones=st.just(UTC)
+    ),
+    interval=st.sampled_from(["week", "month", "year"]),
+    count=st.integers(min_value=1, max_value=3),
+    periods=st.integers(min_value=1, max_value=30),
+)
+def test_periods_count_from_anchor(
+    anchor: datetime, interval: str, count: int, periods: int
+) -> None:
+    plan = Plan(interval=interval, interval_count=count)
+    subscription = Subscription(
+        billing_anchor=anchor,
+        created_at=anchor - timedelta(days=400),
+        current_period_end=boundary(anchor, interval, count, 1),
+    )
+    for index in range(1, periods + 1):
+        previous_end = subscription.current_period_end
+        start, end = next_period(subscription, plan)
+        assert start == previous_end
+        assert end == boundary(anchor, interval, count, index + 1)
+        assert start < end
+        subscription.current_period_start = start
+        subscription.current_period_end = end
+    assert end.time() == anchor.time()
+    if interval == "week":
+        assert end - anchor == timedelta(weeks=count * (periods + 1))
+    else:
+        months = count * (periods + 1) * (12 if interval == "year" else 1)
+        assert (end.year - anchor.year) * 12 + end.month - anchor.month == months
+        assert end.day == min(anchor.day, calendar.monthrange(end.year, end.month)[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    length=st.integers(min_value=1, max_value=400 * 86400),
+    used=st.integers(min_value=0, max_value=500 * 86400),
+    amount=st.integers(min_value=1, max_value=10**9),
+)
+def test_unused_share_credit_bounds(length: int, used: int, amount: int) -> None:
+    subscription = Subscription(
+        current_period_start=START, current_period_end=START + timedelta(seconds=length)
+    )
+    share = unused_share(subscription, START + timedelta(seconds=used))
+    credit = round_half_up(amount * share)
+    assert 0 <= credit <= amount
+    assert (credit == 0) or used < length
+    assert unused_share(subscription, START) == 1
 
 
 async def test_other_workspace_is_not_found(client: httpx.AsyncClient) -> None:

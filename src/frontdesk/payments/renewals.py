@@ -19,6 +19,7 @@ from frontdesk.core.jobs import PermanentFailure, job_handler
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.payments import delivery, invoices
 from frontdesk.payments.models import Invoice, Plan, Subscription
+from frontdesk.payments.pdf import format_amount
 from frontdesk.payments.schemas import InvoiceCreate, InvoiceIssue, LineIn
 
 log = structlog.get_logger()
@@ -32,22 +33,29 @@ def _period_text(start: datetime, end: datetime) -> str:
 
 
 async def _issue(
-    uow: UnitOfWork, subscription: Subscription, plan: Plan, description: str, amount: int
+    uow: UnitOfWork,
+    subscription: Subscription,
+    plan: Plan,
+    description: str,
+    amount: int,
+    *,
+    discount: int = 0,
+    notes: str = "",
 ) -> Invoice:
     assert subscription.contact_id is not None
+    line: dict[str, Any] = {
+        "description": description,
+        "quantity": "1",
+        "unit_price": amount,
+        "tax_rate": plan.tax_rate,
+    }
+    if discount:
+        line["discount"] = {"type": "amount", "value": discount}
     body = InvoiceCreate(
         contact_id=subscription.contact_id,
         currency=plan.currency,
-        lines=[
-            LineIn.model_validate(
-                {
-                    "description": description,
-                    "quantity": "1",
-                    "unit_price": amount,
-                    "tax_rate": plan.tax_rate,
-                }
-            )
-        ],
+        lines=[LineIn.model_validate(line)],
+        notes=notes,
     )
     invoice = await invoices.create_draft(
         uow, workspace_id=subscription.workspace_id, actor_id=None, body=body, source="job"
@@ -83,11 +91,39 @@ async def send_invoice_job(uow: UnitOfWork, payload: dict[str, Any]) -> None:
         raise
 
 
-async def issue_period_invoice(uow: UnitOfWork, subscription: Subscription, plan: Plan) -> Invoice:
-    """Issue the invoice of the subscription's current period."""
+async def issue_period_invoice(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    plan: Plan,
+    *,
+    credit: int = 0,
+    credited_plan: Plan | None = None,
+    credited_until: datetime | None = None,
+) -> Invoice:
+    """Issue the invoice of the subscription's current period.
+
+    A ``credit`` for the unused part of ``credited_plan`` until ``credited_until``, after a
+    change to another interval, is an amount discount on the line, stated in the notes.
+    """
     assert subscription.current_period_start and subscription.current_period_end
     period = _period_text(subscription.current_period_start, subscription.current_period_end)
-    return await _issue(uow, subscription, plan, f"{plan.name} ({period})", plan.amount)
+    notes = ""
+    if credit and credited_plan is not None and credited_until is not None:
+        notes = (
+            f"The line is reduced by {format_amount(credit, plan.currency)} for the unused "
+            f"part of {credited_plan.name} from "
+            f"{subscription.current_period_start.date().isoformat()} to "
+            f"{(credited_until - timedelta(days=1)).date().isoformat()}."
+        )
+    return await _issue(
+        uow,
+        subscription,
+        plan,
+        f"{plan.name} ({period})",
+        plan.amount,
+        discount=credit,
+        notes=notes,
+    )
 
 
 async def issue_proration_invoice(

@@ -60,6 +60,7 @@ def subscription_dict(subscription: Subscription) -> dict[str, Any]:
         "current_period_start": moment(subscription.current_period_start),
         "current_period_end": moment(subscription.current_period_end),
         "trial_end": moment(subscription.trial_end),
+        "billing_anchor": moment(subscription.billing_anchor),
         "cancel_at_period_end": subscription.cancel_at_period_end,
         "canceled_at": moment(subscription.canceled_at),
         "paused_at": moment(subscription.paused_at),
@@ -87,12 +88,11 @@ def record(uow: UnitOfWork, subscription: Subscription, name: str, **extra: Any)
 def billing_anchor(subscription: Subscription) -> datetime:
     """Return the moment a manual subscription's periods are counted from.
 
-    A trial (or a later start date) ends at ``trial_end``, where the first paid period
-    starts. Without one, the first period started when the subscription was created.
+    That is the stored ``billing_anchor``: the end of the trial (or a later start date),
+    else the start, and the time of the last plan change to another interval. Rows without
+    one, such as Stripe subscriptions, count from the trial end or the creation time.
     """
-    # NOTE: without a column of its own the anchor cannot move, which is why a manual plan
-    # change keeps the billing interval.
-    return subscription.trial_end or subscription.created_at
+    return subscription.billing_anchor or subscription.trial_end or subscription.created_at
 
 
 def next_period(subscription: Subscription, plan: Plan) -> tuple[datetime, datetime]:
@@ -229,6 +229,7 @@ async def create_subscription(
     if start > now:
         trial_end = trial_end or start
     subscription.trial_end = trial_end
+    subscription.billing_anchor = trial_end or start
     uow.session.add(subscription)
     if trial_end is not None:
         subscription.status = "trialing"
@@ -323,8 +324,9 @@ async def change_plan(
 ) -> Subscription:
     """Move the subscription to another plan of the same currency.
 
-    Manual: the new plan bills from the next period. With ``proration``, the price
-    difference for the rest of the current period is invoiced now when it is positive.
+    Manual, same interval: the new plan bills from the next period. With ``proration``, the
+    price difference for the rest of the current period is invoiced now when it is positive.
+    Manual, another interval or interval count: ``restart_period`` starts a new period now.
     Stripe: the item's price changes with proration_behavior create_prorations (or none).
     """
     _check_not_ended(subscription)
@@ -346,14 +348,10 @@ async def change_plan(
     if subscription.gateway == "stripe":
         await subscription_stripe.change_plan_in_stripe(uow, subscription, new, proration=proration)
         subscription.plan_id = new.id
+    elif (new.interval, new.interval_count) != (old.interval, old.interval_count):
+        subscription.plan_id = new.id
+        extra.update(await restart_period(uow, subscription, old, new, proration=proration))
     else:
-        if (new.interval, new.interval_count) != (old.interval, old.interval_count):
-            raise ValidationFailed(
-                "plan_id",
-                "Manual subscriptions keep their billing interval; choose a plan billed every "
-                f"{old.interval_count} {old.interval}(s), or cancel and subscribe anew.",
-                "interval_mismatch",
-            )
         subscription.plan_id = new.id
         if proration and subscription.status in ("active", "past_due"):
             amount = prorated_difference(subscription, old, new, uow.now())
@@ -369,15 +367,49 @@ async def change_plan(
     return subscription
 
 
-def prorated_difference(subscription: Subscription, old: Plan, new: Plan, now: datetime) -> int:
-    """Return (new - old amount) * the unused share of the current period, rounded half up."""
+async def restart_period(
+    uow: UnitOfWork, subscription: Subscription, old: Plan, new: Plan, *, proration: bool
+) -> dict[str, Any]:
+    """Start a new period of the new plan now, for a manual change to another interval.
+
+    The current period ends now and the billing anchor moves to now, so later periods
+    count from the change. An active or past_due subscription gets the new period's
+    invoice at once. With ``proration``, that invoice's line is reduced by the unused share
+    of the old plan's amount, at most the new amount. A trialing subscription keeps its
+    trial, whose end starts the first period of the new plan, and a paused one moves to the
+    new period without an invoice. Returns the data for the ``plan_changed`` event.
+    """
+    if subscription.status == "trialing":
+        return {"period_restarted": False}
+    now = uow.now()
+    billed = subscription.status in ("active", "past_due")
+    credit = 0
+    if proration and billed:
+        credit = min(new.amount, round_half_up(old.amount * unused_share(subscription, now)))
+    old_end = subscription.current_period_end
+    subscription.billing_anchor = now
+    subscription.current_period_start = now
+    subscription.current_period_end = boundary(now, new.interval, new.interval_count, 1)
+    data: dict[str, Any] = {"period_restarted": True, "credit_amount": credit}
+    if billed:
+        invoice = await renewals.issue_period_invoice(
+            uow, subscription, new, credit=credit, credited_plan=old, credited_until=old_end
+        )
+        data["invoice_id"] = str(invoice.id)
+    return data
+
+
+def unused_share(subscription: Subscription, now: datetime) -> Decimal:
+    """Return the part of the current period after ``now``, from 0 to 1."""
     start, end = subscription.current_period_start, subscription.current_period_end
     if start is None or end is None or now >= end:
-        return 0
-    unused = Decimal((end - max(now, start)).total_seconds()) / Decimal(
-        (end - start).total_seconds()
-    )
-    return round_half_up((new.amount - old.amount) * unused)
+        return Decimal(0)
+    return Decimal((end - max(now, start)).total_seconds()) / Decimal((end - start).total_seconds())
+
+
+def prorated_difference(subscription: Subscription, old: Plan, new: Plan, now: datetime) -> int:
+    """Return (new - old amount) * the unused share of the current period, rounded half up."""
+    return round_half_up((new.amount - old.amount) * unused_share(subscription, now))
 
 
 # --- Stripe webhooks ------------------------------------------------------------------------
