@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -689,6 +689,60 @@ async def test_dispute_kept_restores_refund_status(
     assert final.status == "partially_refunded"
     assert final.amount_charged_back == 0
     assert (await reload_invoice(runtime, invoice.id)).amount_paid == 4_000
+
+
+async def test_stripe_payment_reactivates_subscription(
+    runtime: Runtime, clock: FrozenClock, fake_stripe: FakeStripe, workspace: StripeWorkspace
+) -> None:
+    now = clock.now()
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=2_000)
+    async with unit_of_work(runtime) as uow:
+        plan = Plan(
+            workspace_id=workspace.workspace_id,
+            name="Monthly",
+            amount=2_000,
+            currency="EUR",
+            interval="month",
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(plan)
+        await uow.session.flush()
+        subscription = Subscription(
+            workspace_id=workspace.workspace_id,
+            plan_id=plan.id,
+            gateway="manual",
+            status="past_due",
+            past_due_since=now,
+            dunning_emails_sent=1,
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(subscription)
+        await uow.session.flush()
+        overdue = await uow.session.get(Invoice, invoice.id)
+        assert overdue is not None
+        overdue.subscription_id = subscription.id
+        overdue.status = "overdue"
+        overdue.due_date = now.date() - timedelta(days=3)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_renewal_1")
+    intent = intent_object(fake_stripe, payment, status="succeeded")
+
+    # Applied directly, so the periodic subscription job cannot be what reactivates it.
+    async with unit_of_work(runtime) as uow:
+        await events.apply_event(
+            uow,
+            workspace.workspace_id,
+            fake_stripe.event("payment_intent.succeeded", intent, created=now_of(clock)),
+        )
+
+    async with runtime.sessionmaker() as session:
+        current = await session.get(Subscription, subscription.id)
+        assert current is not None
+    assert current.status == "active"
+    assert current.past_due_since is None
+    assert current.dunning_emails_sent == 0
+    assert (await reload_invoice(runtime, invoice.id)).status == "paid"
 
 
 # --- Older API versions -----------------------------------------------------------------------

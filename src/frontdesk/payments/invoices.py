@@ -656,10 +656,10 @@ async def apply_payments(
     if invoice.status == "draft":
         return False
     # A refund reported after a lost dispute can make the deductions exceed the amount.
-    kept = Payment.amount - Payment.amount_refunded - Payment.amount_charged_back
+    counted = Payment.amount - Payment.amount_refunded - Payment.amount_charged_back
     paid = (
         await uow.session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(sa.case((kept > 0, kept), else_=0)), 0))
+            sa.select(sa.func.coalesce(sa.func.sum(sa.case((counted > 0, counted), else_=0)), 0))
             .where(Payment.invoice_id == invoice.id)
             .where(Payment.status.in_(SETTLED_PAYMENT_STATUSES))
         )

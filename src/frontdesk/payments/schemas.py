@@ -374,7 +374,8 @@ class PaymentOut(BaseModel):
     amount: int
     amount_refunded: int
     amount_charged_back: int = Field(
-        description="What a lost dispute took back, in minor units; 0 unless dispute_lost."
+        description="The amount a lost dispute took back, in minor units. It is 0 unless the "
+        "status is dispute_lost."
     )
     reference: str
     paid_on: date | None

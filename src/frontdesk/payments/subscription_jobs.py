@@ -172,8 +172,8 @@ async def recover_settled(uow: UnitOfWork, subscription_id: uuid.UUID) -> bool:
     """Return a past_due manual subscription to active if none of its invoices is overdue.
 
     Invoice changes call this in their own transaction, so a payment recorded on the last
-    overdue invoice reactivates the subscription at once; ``recover_paid`` remains the
-    periodic safety net. Returns whether the subscription changed.
+    overdue invoice reactivates the subscription at once. ``recover_paid`` does the same on
+    each run as a safety net. Returns whether the subscription changed.
     """
     now = uow.now()
     subscription = await uow.session.scalar(

@@ -45,8 +45,8 @@ DISPUTE_FINAL = frozenset({"won", "lost", "warning_closed"})
 # Closed dispute statuses that leave the money with the merchant. An inquiry
 # (warning_needs_response) that closes as warning_closed never became a chargeback.
 DISPUTE_KEPT = frozenset({"won", "warning_closed"})
-# Payment statuses that a dispute proves wrong: only a captured charge can be disputed, so
-# the payment succeeded even if its payment_intent.succeeded event has not arrived yet.
+# Payment statuses that a dispute proves out of date. Only a captured charge can be
+# disputed, so the payment succeeded even if its payment_intent.succeeded event is late.
 NOT_YET_SUCCEEDED = frozenset({"pending", "processing", "failed"})
 # Refund statuses in the order they can follow each other.
 REFUND_RANK = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 1, "canceled": 1}
