@@ -26,6 +26,7 @@ from frontdesk.core.health import router as health_router
 from frontdesk.core.http import BodySizeLimitMiddleware
 from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
+from frontdesk.core.routing import skip_unmatchable_routers
 from frontdesk.email.analytics_routes import router as email_analytics_router
 from frontdesk.email.inbound_routes import router as email_inbound_router
 from frontdesk.email.mailbox_routes import router as email_mailbox_router
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(storage_public_router)
     app.include_router(storage_links_router)
     app.include_router(auth_pages_router)
+    skip_unmatchable_routers(app)
     return app
 
 
