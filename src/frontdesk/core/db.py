@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from frontdesk.core.ids import uuid7
+from frontdesk.core.sqlite_driver import one_trip_dbapi
 
 # Stable constraint names keep migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -78,11 +79,14 @@ def dialect_name(session: AsyncSession) -> str:
 def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, foreign keys and immediate transactions.
 
+    SQLite statements go through :mod:`frontdesk.core.sqlite_driver`, one thread round trip
+    each.
+
     On SQLite a ``read_only`` engine starts deferred transactions, which read a WAL snapshot
     without taking the write lock, so readers neither wait for a writer nor block one.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, module=one_trip_dbapi(), connect_args={"timeout": 30})
         _configure_sqlite(engine, begin="BEGIN" if read_only else "BEGIN IMMEDIATE")
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

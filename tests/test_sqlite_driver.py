@@ -1,0 +1,113 @@
+"""The one-round-trip SQLite cursor behaves like SQLAlchemy's aiosqlite adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from frontdesk.core.db import create_engine
+from frontdesk.core.sqlite_driver import OneTripCursor
+
+ITEMS = sa.Table(
+    "items",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, unique=True, nullable=False),
+)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(ITEMS.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+async def test_cursor_class_used(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+
+        cursor = raw.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+    assert isinstance(cursor, OneTripCursor)
+
+
+async def test_insert_reports_primary_key(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        first = await connection.execute(ITEMS.insert().values(name="first"))
+        second = await connection.execute(ITEMS.insert().values(name="second"))
+
+    assert first.inserted_primary_key == (1,)
+    assert second.inserted_primary_key == (2,)
+
+
+async def test_update_reports_rowcount(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert(), [{"name": f"item {i}"} for i in range(5)])
+        result = await connection.execute(
+            ITEMS.update().where(ITEMS.c.id > 2).values(name=ITEMS.c.name + " changed")
+        )
+
+    assert result.rowcount == 3
+
+
+async def test_executemany_inserts_all(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert(), [{"name": f"item {i}"} for i in range(50)])
+        count = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+
+    assert count == 50
+
+
+async def test_rows_and_returning(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        returned = await connection.execute(
+            ITEMS.insert().values(name="returned").returning(ITEMS.c.id, ITEMS.c.name)
+        )
+        row = returned.one()
+        names = (await connection.execute(sa.select(ITEMS.c.name))).scalars().all()
+
+    assert tuple(row) == (1, "returned")
+    assert names == ["returned"]
+
+
+async def test_constraint_error_raised(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert().values(name="same"))
+
+    with pytest.raises(sa.exc.IntegrityError):
+        async with engine.begin() as connection:
+            await connection.execute(ITEMS.insert().values(name="same"))
+
+    async with engine.connect() as connection:
+        count = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+    assert count == 1
+
+
+async def test_rollback_discards(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(ITEMS.insert().values(name="discarded"))
+        await transaction.rollback()
+        count = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+
+    assert count == 0
+
+
+async def test_streamed_results(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert(), [{"name": f"item {i:03}"} for i in range(300)])
+
+    async with engine.connect() as connection:
+        result = await connection.stream(sa.select(ITEMS.c.name).order_by(ITEMS.c.id))
+        names = [name async for name in result.scalars()]
+
+    assert len(names) == 300
+    assert names[0] == "item 000"
+    assert names[-1] == "item 299"
