@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from frontdesk.payments.stripe.client import (
     STRIPE_API_VERSION,
     AmountNotPayable,
+    ApiConnectionError,
     AuthenticationError,
     CardError,
     ClientOptions,
@@ -189,3 +191,147 @@ async def test_list_all_follows_pages(fake_stripe: FakeStripe) -> None:
         items = await stripe.list_all("/v1/payment_intents", limit=2)
     assert len(items) == 5
     assert len({item["id"] for item in items}) == 5
+
+
+async def _subscription(stripe: StripeClient) -> dict[str, Any]:
+    """Create a customer, a monthly price and a subscription of them in the fake."""
+    customer = await stripe.post("/v1/customers", {}, idempotency_key="customer")
+    product = await stripe.post("/v1/products", {"name": "Gold"}, idempotency_key="product")
+    price = await stripe.post(
+        "/v1/prices",
+        {
+            "product": product["id"],
+            "unit_amount": 2000,
+            "currency": "eur",
+            "recurring": {"interval": "month"},
+        },
+        idempotency_key="price",
+    )
+    return await stripe.post(
+        "/v1/subscriptions",
+        {"customer": customer["id"], "items": [{"price": price["id"]}]},
+        idempotency_key="subscription",
+    )
+
+
+async def test_delete_sends_no_key_or_body(fake_stripe: FakeStripe) -> None:
+    async with client(fake_stripe) as stripe:
+        subscription = await _subscription(stripe)
+        path = f"/v1/subscriptions/{subscription['id']}"
+        canceled = await stripe.delete(path, {"invoice_now": True})
+    assert canceled["status"] == "canceled"
+    [request] = fake_stripe.sent("DELETE", path)
+    assert request.idempotency_key is None
+    assert request.params == {"invoice_now": "true"}
+
+
+async def test_delete_retries_rate_limit(fake_stripe: FakeStripe) -> None:
+    async with client(fake_stripe, retries=2) as stripe:
+        subscription = await _subscription(stripe)
+        path = f"/v1/subscriptions/{subscription['id']}"
+        fake_stripe.fail_next(path, 429, {"type": "invalid_request_error", "message": "slow"})
+        fake_stripe.fail_next(path, 500, {"type": "api_error", "message": "down"})
+        canceled = await stripe.delete(path)
+    assert canceled["status"] == "canceled"
+    assert len(fake_stripe.sent("DELETE", path)) == 3
+
+
+async def test_delete_should_retry_false_raises(fake_stripe: FakeStripe) -> None:
+    async with client(fake_stripe, retries=2) as stripe:
+        subscription = await _subscription(stripe)
+        path = f"/v1/subscriptions/{subscription['id']}"
+        fake_stripe.fail_next(
+            path, 500, {"type": "api_error", "message": "down"}, should_retry="false"
+        )
+        with pytest.raises(ApiConnectionError):
+            await stripe.delete(path)
+    assert len(fake_stripe.sent("DELETE", path)) == 1
+
+
+async def test_delete_timeout_is_connection_error(fake_stripe: FakeStripe) -> None:
+    options = ClientOptions(
+        api_base=fake_stripe.url, timeout_seconds=5, max_retries=1, retry_base_seconds=0.01
+    )
+    calls: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        raise httpx.ReadTimeout("no response", request=request)
+
+    async with StripeClient("sk_test_x", options, transport=httpx.MockTransport(record)) as stripe:
+        with pytest.raises(ApiConnectionError) as caught:
+            await stripe.delete("/v1/subscriptions/sub_1")
+    assert "timed out" in caught.value.message
+    assert calls == ["DELETE", "DELETE"]
+
+
+async def test_delete_again_is_resource_missing(fake_stripe: FakeStripe) -> None:
+    async with client(fake_stripe) as stripe:
+        subscription = await _subscription(stripe)
+        path = f"/v1/subscriptions/{subscription['id']}"
+        await stripe.delete(path)
+        with pytest.raises(InvalidRequestError) as caught:
+            await stripe.delete(path)
+        still = await stripe.get(path)
+    assert caught.value.status == 404
+    assert caught.value.code == "resource_missing"
+    assert still["status"] == "canceled"
+
+
+async def test_fake_rejects_delete_body(fake_stripe: FakeStripe) -> None:
+    key = fake_stripe.new_secret_key()
+    async with httpx.AsyncClient(base_url=fake_stripe.url) as http:
+        response = await http.request(
+            "DELETE",
+            "/v1/subscriptions/sub_1",
+            content=b"invoice_now=true",
+            headers={"Authorization": f"Bearer {key}", "Stripe-Version": STRIPE_API_VERSION},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_fake_billing_errors(fake_stripe: FakeStripe) -> None:
+    async with client(fake_stripe) as stripe:
+        with pytest.raises(InvalidRequestError) as missing:
+            await stripe.post("/v1/products", {}, idempotency_key="p1")
+        with pytest.raises(InvalidRequestError) as unknown_param:
+            await stripe.post("/v1/products", {"name": "A", "colour": "red"}, idempotency_key="p2")
+        with pytest.raises(InvalidRequestError) as unknown_price:
+            await stripe.post(
+                "/v1/subscriptions",
+                {
+                    "customer": (await stripe.post("/v1/customers", {}, idempotency_key="c"))["id"],
+                    "items": [{"price": "price_missing"}],
+                },
+                idempotency_key="s1",
+            )
+        with pytest.raises(InvalidRequestError) as unknown_id:
+            await stripe.get("/v1/subscriptions/sub_missing")
+    assert missing.value.status == 400
+    assert missing.value.code == "parameter_missing"
+    assert missing.value.param == "name"
+    assert unknown_param.value.code == "parameter_unknown"
+    assert unknown_param.value.param == "colour"
+    assert unknown_price.value.status == 400
+    assert unknown_price.value.code == "resource_missing"
+    assert unknown_price.value.param == "items[0][price]"
+    assert unknown_id.value.status == 404
+    assert unknown_id.value.code == "resource_missing"
+    assert unknown_id.value.message == "No such subscription: 'sub_missing'"
+
+
+async def test_fake_subscription_shape(fake_stripe: FakeStripe) -> None:
+    async with client(fake_stripe) as stripe:
+        subscription = await _subscription(stripe)
+        listed = await stripe.get("/v1/subscriptions", {"status": "all"})
+    [item] = subscription["items"]["data"]
+    # API version 2025-03-31.basil keeps the period on the items only.
+    assert "current_period_start" not in subscription
+    assert item["current_period_end"] > item["current_period_start"]
+    assert item["price"]["recurring"]["interval"] == "month"
+    assert subscription["status"] == "incomplete"
+    invoice = fake_stripe.objects[subscription["latest_invoice"]]
+    assert invoice["parent"]["subscription_details"]["subscription"] == subscription["id"]
+    assert invoice["amount_due"] == 2000
+    assert [obj["id"] for obj in listed["data"]] == [subscription["id"]]

@@ -9,8 +9,8 @@ again after a crash never creates a second charge or refund. Error responses
 
 The official ``stripe`` SDK is not used because it keeps global configuration
 (``stripe.api_key``) and its async support needs an HTTP client of its own. The few calls
-here are plain form POSTs and GETs, which httpx sends with the timeouts and transports that
-the tests control.
+here are plain form POSTs, GETs and DELETEs, which httpx sends with the timeouts and
+transports that the tests control.
 """
 
 from __future__ import annotations
@@ -229,6 +229,16 @@ class StripeClient:
             raise ValueError("every Stripe POST needs an idempotency key")
         return await self._request("POST", path, params=params, idempotency_key=idempotency_key)
 
+    async def delete(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """DELETE ``path`` with ``params`` in the query string, as Stripe takes them.
+
+        No idempotency key is sent: Stripe ignores it on DELETE, which is idempotent by
+        definition (https://docs.stripe.com/api/idempotent_requests). A retry after a lost
+        response can still fail where the first request succeeded, such as a 404 for a
+        subscription that the first request canceled, so callers check the object then.
+        """
+        return await self._request("DELETE", path, params=params or {}, idempotency_key=None)
+
     async def list_all(
         self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -259,8 +269,8 @@ class StripeClient:
         while True:
             attempt += 1
             try:
-                if method == "GET":
-                    response = await self._http.get(path, params=pairs, headers=headers)
+                if method in ("GET", "DELETE"):
+                    response = await self._http.request(method, path, params=pairs, headers=headers)
                 else:
                     response = await self._http.request(
                         method,
@@ -288,7 +298,8 @@ class StripeClient:
                     should_retry != "true"
                 ):
                     raise error
-            # Retrying is safe: a POST repeats with the same idempotency key.
+            # Retrying is safe: a POST repeats with the same idempotency key, and GET and
+            # DELETE are idempotent.
             if attempt > self._options.max_retries:
                 raise error
             delay = self._options.retry_base_seconds * 2 ** (attempt - 1)
