@@ -1,31 +1,25 @@
-"""Stripe subscriptions: webhook mirroring of every status, event order, API versions.
+"""Stripe subscriptions: webhook mirroring of every status, event order, API versions, and
+the requests that create and change subscriptions, against the fake in tests/stripe_server.py.
 
-Subscription objects come from tests/fixtures/corpus/stripe (dj-stripe's 2019 test objects, whose
-current_period_* sit on the subscription as before API version 2025-03-31; the newer shape
-moves them onto the items). Events are signed and delivered to the webhook endpoint like
-Stripe does, then applied by the event job.
+Subscription objects of the webhook tests come from tests/fixtures/corpus/stripe (dj-stripe's
+2019 test objects, whose current_period_* sit on the subscription as before API version
+2025-03-31; the newer shape moves them onto the items). Events are signed and delivered to
+the webhook endpoint like Stripe does, then applied by the event job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from conftest import run_jobs
 from factories import owner
@@ -35,18 +29,12 @@ from frontdesk.core.uow import unit_of_work
 from frontdesk.payments.models import Plan, StripeCustomer, Subscription
 from frontdesk.payments.subscriptions import STATUSES, apply_stripe_subscription_event
 from frontdesk.runtime import Runtime
-from live_server import HOST, listening_socket
 from stripe_server import (
-    EXAMPLES,
     FakeStripe,
-    RecordedRequest,
     StripeWorkspace,
-    build_app,
     connect_workspace,
-    parse_form,
     serve_fake_stripe,
     signed,
-    stripe_error,
 )
 
 # The four subscription objects of the third-party corpus, with its README and licence.
@@ -60,9 +48,15 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def fake_stripe() -> AsyncIterator[FakeStripe]:
+async def fake_stripe(clock: FrozenClock) -> AsyncIterator[FakeStripe]:
     async with serve_fake_stripe() as fake:
+        fake.clock = clock
         yield fake
+
+
+@pytest.fixture
+def settings_overrides(fake_stripe: FakeStripe) -> dict[str, Any]:
+    return {"stripe_api_base": fake_stripe.url, "stripe_max_retries": 0}
 
 
 @pytest.fixture
@@ -87,20 +81,6 @@ def new_version(obj: dict[str, Any]) -> dict[str, Any]:
     return moved
 
 
-def event(event_type: str, obj: dict[str, Any], created: int, version: str) -> dict[str, Any]:
-    return {
-        "id": f"evt_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "api_version": version,
-        "created": created,
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": event_type,
-        "data": {"object": copy.deepcopy(obj)},
-    }
-
-
 async def deliver(
     client: httpx.AsyncClient,
     runtime: Runtime,
@@ -108,6 +88,7 @@ async def deliver(
     payload: dict[str, Any],
     clock: FrozenClock,
 ) -> None:
+    """Sign ``payload`` with the workspace's webhook secret, post it and run the jobs."""
     body, headers = signed(
         payload, [workspace.webhook_secret], timestamp=int(clock.now().timestamp())
     )
@@ -167,6 +148,7 @@ async def test_corpus_object_both_versions(
     runtime: Runtime,
     workspace: StripeWorkspace,
     clock: FrozenClock,
+    fake_stripe: FakeStripe,
 ) -> None:
     obj = corpus_subscription(1)
     subscription_id = await mirrored(runtime, workspace.workspace_id, obj["id"])
@@ -175,7 +157,9 @@ async def test_corpus_object_both_versions(
         client,
         runtime,
         workspace,
-        event("customer.subscription.created", obj, 1557995200, "2019-05-16"),
+        fake_stripe.event(
+            "customer.subscription.created", obj, created=1557995200, api_version="2019-05-16"
+        ),
         clock,
     )
     copied = await load(runtime, subscription_id)
@@ -192,7 +176,12 @@ async def test_corpus_object_both_versions(
         client,
         runtime,
         workspace,
-        event("customer.subscription.updated", renewed, 1560673600, "2025-03-31.basil"),
+        fake_stripe.event(
+            "customer.subscription.updated",
+            renewed,
+            created=1560673600,
+            api_version="2025-03-31.basil",
+        ),
         clock,
     )
     copied = await load(runtime, subscription_id)
@@ -205,6 +194,7 @@ async def test_every_status_mirrored(
     runtime: Runtime,
     workspace: StripeWorkspace,
     clock: FrozenClock,
+    fake_stripe: FakeStripe,
 ) -> None:
     obj = corpus_subscription(2)
     subscription_id = await mirrored(runtime, workspace.workspace_id, obj["id"])
@@ -218,7 +208,9 @@ async def test_every_status_mirrored(
             client,
             runtime,
             workspace,
-            event("customer.subscription.updated", changed, created, "2019-05-16"),
+            fake_stripe.event(
+                "customer.subscription.updated", changed, created=created, api_version="2019-05-16"
+            ),
             clock,
         )
         copied = await load(runtime, subscription_id)
@@ -236,6 +228,7 @@ async def test_older_event_changes_nothing(
     runtime: Runtime,
     workspace: StripeWorkspace,
     clock: FrozenClock,
+    fake_stripe: FakeStripe,
 ) -> None:
     obj = corpus_subscription(3)
     subscription_id = await mirrored(runtime, workspace.workspace_id, obj["id"])
@@ -244,7 +237,9 @@ async def test_older_event_changes_nothing(
         client,
         runtime,
         workspace,
-        event("customer.subscription.deleted", canceled, 1557999000, "2019-05-16"),
+        fake_stripe.event(
+            "customer.subscription.deleted", canceled, created=1557999000, api_version="2019-05-16"
+        ),
         clock,
     )
     # An update created before the cancellation arrives late.
@@ -252,7 +247,9 @@ async def test_older_event_changes_nothing(
         client,
         runtime,
         workspace,
-        event("customer.subscription.updated", obj, 1557998000, "2019-05-16"),
+        fake_stripe.event(
+            "customer.subscription.updated", obj, created=1557998000, api_version="2019-05-16"
+        ),
         clock,
     )
     copied = await load(runtime, subscription_id)
@@ -277,6 +274,7 @@ async def test_invoice_events_past_due_and_paid(
     runtime: Runtime,
     workspace: StripeWorkspace,
     clock: FrozenClock,
+    fake_stripe: FakeStripe,
 ) -> None:
     obj = corpus_subscription(4)
     subscription_id = await mirrored(runtime, workspace.workspace_id, obj["id"], status="active")
@@ -292,7 +290,9 @@ async def test_invoice_events_past_due_and_paid(
         client,
         runtime,
         workspace,
-        event("invoice.payment_failed", failed, 1600000000, "2020-08-27"),
+        fake_stripe.event(
+            "invoice.payment_failed", failed, created=1600000000, api_version="2020-08-27"
+        ),
         clock,
     )
     copied = await load(runtime, subscription_id)
@@ -314,7 +314,7 @@ async def test_invoice_events_past_due_and_paid(
         client,
         runtime,
         workspace,
-        event("invoice.paid", paid, 1600000500, "2025-03-31.basil"),
+        fake_stripe.event("invoice.paid", paid, created=1600000500, api_version="2025-03-31.basil"),
         clock,
     )
     copied = await load(runtime, subscription_id)
@@ -323,7 +323,7 @@ async def test_invoice_events_past_due_and_paid(
 
 
 async def test_first_invoice_failure_leaves_incomplete(
-    runtime: Runtime, client: httpx.AsyncClient
+    runtime: Runtime, client: httpx.AsyncClient, fake_stripe: FakeStripe
 ) -> None:
     staff = await owner(client)
     obj = corpus_subscription(1)
@@ -333,12 +333,16 @@ async def test_first_invoice_failure_leaves_incomplete(
         await apply_stripe_subscription_event(
             uow,
             staff.workspace_id,
-            event("invoice.payment_failed", failed, 1600000000, "2020-08-27"),
+            fake_stripe.event(
+                "invoice.payment_failed", failed, created=1600000000, api_version="2020-08-27"
+            ),
         )
     assert (await load(runtime, subscription_id)).status == "incomplete"
 
 
-async def test_found_by_metadata_and_workspace(runtime: Runtime, client: httpx.AsyncClient) -> None:
+async def test_found_by_metadata_and_workspace(
+    runtime: Runtime, client: httpx.AsyncClient, fake_stripe: FakeStripe
+) -> None:
     ours = await owner(client)
     theirs = await owner(client)
     obj = corpus_subscription(2)
@@ -350,7 +354,12 @@ async def test_found_by_metadata_and_workspace(runtime: Runtime, client: httpx.A
         await apply_stripe_subscription_event(
             uow,
             theirs.workspace_id,
-            event("customer.subscription.updated", linked, 1557995300, "2019-05-16"),
+            fake_stripe.event(
+                "customer.subscription.updated",
+                linked,
+                created=1557995300,
+                api_version="2019-05-16",
+            ),
         )
     assert (await load(runtime, subscription_id)).status == "incomplete"
 
@@ -358,21 +367,31 @@ async def test_found_by_metadata_and_workspace(runtime: Runtime, client: httpx.A
         await apply_stripe_subscription_event(
             uow,
             ours.workspace_id,
-            event("customer.subscription.updated", linked, 1557995300, "2019-05-16"),
+            fake_stripe.event(
+                "customer.subscription.updated",
+                linked,
+                created=1557995300,
+                api_version="2019-05-16",
+            ),
         )
     copied = await load(runtime, subscription_id)
     assert copied.status == "active"
     assert copied.stripe_subscription_id == obj["id"]
 
 
-async def test_unknown_subscription_ignored(runtime: Runtime, client: httpx.AsyncClient) -> None:
+async def test_unknown_subscription_ignored(
+    runtime: Runtime, client: httpx.AsyncClient, fake_stripe: FakeStripe
+) -> None:
     staff = await owner(client)
     async with unit_of_work(runtime) as uow:
         await apply_stripe_subscription_event(
             uow,
             staff.workspace_id,
-            event(
-                "customer.subscription.updated", corpus_subscription(1), 1557995300, "2019-05-16"
+            fake_stripe.event(
+                "customer.subscription.updated",
+                corpus_subscription(1),
+                created=1557995300,
+                api_version="2019-05-16",
             ),
         )
     async with runtime.sessionmaker() as session:
@@ -436,204 +455,34 @@ async def test_stripe_failure_stores_nothing(
 
 
 # --- Requests to Stripe ---------------------------------------------------------------------
-#
-# NOTE: tests/stripe_server.py does not serve customers, products, prices, tax rates or
-# subscriptions yet. Until it does, the fake below serves them with the same checks (secret
-# key, Stripe-Version, form body, Idempotency-Key replay) and records into the same FakeStripe
-# state, built from the examples in fixtures3.json.
 
 
-class BillingFake:
-    """Customers, products, prices, tax rates and subscriptions for a FakeStripe."""
-
-    def __init__(self, fake: FakeStripe) -> None:
-        self.fake = fake
-        self.clock: FrozenClock | None = None
-
-    def _object(self, resource: str, prefix: str, params: dict[str, Any]) -> dict[str, Any]:
-        obj = copy.deepcopy(EXAMPLES[resource])
-        obj["id"] = f"{prefix}_{uuid.uuid4().hex[:24]}"
-        obj["metadata"] = params.get("metadata") or {}
-        self.fake.objects[obj["id"]] = obj
-        return obj
-
-    def _now(self) -> int:
-        assert self.clock is not None
-        return int(self.clock.now().timestamp())
-
-    def create_subscription(self, params: dict[str, Any]) -> dict[str, Any]:
-        obj = self._object("subscription", "sub", params)
-        price = self.fake.objects[params["items"][0]["price"]]
-        now = self._now()
-        trial_days = int(params.get("trial_period_days") or 0)
-        obj.update(
-            customer=params["customer"],
-            status="trialing" if trial_days else "incomplete",
-            trial_end=now + trial_days * 86400 if trial_days else None,
-            cancel_at_period_end=False,
-            canceled_at=None,
-            pause_collection=None,
-        )
-        item = obj["items"]["data"][0]
-        item.update(
-            id=f"si_{uuid.uuid4().hex[:24]}",
-            price=price,
-            current_period_start=now,
-            current_period_end=now + 30 * 86400,
-        )
-        return obj
-
-    def update_subscription(self, obj: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        if "cancel_at_period_end" in params:
-            obj["cancel_at_period_end"] = params["cancel_at_period_end"] == "true"
-        if "pause_collection" in params:
-            value = params["pause_collection"]
-            obj["pause_collection"] = value if isinstance(value, dict) and value else None
-        if "items" in params:
-            change = params["items"][0]
-            item = obj["items"]["data"][0]
-            assert change["id"] == item["id"], "the update must name the existing item"
-            item["price"] = self.fake.objects[change["price"]]
-        return obj
-
-    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        creators = {
-            "/v1/customers": ("customer", "cus"),
-            "/v1/products": ("product", "prod"),
-            "/v1/tax_rates": ("tax_rate", "txr"),
-        }
-        if method == "POST" and path in creators:
-            return 200, self._object(*creators[path], params)
-        if method == "POST" and path == "/v1/prices":
-            price = self._object("price", "price", params)
-            price.update(
-                product=params["product"],
-                unit_amount=int(params["unit_amount"]),
-                currency=params["currency"],
-                recurring={**price.get("recurring", {}), **params["recurring"]},
-            )
-            return 200, price
-        if method == "POST" and path == "/v1/subscriptions":
-            return 200, self.create_subscription(params)
-        obj = self.fake.objects.get(path.removeprefix("/v1/subscriptions/"))
-        if obj is None:
-            return 404, {"error": {"type": "invalid_request_error", "message": "No such object"}}
-        if method == "GET":
-            return 200, obj
-        if method == "DELETE":
-            obj.update(status="canceled", canceled_at=self._now(), ended_at=self._now())
-            return 200, obj
-        return 200, self.update_subscription(obj, params)
-
-
-BILLING_PATHS = (
-    "/v1/customers",
-    "/v1/products",
-    "/v1/prices",
-    "/v1/tax_rates",
-    "/v1/subscriptions",
-)
-
-
-def billing_app(fake: FakeStripe, billing: BillingFake) -> Starlette:
-    inner = build_app(fake)
-
-    async def handle(request: Request) -> Response:
-        path = request.url.path
-        if not path.startswith(BILLING_PATHS):
-            return await _forward(inner, request)
-        auth = request.headers.get("authorization", "")
-        if auth.removeprefix("Bearer ") not in fake.secret_keys:
-            return stripe_error(401, "Invalid API Key provided", "invalid_request_error")
-        if not request.headers.get("stripe-version"):
-            return stripe_error(
-                400, "A Stripe-Version header is required.", "invalid_request_error"
-            )
-        key = request.headers.get("idempotency-key")
-        if request.method == "GET":
-            params = parse_form(list(request.query_params.multi_items()))
-        else:
-            if not key:
-                return stripe_error(400, "An Idempotency-Key is required.", "invalid_request_error")
-            if request.method == "POST" and not request.headers.get("content-type", "").startswith(
-                "application/x-www-form-urlencoded"
-            ):
-                return stripe_error(400, "The body must be form-encoded.", "invalid_request_error")
-            params = parse_form(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-            known = fake.idempotency.get(key)
-            if known is not None:
-                target, first_params, status, answer = known
-                if target != f"{request.method} {path}" or first_params != params:
-                    return stripe_error(
-                        400, "Key reused with other parameters.", "idempotency_error"
-                    )
-                fake.requests.append(RecordedRequest(request.method, path, key, params, True))
-                return JSONResponse(answer, status_code=status)
-        fake.requests.append(RecordedRequest(request.method, path, key, params))
-        queued = fake.failures.get(path)
-        if queued:
-            status, error, _retry = queued.pop(0)
-            return JSONResponse({"error": error}, status_code=status)
-        status, answer = billing.route(request.method, path, params)
-        if key and status < 500:
-            fake.idempotency[key] = (
-                f"{request.method} {path}",
-                params,
-                status,
-                copy.deepcopy(answer),
-            )
-        return JSONResponse(answer, status_code=status)
-
-    return Starlette(routes=[Route("/v1/{rest:path}", handle, methods=["GET", "POST", "DELETE"])])
-
-
-async def _forward(app: Starlette, request: Request) -> Response:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as client:
-        response = await client.request(
-            request.method,
-            request.url.path,
-            params=list(request.query_params.multi_items()),
-            headers=[(k, v) for k, v in request.headers.items() if k != "host"],
-            content=await request.body(),
-        )
-    return Response(response.content, response.status_code, dict(response.headers))
-
-
-@pytest.fixture
-async def billing(fake_stripe: FakeStripe, clock: FrozenClock) -> AsyncIterator[BillingFake]:
-    """Serve the billing fake in front of the Stripe fake and point the app at it."""
-    billing = BillingFake(fake_stripe)
-    billing.clock = clock
-    sock = listening_socket()
-    config = uvicorn.Config(
-        billing_app(fake_stripe, billing), lifespan="off", log_config=None, log_level="warning"
+async def _subscribe(
+    client: httpx.AsyncClient, workspace: StripeWorkspace, contact_id: str, plan_id: str
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/subscriptions",
+        headers=workspace.headers,
+        json={"contact_id": contact_id, "plan_id": plan_id, "gateway": "stripe"},
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
-    fake_stripe.url = f"http://{HOST}:{sock.getsockname()[1]}"
-    try:
-        yield billing
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
-@pytest.fixture
-def settings_overrides(fake_stripe: FakeStripe, request: pytest.FixtureRequest) -> dict[str, Any]:
-    if "billing" in request.fixturenames:
-        request.getfixturevalue("billing")
-    return {"stripe_api_base": fake_stripe.url, "stripe_max_retries": 0}
+async def _taxed_plan(client: httpx.AsyncClient, workspace: StripeWorkspace) -> tuple[str, str]:
+    """Create a contact and a plan with 20 % tax, and return their ids."""
+    contact_id, plan_id = await _contact_and_plan(client, workspace.headers)
+    patched = await client.patch(
+        f"/api/v1/plans/{plan_id}", headers=workspace.headers, json={"tax_rate": "20"}
+    )
+    assert patched.status_code == 200, patched.text
+    return contact_id, plan_id
 
 
 async def test_create_in_stripe_with_our_keys(
     client: httpx.AsyncClient,
     runtime: Runtime,
-    billing: BillingFake,
     fake_stripe: FakeStripe,
     workspace: StripeWorkspace,
 ) -> None:
@@ -644,20 +493,14 @@ async def test_create_in_stripe_with_our_keys(
         json={"tax_rate": "20", "trial_days": 14},
     )
     assert patched.status_code == 200
-    response = await client.post(
-        "/api/v1/subscriptions",
-        headers=workspace.headers,
-        json={"contact_id": contact_id, "plan_id": plan_id, "gateway": "stripe"},
-    )
-    assert response.status_code == 201, response.text
-    created = response.json()
+    created = await _subscribe(client, workspace, contact_id, plan_id)
+    trial_end = datetime.fromtimestamp(int(START.timestamp()) + 14 * 86400, tz=UTC)
     assert created["status"] == "trialing"
     assert created["stripe_subscription_id"].startswith("sub_")
-    assert (
-        created["trial_end"]
-        == datetime.fromtimestamp(int(START.timestamp()) + 14 * 86400, tz=UTC).isoformat()
-    )
+    assert created["trial_end"] == trial_end.isoformat()
     assert created["current_period_start"] == START.isoformat()
+    # Stripe's first period of a trialing subscription ends with the trial.
+    assert created["current_period_end"] == trial_end.isoformat()
 
     ws = workspace.workspace_id
     [customer] = fake_stripe.posts("/v1/customers")
@@ -669,23 +512,34 @@ async def test_create_in_stripe_with_our_keys(
     assert price.params["recurring"] == {"interval": "month", "interval_count": "1"}
     [tax_rate] = fake_stripe.posts("/v1/tax_rates")
     assert tax_rate.params["percentage"] == "20"
+    assert tax_rate.params["inclusive"] == "false"
+    assert tax_rate.params["metadata"] == {"frontdesk_plan": plan_id}
+    [tax_rate_object] = fake_stripe.created("txr")
     [subscription] = fake_stripe.posts("/v1/subscriptions")
     assert subscription.idempotency_key == f"{ws}:{created['id']}:subscription:v1"
     assert subscription.params["trial_period_days"] == "14"
     assert subscription.params["payment_behavior"] == "default_incomplete"
     assert subscription.params["metadata"]["subscription_id"] == created["id"]
     assert subscription.params["items"][0]["price"] == fake_stripe.created("price")[0]["id"]
+    assert subscription.params["default_tax_rates"] == [tax_rate_object["id"]]
 
-    # A second subscription of the contact reuses the customer and the plan's price.
-    again = await client.post(
-        "/api/v1/subscriptions",
-        headers=workspace.headers,
-        json={"contact_id": contact_id, "plan_id": plan_id, "gateway": "stripe"},
-    )
-    assert again.status_code == 201, again.text
+    in_stripe = fake_stripe.objects[created["stripe_subscription_id"]]
+    assert in_stripe["customer"] == fake_stripe.created("cus")[0]["id"]
+    assert in_stripe["default_tax_rates"][0]["id"] == tax_rate_object["id"]
+    assert in_stripe["items"]["data"][0]["price"]["unit_amount"] == 2000
+
+    # A second subscription of the contact reuses the customer, the plan's price and the
+    # tax rate, which it finds in the list of the account's tax rates.
+    again = await _subscribe(client, workspace, contact_id, plan_id)
     assert len(fake_stripe.posts("/v1/customers")) == 1
     assert len(fake_stripe.posts("/v1/prices")) == 1
+    assert len(fake_stripe.posts("/v1/tax_rates")) == 1
+    assert len(fake_stripe.sent("GET", "/v1/tax_rates")) == 2
     assert len(fake_stripe.posts("/v1/subscriptions")) == 2
+    assert fake_stripe.posts("/v1/subscriptions")[1].params["default_tax_rates"] == [
+        tax_rate_object["id"]
+    ]
+    assert again["stripe_subscription_id"] != created["stripe_subscription_id"]
     async with runtime.sessionmaker() as session:
         plan = await session.get(Plan, uuid.UUID(plan_id))
         assert plan is not None
@@ -693,36 +547,112 @@ async def test_create_in_stripe_with_our_keys(
         assert plan.stripe_product_id == fake_stripe.created("prod")[0]["id"]
 
 
+async def test_tax_rate_reused_after_keys_expire(
+    client: httpx.AsyncClient, fake_stripe: FakeStripe, workspace: StripeWorkspace
+) -> None:
+    contact_id, plan_id = await _taxed_plan(client, workspace)
+    first = await _subscribe(client, workspace, contact_id, plan_id)
+    # Stripe prunes idempotency keys after 24 hours, and the list still finds the rate.
+    fake_stripe.idempotency.clear()
+    second = await _subscribe(client, workspace, contact_id, plan_id)
+
+    [tax_rate] = fake_stripe.created("txr")
+    for created in (first, second):
+        in_stripe = fake_stripe.objects[created["stripe_subscription_id"]]
+        assert [rate["id"] for rate in in_stripe["default_tax_rates"]] == [tax_rate["id"]]
+    assert len(fake_stripe.posts("/v1/tax_rates")) == 1
+
+
+async def test_tax_rate_found_on_later_page(
+    client: httpx.AsyncClient,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    clock: FrozenClock,
+) -> None:
+    contact_id, plan_id = await _taxed_plan(client, workspace)
+    ours = fake_stripe.create_tax_rate(
+        {
+            "display_name": "Tax",
+            "percentage": "20",
+            "inclusive": "false",
+            "metadata": {"frontdesk_plan": plan_id},
+        }
+    )
+    # A full page of newer rates comes first, because Stripe lists the newest first.
+    clock.advance(seconds=1)
+    for number in range(100):
+        fake_stripe.create_tax_rate(
+            {"display_name": f"VAT {number}", "percentage": "20", "inclusive": "false"}
+        )
+
+    created = await _subscribe(client, workspace, contact_id, plan_id)
+
+    in_stripe = fake_stripe.objects[created["stripe_subscription_id"]]
+    assert [rate["id"] for rate in in_stripe["default_tax_rates"]] == [ours["id"]]
+    assert fake_stripe.posts("/v1/tax_rates") == []
+    pages = fake_stripe.sent("GET", "/v1/tax_rates")
+    assert len(pages) == 2
+    assert pages[0].params == {"active": "true", "inclusive": "false", "limit": "100"}
+    assert "starting_after" in pages[1].params
+
+
+async def test_tax_rate_skips_foreign_rates(
+    client: httpx.AsyncClient, fake_stripe: FakeStripe, workspace: StripeWorkspace
+) -> None:
+    contact_id, plan_id = await _taxed_plan(client, workspace)
+    marker = {"frontdesk_plan": plan_id}
+    rate = {"display_name": "Tax", "percentage": "20", "inclusive": "false"}
+    skipped = [
+        # Made by someone else, without our metadata.
+        fake_stripe.create_tax_rate(rate),
+        # Ours, but archived in the Dashboard.
+        fake_stripe.create_tax_rate({**rate, "metadata": marker, "active": "false"}),
+        # Tax included in the price.
+        fake_stripe.create_tax_rate({**rate, "metadata": marker, "inclusive": "true"}),
+        # Another plan's rate.
+        fake_stripe.create_tax_rate({**rate, "metadata": {"frontdesk_plan": str(uuid.uuid4())}}),
+        # Another percentage.
+        fake_stripe.create_tax_rate({**rate, "percentage": "19", "metadata": marker}),
+    ]
+
+    created = await _subscribe(client, workspace, contact_id, plan_id)
+
+    [post] = fake_stripe.posts("/v1/tax_rates")
+    new_rate = fake_stripe.created("txr")[-1]
+    assert new_rate["id"] not in {rate["id"] for rate in skipped}
+    assert new_rate["metadata"] == marker
+    assert post.params["metadata"] == marker
+    in_stripe = fake_stripe.objects[created["stripe_subscription_id"]]
+    assert [rate["id"] for rate in in_stripe["default_tax_rates"]] == [new_rate["id"]]
+
+
 async def test_changes_sent_to_stripe(
     client: httpx.AsyncClient,
-    billing: BillingFake,
     fake_stripe: FakeStripe,
     workspace: StripeWorkspace,
     clock: FrozenClock,
 ) -> None:
     contact_id, plan_id = await _contact_and_plan(client, workspace.headers)
-    created = await client.post(
-        "/api/v1/subscriptions",
-        headers=workspace.headers,
-        json={"contact_id": contact_id, "plan_id": plan_id, "gateway": "stripe"},
-    )
-    assert created.status_code == 201, created.text
-    body = created.json()
+    body = await _subscribe(client, workspace, contact_id, plan_id)
     assert body["status"] == "incomplete"
     path = f"/api/v1/subscriptions/{body['id']}"
     stripe_path = f"/v1/subscriptions/{body['stripe_subscription_id']}"
+    in_stripe = fake_stripe.objects[body["stripe_subscription_id"]]
+    [item] = in_stripe["items"]["data"]
 
     clock.advance(seconds=5)
     paused = await client.post(f"{path}/pause", headers=workspace.headers)
     assert paused.status_code == 200, paused.text
     assert paused.json()["paused_at"] is not None
     assert fake_stripe.posts(stripe_path)[-1].params == {"pause_collection": {"behavior": "void"}}
+    assert in_stripe["pause_collection"] == {"behavior": "void", "resumes_at": None}
 
     clock.advance(seconds=5)
     resumed = await client.post(f"{path}/resume", headers=workspace.headers)
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["paused_at"] is None
     assert fake_stripe.posts(stripe_path)[-1].params["pause_collection"] == ""
+    assert in_stripe["pause_collection"] is None
 
     # Pausing again is a new operation with a new idempotency key.
     clock.advance(seconds=5)
@@ -730,13 +660,16 @@ async def test_changes_sent_to_stripe(
     assert again.status_code == 200, again.text
     keys = [request.idempotency_key for request in fake_stripe.posts(stripe_path)]
     assert len(set(keys)) == 3
-    await client.post(f"{path}/resume", headers=workspace.headers)
+    assert not any(request.replayed for request in fake_stripe.posts(stripe_path))
+    resumed_again = await client.post(f"{path}/resume", headers=workspace.headers)
+    assert resumed_again.status_code == 200, resumed_again.text
 
     other = await client.post(
         "/api/v1/plans",
         headers=workspace.headers,
         json={"name": "Platinum", "amount": 5000, "currency": "USD", "interval": "month"},
     )
+    assert other.status_code == 201, other.text
     changed = await client.post(
         f"{path}/change-plan",
         headers=workspace.headers,
@@ -745,19 +678,146 @@ async def test_changes_sent_to_stripe(
     assert changed.status_code == 200, changed.text
     assert changed.json()["plan_id"] == other.json()["id"]
     update = fake_stripe.posts(stripe_path)[-1].params
+    new_price = fake_stripe.created("price")[-1]
     assert update["proration_behavior"] == "create_prorations"
-    assert update["items"][0]["price"] == fake_stripe.created("price")[-1]["id"]
+    assert update["items"] == [{"id": item["id"], "price": new_price["id"]}]
+    assert in_stripe["items"]["data"][0]["price"]["id"] == new_price["id"]
+    assert [p["to_price"] for p in fake_stripe.prorations] == [new_price["id"]]
 
     clock.advance(seconds=5)
     later = await client.post(
         f"{path}/cancel", headers=workspace.headers, json={"at_period_end": True}
     )
+    assert later.status_code == 200, later.text
     assert later.json()["cancel_at_period_end"] is True
     assert fake_stripe.posts(stripe_path)[-1].params == {"cancel_at_period_end": "true"}
+    assert in_stripe["cancel_at"] == item["current_period_end"]
 
     clock.advance(seconds=5)
     now = await client.post(f"{path}/cancel", headers=workspace.headers, json={})
     assert now.status_code == 200, now.text
     assert now.json()["status"] == "canceled"
-    deletes = [r for r in fake_stripe.requests if r.method == "DELETE" and r.path == stripe_path]
-    assert len(deletes) == 1
+    [delete] = fake_stripe.sent("DELETE", stripe_path)
+    # Stripe ignores idempotency keys on DELETE, so the client sends none.
+    assert delete.idempotency_key is None
+    assert delete.params == {}
+    assert in_stripe["status"] == "canceled"
+    assert in_stripe["canceled_at"] == int(clock.now().timestamp())
+
+
+async def test_change_plan_without_proration(
+    client: httpx.AsyncClient, fake_stripe: FakeStripe, workspace: StripeWorkspace
+) -> None:
+    contact_id, plan_id = await _contact_and_plan(client, workspace.headers)
+    body = await _subscribe(client, workspace, contact_id, plan_id)
+    other = await client.post(
+        "/api/v1/plans",
+        headers=workspace.headers,
+        json={"name": "Silver", "amount": 1000, "currency": "USD", "interval": "month"},
+    )
+    changed = await client.post(
+        f"/api/v1/subscriptions/{body['id']}/change-plan",
+        headers=workspace.headers,
+        json={"plan_id": other.json()["id"], "proration": False},
+    )
+    assert changed.status_code == 200, changed.text
+    stripe_path = f"/v1/subscriptions/{body['stripe_subscription_id']}"
+    assert fake_stripe.posts(stripe_path)[-1].params["proration_behavior"] == "none"
+    assert fake_stripe.prorations == []
+
+
+async def test_cancel_after_stripe_canceled(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    clock: FrozenClock,
+) -> None:
+    contact_id, plan_id = await _contact_and_plan(client, workspace.headers)
+    body = await _subscribe(client, workspace, contact_id, plan_id)
+    stripe_id = body["stripe_subscription_id"]
+    # Canceled in Stripe already, as after a DELETE whose response was lost.
+    clock.advance(seconds=5)
+    fake_stripe.cancel_subscription(stripe_id, {})
+    clock.advance(seconds=5)
+
+    response = await client.post(
+        f"/api/v1/subscriptions/{body['id']}/cancel", headers=workspace.headers, json={}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "canceled"
+    first_cancel = int((START + timedelta(seconds=5)).timestamp())
+    assert fake_stripe.objects[stripe_id]["canceled_at"] == first_cancel
+    assert len(fake_stripe.sent("DELETE", f"/v1/subscriptions/{stripe_id}")) == 1
+    assert len(fake_stripe.sent("GET", f"/v1/subscriptions/{stripe_id}")) == 1
+
+
+async def test_cancel_unknown_in_stripe_is_502(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    contact_id, plan_id = await _contact_and_plan(client, workspace.headers)
+    body = await _subscribe(client, workspace, contact_id, plan_id)
+    # Removed from the fake, so Stripe returns 404 for the id.
+    del fake_stripe.objects[body["stripe_subscription_id"]]
+
+    response = await client.post(
+        f"/api/v1/subscriptions/{body['id']}/cancel", headers=workspace.headers, json={}
+    )
+
+    assert response.status_code == 502, response.text
+    assert response.json()["code"] == "stripe_rejected"
+    assert "No such subscription" in response.json()["detail"]
+    copied = await load(runtime, uuid.UUID(body["id"]))
+    assert copied.status == "incomplete"
+    assert copied.canceled_at is None
+
+
+async def test_built_events_applied(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+    clock: FrozenClock,
+) -> None:
+    contact_id, plan_id = await _contact_and_plan(client, workspace.headers)
+    body = await _subscribe(client, workspace, contact_id, plan_id)
+    stripe_id = body["stripe_subscription_id"]
+    subscription_id = uuid.UUID(body["id"])
+
+    clock.advance(seconds=5)
+    await deliver(
+        client,
+        runtime,
+        workspace,
+        fake_stripe.invoice_event("invoice.paid", stripe_id, billing_reason="subscription_create"),
+        clock,
+    )
+    assert (await load(runtime, subscription_id)).status == "active"
+    assert fake_stripe.objects[stripe_id]["status"] == "active"
+
+    clock.advance(seconds=5)
+    failed = fake_stripe.invoice_event("invoice.payment_failed", stripe_id)
+    invoice = failed["data"]["object"]
+    assert invoice["parent"]["subscription_details"]["subscription"] == stripe_id
+    assert "subscription" not in invoice
+    await deliver(client, runtime, workspace, failed, clock)
+    copied = await load(runtime, subscription_id)
+    assert copied.status == "past_due"
+    assert copied.past_due_since == clock.now()
+
+    clock.advance(seconds=5)
+    fake_stripe.cancel_subscription(stripe_id, {})
+    await deliver(
+        client,
+        runtime,
+        workspace,
+        fake_stripe.subscription_event("customer.subscription.deleted", stripe_id),
+        clock,
+    )
+    copied = await load(runtime, subscription_id)
+    assert copied.status == "canceled"
+    assert copied.canceled_at == clock.now()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +43,8 @@ log = structlog.get_logger()
 
 SUBSCRIPTION_EVENT_PREFIX = "customer.subscription."
 INVOICE_EVENTS = ("invoice.paid", "invoice.payment_failed")
+# The metadata key of the tax rates that Frontdesk creates, with the plan's id as value.
+TAX_RATE_PLAN_KEY = "frontdesk_plan"
 
 
 class StripeRejected(ProblemError):
@@ -135,15 +137,41 @@ async def _price_id(client: StripeClient, plan: Plan) -> str:
     return plan.stripe_price_id
 
 
+def _same_percentage(value: Any, percentage: Decimal) -> bool:
+    try:
+        return Decimal(str(value)) == percentage
+    except InvalidOperation:
+        return False
+
+
 async def _tax_rate_id(client: StripeClient, plan: Plan) -> str | None:
-    if Decimal(plan.tax_rate) == 0:
+    """Return the id of the plan's exclusive tax rate, creating the rate if none is active."""
+    percentage = Decimal(plan.tax_rate)
+    if percentage == 0:
         return None
-    # NOTE: the tax rate's id is not stored, so after Stripe's 24 hours of idempotency a
-    # new subscription creates another tax rate with the same percentage.
+    # NOTE: plans store no tax rate id, so every new subscription lists the account's active
+    # exclusive tax rates (one request per 100) to find the rate whose metadata names the
+    # plan. A rate archived in Stripe, or whose metadata was edited, is replaced by a new one.
+    rates = await client.list_all("/v1/tax_rates", {"active": True, "inclusive": False})
+    for rate in rates:
+        metadata = rate.get("metadata") or {}
+        if (
+            metadata.get(TAX_RATE_PLAN_KEY) == str(plan.id)
+            and rate.get("inclusive") is False
+            and _same_percentage(rate.get("percentage"), percentage)
+        ):
+            return str(rate["id"])
+    # Stripe cannot change a tax rate's percentage (POST /v1/tax_rates/{id} takes none), so a
+    # plan whose percentage changed needs a new rate, and the percentage is part of the key.
     tax_rate = await client.post(
         "/v1/tax_rates",
-        {"display_name": "Tax", "percentage": plan.tax_rate, "inclusive": "false"},
-        idempotency_key=f"{plan.workspace_id}:{plan.id}:tax-rate:{plan.tax_rate}:v1",
+        {
+            "display_name": "Tax",
+            "percentage": plan.tax_rate,
+            "inclusive": False,
+            "metadata": {TAX_RATE_PLAN_KEY: str(plan.id)},
+        },
+        idempotency_key=f"{plan.workspace_id}:{plan.id}:tax-rate:{plan.tax_rate}:v2",
     )
     return str(tax_rate["id"])
 
@@ -197,6 +225,24 @@ async def _update(
             raise _problem(error, action.replace("-", " ") + " the subscription") from error
 
 
+async def _cancel_now(client: StripeClient, path: str) -> dict[str, Any]:
+    """Cancel at once with DELETE and return the canceled subscription.
+
+    Stripe returns 404 ``resource_missing`` to a DELETE of a subscription that is already
+    canceled, as after a retry whose first response was lost, or a cancel in the Dashboard.
+    The subscription itself can still be read, so a canceled one counts as done.
+    """
+    try:
+        return await client.delete(path)
+    except InvalidRequestError as error:
+        if error.code != "resource_missing":
+            raise
+        current = await client.get(path)
+        if current.get("status") != "canceled":
+            raise
+        return current
+
+
 async def cancel_in_stripe(
     uow: UnitOfWork, subscription: Subscription, *, at_period_end: bool
 ) -> None:
@@ -207,14 +253,7 @@ async def cancel_in_stripe(
         path = f"/v1/subscriptions/{subscription.stripe_subscription_id}"
         async with client:
             try:
-                # Stripe cancels at once with DELETE /v1/subscriptions/{id}.
-                # TODO: call a public delete method once the Stripe client has one.
-                updated = await client._request(
-                    "DELETE",
-                    path,
-                    params={},
-                    idempotency_key=_update_key(subscription, "cancel-now"),
-                )
+                updated = await _cancel_now(client, path)
             except StripeError as error:
                 raise _problem(error, "cancel the subscription") from error
     mirror(subscription, updated, changed_at=int(uow.now().timestamp()))
