@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,30 @@ from frontdesk.workspaces.models import Membership
 
 ROLE_RANK = {"agent": 1, "admin": 2, "owner": 3}
 ROLES = tuple(ROLE_RANK)
+
+# The login session, its user and the user's membership of the token's workspace, in one
+# round trip. The outer joins keep the session row when the user or membership is gone.
+_LOGIN_QUERY = (
+    sa.select(
+        AuthSession.user_id,
+        AuthSession.expires_at,
+        AuthSession.revoked_at,
+        User.email,
+        User.email_verified_at,
+        User.is_instance_admin,
+        Membership.role,
+    )
+    .select_from(AuthSession)
+    .outerjoin(User, User.id == AuthSession.user_id)
+    .outerjoin(
+        Membership,
+        sa.and_(
+            Membership.user_id == AuthSession.user_id,
+            Membership.workspace_id == sa.bindparam("workspace_id", type_=sa.Uuid),
+        ),
+    )
+    .where(AuthSession.id == sa.bindparam("session_id", type_=sa.Uuid))
+)
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/token")
 
@@ -72,28 +97,29 @@ async def resolve_token(
         raise Unauthorized(
             "The access token is invalid; log in with POST /api/v1/auth/token to get one."
         ) from exc
-    login = await session.get(AuthSession, claims.session_id)
+    row = (
+        await session.execute(
+            _LOGIN_QUERY,
+            {"session_id": claims.session_id, "workspace_id": claims.workspace_id},
+        )
+    ).one_or_none()
     if (
-        login is None
-        or login.revoked_at is not None
-        or login.expires_at <= now
-        or login.user_id != claims.user_id
+        row is None
+        or row.revoked_at is not None
+        or row.expires_at <= now
+        or row.user_id != claims.user_id
     ):
         raise Unauthorized("The session has ended; log in again.")
-    user = await session.get(User, claims.user_id)
-    if user is None:
+    if row.email is None:
         raise Unauthorized("The account no longer exists.")
-    role = None
-    if claims.workspace_id is not None:
-        membership = await session.get(Membership, (claims.workspace_id, user.id))
-        role = membership.role if membership else None
+    role = row.role if claims.workspace_id is not None else None
     actor = UserActor(
-        user_id=user.id,
-        session_id=login.id,
+        user_id=row.user_id,
+        session_id=claims.session_id,
         workspace_id=claims.workspace_id,
-        email=user.email,
-        email_verified=user.email_verified_at is not None,
-        is_instance_admin=user.is_instance_admin,
+        email=row.email,
+        email_verified=row.email_verified_at is not None,
+        is_instance_admin=bool(row.is_instance_admin),
     )
     return actor, role
 
