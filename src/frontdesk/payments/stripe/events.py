@@ -356,7 +356,8 @@ async def _on_dispute(
         uow.session.add(dispute)
     elif dispute.status not in DISPUTE_FINAL:
         dispute.status = status
-        dispute.amount = amount
+        if obj.get("amount") is not None:
+            dispute.amount = amount
         dispute.updated_at = now
     await uow.session.flush()
     data = {**_transition_data(event), "dispute_status": dispute.status}
