@@ -30,6 +30,7 @@ _LOGIN_QUERY = (
         AuthSession.expires_at,
         AuthSession.revoked_at,
         User.email,
+        User.full_name,
         User.email_verified_at,
         User.is_instance_admin,
         Membership.role,
@@ -60,6 +61,7 @@ class Actor:
     email: str
     email_verified: bool
     is_instance_admin: bool
+    full_name: str | None = None
 
     def has_role(self, minimum: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[minimum]
@@ -75,6 +77,7 @@ class UserActor:
     email: str
     email_verified: bool
     is_instance_admin: bool
+    full_name: str | None = None
 
 
 async def resolve_token(
@@ -120,6 +123,7 @@ async def resolve_token(
         email=row.email,
         email_verified=row.email_verified_at is not None,
         is_instance_admin=bool(row.is_instance_admin),
+        full_name=row.full_name,
     )
     return actor, role
 
@@ -155,6 +159,7 @@ async def current_actor(
         email=user.email,
         email_verified=user.email_verified,
         is_instance_admin=user.is_instance_admin,
+        full_name=user.full_name,
     )
 
 

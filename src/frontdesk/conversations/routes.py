@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from frontdesk.auth.dependencies import Actor, AgentDep
-from frontdesk.auth.models import User
 from frontdesk.contacts.models import Contact
 from frontdesk.conversations import search, service
 from frontdesk.conversations.attachments import resolve_attachments
@@ -333,8 +332,7 @@ async def _message_attachments(
 
 
 async def _author(uow: UnitOfWork, actor: Actor) -> service.Author:
-    name = await uow.session.scalar(sa.select(User.full_name).where(User.id == actor.user_id))
-    return service.Author(type="member", id=actor.user_id, name=name)
+    return service.Author(type="member", id=actor.user_id, name=actor.full_name)
 
 
 @router.post(

@@ -8,6 +8,7 @@ visitor may see it, a visitor event shaped for customers.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.auth.models import User
 from frontdesk.conversations import search as message_search
@@ -257,17 +259,28 @@ async def ensure_participant(
     return participant
 
 
-async def _next_seq(uow: UnitOfWork, conversation: Conversation) -> int:
-    """Take the next message number; the row update serializes concurrent writers."""
+async def _next_seq(uow: UnitOfWork, conversation: Conversation, *, kind: str) -> int:
+    """Take the next message number and stamp the conversation's times in one UPDATE.
+
+    The row update serializes concurrent writers. The values it writes are set on the
+    loaded conversation as already stored, so the flush does not write them again.
+    """
+    now = uow.now()
+    values: dict[str, Any] = {"last_seq": Conversation.last_seq + 1, "updated_at": now}
+    if kind == "message":
+        values["last_message_at"] = now
     seq = await uow.session.scalar(
         sa.update(Conversation)
         .where(Conversation.id == conversation.id)
-        .values(last_seq=Conversation.last_seq + 1)
+        .values(values)
         .returning(Conversation.last_seq)
     )
     if seq is None:
         raise NotFound("No such conversation in this workspace.")
-    conversation.last_seq = seq
+    set_committed_value(conversation, "last_seq", seq)
+    set_committed_value(conversation, "updated_at", now)
+    if kind == "message":
+        set_committed_value(conversation, "last_message_at", now)
     return int(seq)
 
 
@@ -344,9 +357,13 @@ async def post_message(
     message_data = dict(data or {})
     if author.name:
         message_data["author_name"] = author.name
+    # Only a client id can collide with a stored message, so only then is a savepoint needed.
+    savepoint = (
+        uow.session.begin_nested() if client_message_id is not None else contextlib.nullcontext()
+    )
     try:
-        async with uow.session.begin_nested():
-            seq = await _next_seq(uow, conversation)
+        async with savepoint:
+            seq = await _next_seq(uow, conversation, kind=kind)
             message = ConversationMessage(
                 id=uuid7(),
                 workspace_id=conversation.workspace_id,
@@ -377,12 +394,13 @@ async def post_message(
             raise
         return existing, False
 
-    if kind == "message":
-        conversation.last_message_at = now
-        if author.type in ("visitor", "contact") and conversation.status in ("resolved", "snoozed"):
-            conversation.status = "open"
-            conversation.snoozed_until = None
-    conversation.updated_at = now
+    if (
+        kind == "message"
+        and author.type in ("visitor", "contact")
+        and conversation.status in ("resolved", "snoozed")
+    ):
+        conversation.status = "open"
+        conversation.snoozed_until = None
     if author.type in ("member", "visitor"):
         participant_type = "member" if author.type == "member" else "visitor"
         participant = await ensure_participant(uow, conversation, participant_type, author.key)
