@@ -33,7 +33,7 @@ from frontdesk.core.api import ClientIpDep, UowDep
 router = APIRouter(tags=["auth"])
 
 
-def client_info(request: Request, ip: ClientIpDep) -> ClientInfo:
+async def client_info(request: Request, ip: ClientIpDep) -> ClientInfo:
     return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
 
 

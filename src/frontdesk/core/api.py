@@ -13,7 +13,9 @@ from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.runtime import Runtime
 
 
-def get_runtime(connection: HTTPConnection) -> Runtime:
+# The dependencies below are ``async def`` although they do not await: FastAPI runs a plain
+# ``def`` dependency in its thread pool, a thread switch on every request.
+async def get_runtime(connection: HTTPConnection) -> Runtime:
     runtime: Runtime = connection.app.state.runtime
     return runtime
 
@@ -24,7 +26,7 @@ async def get_uow(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIte
         yield uow
 
 
-def get_client_ip(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> str:
+async def get_client_ip(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> str:
     return client_ip(request, runtime.settings.trusted_proxies)
 
 
