@@ -749,6 +749,8 @@ async def test_cancel_after_stripe_canceled(
     assert response.json()["status"] == "canceled"
     first_cancel = int((START + timedelta(seconds=5)).timestamp())
     assert fake_stripe.objects[stripe_id]["canceled_at"] == first_cancel
+    canceled_at = datetime.fromisoformat(response.json()["canceled_at"].replace("Z", "+00:00"))
+    assert canceled_at == START + timedelta(seconds=5)
     assert len(fake_stripe.sent("DELETE", f"/v1/subscriptions/{stripe_id}")) == 1
     assert len(fake_stripe.sent("GET", f"/v1/subscriptions/{stripe_id}")) == 1
 

@@ -273,7 +273,10 @@ async def cancel_subscription(
         return subscription
     if subscription.gateway == "manual":
         subscription.status = "canceled"
-    subscription.canceled_at = uow.now()
+        subscription.canceled_at = uow.now()
+    else:
+        # Stripe's response, copied by cancel_in_stripe, carries when Stripe canceled it.
+        subscription.canceled_at = subscription.canceled_at or uow.now()
     record(uow, subscription, "canceled", actor_id=actor)
     return subscription
 
