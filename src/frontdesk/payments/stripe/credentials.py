@@ -7,6 +7,7 @@ the workspace id as associated data, so a row copied to another workspace does n
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -111,7 +112,7 @@ def decrypt_secret_key(uow: UnitOfWork, account: StripeAccount) -> str:
     )
 
 
-def decrypt_webhook_secret(uow: UnitOfWork, account: StripeAccount) -> str | None:
+def decrypt_webhook_secret(uow: UnitOfWork, account: StripeAccount | WebhookAccount) -> str | None:
     if account.webhook_secret_encrypted is None:
         return None
     return uow.rt.cipher.decrypt_text(
@@ -229,13 +230,24 @@ async def delete_account(uow: UnitOfWork, *, workspace_id: uuid.UUID) -> None:
         log.info("stripe.account_deleted", workspace_id=str(workspace_id))
 
 
-async def find_by_webhook_token(uow: UnitOfWork, token: str) -> StripeAccount:
-    account: StripeAccount | None = await uow.session.scalar(
-        sa.select(StripeAccount).where(StripeAccount.webhook_token == token)
-    )
-    if account is None:
+@dataclass(frozen=True)
+class WebhookAccount:
+    """The columns of a Stripe account that a webhook delivery needs."""
+
+    workspace_id: uuid.UUID
+    webhook_secret_encrypted: str | None
+
+
+_WEBHOOK_ACCOUNT_QUERY = sa.select(
+    StripeAccount.workspace_id, StripeAccount.webhook_secret_encrypted
+).where(StripeAccount.webhook_token == sa.bindparam("token", type_=sa.String))
+
+
+async def find_webhook_account(uow: UnitOfWork, token: str) -> WebhookAccount:
+    row = (await uow.session.execute(_WEBHOOK_ACCOUNT_QUERY, {"token": token})).one_or_none()
+    if row is None:
         raise NotFound(
             "No Stripe webhook exists at this address; copy webhook_url again from "
             "GET /api/v1/payments/stripe."
         )
-    return account
+    return WebhookAccount(row.workspace_id, row.webhook_secret_encrypted)

@@ -18,10 +18,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from frontdesk.core.api import UowDep
 from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import Conflict, ProblemError, ValidationFailed
+from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.payments.models import StripeEvent
 from frontdesk.payments.stripe import webhooks
-from frontdesk.payments.stripe.credentials import decrypt_webhook_secret, find_by_webhook_token
+from frontdesk.payments.stripe.credentials import decrypt_webhook_secret, find_webhook_account
 from frontdesk.payments.stripe.events import EVENT_JOB
 
 log = structlog.get_logger()
@@ -35,9 +36,20 @@ class SignatureRejected(ProblemError):
     title = "Webhook signature rejected"
 
 
+def _event_insert(insert: Any) -> Any:
+    return insert(StripeEvent.__table__).on_conflict_do_nothing(
+        index_elements=["workspace_id", "event_id"]
+    )
+
+
+# Built once: a Core INSERT on the table skips the ORM's per-call statement building.
+_EVENT_INSERTS = {"postgresql": _event_insert(pg_insert), "sqlite": _event_insert(sqlite_insert)}
+
+
 async def store_event(uow: UnitOfWork, workspace_id: uuid.UUID, event: dict[str, Any]) -> bool:
     """Insert the event unless its id is stored already; return whether it was new."""
     values = {
+        "id": uuid7(),
         "workspace_id": workspace_id,
         "event_id": event["id"],
         "type": event["type"],
@@ -49,15 +61,8 @@ async def store_event(uow: UnitOfWork, workspace_id: uuid.UUID, event: dict[str,
         "attempts": 0,
         "last_error": None,
     }
-    insert: Any = (
-        pg_insert(StripeEvent)
-        if dialect_name(uow.session) == "postgresql"
-        else sqlite_insert(StripeEvent)
-    )
-    statement = insert.values(values).on_conflict_do_nothing(
-        index_elements=["workspace_id", "event_id"]
-    )
-    result = await uow.session.execute(statement)
+    statement = _EVENT_INSERTS[dialect_name(uow.session)]
+    result = await uow.session.execute(statement, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -75,7 +80,7 @@ async def receive_stripe_webhook(
 ) -> dict[str, bool]:
     """Receive one Stripe event for the workspace that owns this address."""
     body = await request.body()
-    account = await find_by_webhook_token(uow, webhook_token)
+    account = await find_webhook_account(uow, webhook_token)
     secret = decrypt_webhook_secret(uow, account)
     if secret is None:
         raise Conflict(
