@@ -272,6 +272,25 @@ def test_idn_domain_becomes_ascii() -> None:
     assert parse_address("Chloé <chloe@exämple.org>").address == "chloe@xn--exmple-cua.org"
 
 
+def test_private_sender_host_accepted() -> None:
+    message = build_mime(make_email(from_address="Frontdesk <frontdesk@LocalHost>"))
+
+    assert parse(message)["From"].addresses[0].addr_spec == "frontdesk@localhost"
+
+
+def test_private_recipient_host_rejected() -> None:
+    with pytest.raises(PermanentDeliveryError, match="invalid To address"):
+        build_mime(make_email(to=["someone@mail.localhost"]))
+
+
+@pytest.mark.parametrize(
+    "sender", ["frontdesk@-bad.local", "frontdesk@bad..local", "front desk@localhost", "@localhost"]
+)
+def test_invalid_private_sender_rejected(sender: str) -> None:
+    with pytest.raises(PermanentDeliveryError, match="invalid From address"):
+        build_mime(make_email(from_address=sender))
+
+
 @pytest.mark.parametrize("line_break", sorted(LINE_BREAKS))
 def test_line_break_in_subject_raises(line_break: str) -> None:
     with pytest.raises(PermanentDeliveryError, match="line break"):

@@ -42,6 +42,11 @@ _PARAMETER_PIECE = 50
 _ASCII_TEXT = re.compile(r"[\x20-\x7e\t]*")
 _QUOTABLE = re.compile(r"[\x20-\x7e]*")
 _WHITESPACE_OR_WORD = re.compile(r"[ \t]+|[^ \t]+")
+# An ASCII host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 _BLANKS = re.compile(r"[ \t]+")
 _HEADER_NAME = re.compile(r"X-[A-Za-z0-9!#$%&'*+.^_`|~-]{1,60}", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[!#-;=?A-\[\]-~]+@[!#-;=?A-Z^-~]+>")
@@ -147,8 +152,15 @@ def _unquote_display_name(raw: str) -> str:
     return raw
 
 
-def parse_address(value: str, what: str = "address") -> MailAddress:
-    """Split a formatted address into display name and address; raise when invalid."""
+def parse_address(
+    value: str, what: str = "address", *, globally_deliverable: bool = True
+) -> MailAddress:
+    """Split a formatted address into display name and address; raise when invalid.
+
+    ``globally_deliverable=False`` also admits private and special-use host names such as
+    ``localhost`` or ``mail.internal``, which email-validator always rejects, because a
+    relay on a private network can deliver from them.
+    """
     value = _clean(value, f"the {what}")
     match = _NAME_AND_ADDRESS.fullmatch(value)
     if match:
@@ -159,10 +171,20 @@ def parse_address(value: str, what: str = "address") -> MailAddress:
         address = match["address"].strip()
     else:
         display_name, address = "", value
+    local_part, _, domain = address.rpartition("@")
+    private_host = not globally_deliverable and _HOST_NAME.fullmatch(domain) is not None
     try:
-        validated = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        # A private host name is checked by the pattern above; the local part still goes
+        # through email-validator, under a stand-in domain.
+        validated = validate_email(
+            f"{local_part}@example.com" if private_host else address,
+            check_deliverability=False,
+            allow_smtputf8=False,
+        )
     except EmailNotValidError as exc:
         raise PermanentDeliveryError(f"invalid {what}: {exc}") from exc
+    if private_host:
+        return MailAddress(display_name=display_name, address=f"{local_part}@{domain.lower()}")
     return MailAddress(display_name=display_name, address=validated.ascii_email or address)
 
 
@@ -488,7 +510,9 @@ def build_mime(email: OutgoingEmail, *, now: dt.datetime | None = None) -> Email
     ``email.headers`` sets one. Raises ``PermanentDeliveryError`` for an invalid address or
     header value; see ``extra_headers``.
     """
-    sender = parse_address(email.from_address, "From address")
+    # The From address is the operator's setting (frontdesk@localhost by default), and an
+    # SMTP relay may well deliver mail from a private domain.
+    sender = parse_address(email.from_address, "From address", globally_deliverable=False)
     recipients = parse_recipients(email)
     subject = _clean(email.subject, "the Subject")
     headers = extra_headers(email)

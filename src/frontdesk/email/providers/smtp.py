@@ -50,7 +50,9 @@ class SmtpProvider:
 
     async def send(self, email: OutgoingEmail) -> SendResult:
         mime = build_mime(email)
-        sender = parse_address(email.from_address, "From address").address
+        sender = parse_address(
+            email.from_address, "From address", globally_deliverable=False
+        ).address
         recipients = parse_recipients(email).envelope
         config = self._config
         password = config.password.get_secret_value() if config.password else ""
