@@ -899,6 +899,7 @@ CASES: dict[tuple[str, str], RouteCases] = {
             bad(422, "branding.color", body={"branding": {"color": "red"}}),
             bad(422, "branding.logo_object_id", body={"branding": {"logo_object_id": UNKNOWN_ID}}),
             bad(422, "business_details.vat", body={"business_details": {"vat": "1"}}),
+            bad(422, "business_details.email", body={"business_details": {"email": "billing"}}),
         ),
     ),
     ("GET", "/api/v1/invoices"): RouteCases(
@@ -918,6 +919,11 @@ CASES: dict[tuple[str, str], RouteCases] = {
             bad(422, "contact_id", body={"lines": INVOICE_LINES}),
             bad(422, "enquiry_id", body={**INVOICE, "enquiry_id": UNKNOWN_ID}),
             bad(422, "currency", body={**INVOICE, "currency": "EURO"}),
+            bad(
+                422,
+                "customer_overrides.email",
+                body={**INVOICE, "customer_overrides": {"email": "bad"}},
+            ),
             bad(
                 422,
                 "lines.0.quantity",

@@ -157,9 +157,9 @@ def parse_address(
 ) -> MailAddress:
     """Split a formatted address into display name and address; raise when invalid.
 
-    ``globally_deliverable=False`` also admits private and special-use host names such as
-    ``localhost`` or ``mail.internal``, which email-validator always rejects, because a
-    relay on a private network can deliver from them.
+    ``globally_deliverable=False`` also admits private host names such as ``localhost``,
+    which email-validator 2.4 rejects as special-use, because a relay on a private network
+    can deliver from them.
     """
     value = _clean(value, f"the {what}")
     match = _NAME_AND_ADDRESS.fullmatch(value)

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    EmailStr,
     Field,
     PlainSerializer,
     ValidationInfo,
@@ -132,7 +133,7 @@ class CustomerOverrides(BaseModel):
 
     name: Annotated[str | None, Field(max_length=200)] = None
     company: Annotated[str | None, Field(max_length=200)] = None
-    email: Annotated[str | None, Field(max_length=320)] = None
+    email: EmailStr | None = None
     phone: Annotated[str | None, Field(max_length=50)] = None
     address: Annotated[str | None, Field(max_length=1000)] = None
     tax_id: Annotated[str | None, Field(max_length=100)] = None
@@ -402,7 +403,7 @@ class BusinessDetails(BaseModel):
     address: Annotated[str | None, Field(max_length=1000)] = None
     tax_id: Annotated[str | None, Field(max_length=100)] = None
     company_number: Annotated[str | None, Field(max_length=100)] = None
-    email: Annotated[str | None, Field(max_length=320)] = None
+    email: EmailStr | None = None
     phone: Annotated[str | None, Field(max_length=50)] = None
     website: Annotated[str | None, Field(max_length=300)] = None
 
