@@ -155,3 +155,14 @@ async def test_malformed_email_message(client: httpx.AsyncClient) -> None:
 )
 def test_request_log_hides_tokens(path: str, logged: str) -> None:
     assert redact_path(path) == logged
+
+
+async def test_broken_json_names_body(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/signup", content=b'{"email": ', headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    errors = response.json()["errors"]
+    assert [(error["field"], error["code"]) for error in errors] == [("body", "json_invalid")]

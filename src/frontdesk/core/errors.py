@@ -185,9 +185,11 @@ def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
         if message.startswith("value is not a valid email address"):
             # email-validator's own reason is technical; the field name already says which.
             message = EMAIL_MESSAGE
-        errors.append(
-            FieldError(field=_field_name(item.get("loc", ())), message=message, code=kind)
-        )
+        location = item.get("loc", ())
+        if kind == "json_invalid":
+            # Pydantic puts the character offset after "body"; the field is the body itself.
+            location = ("body",)
+        errors.append(FieldError(field=_field_name(location), message=message, code=kind))
     return errors
 
 
