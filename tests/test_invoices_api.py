@@ -194,6 +194,19 @@ async def test_create_rejects_invalid_and_stores_nothing(
     assert await count_rows(runtime, InvoiceLine) == 0
 
 
+@pytest.mark.parametrize("quantity", ["0", "-1", "-0.5"])
+async def test_quantity_must_be_positive(client: httpx.AsyncClient, quantity: str) -> None:
+    staff = await owner(client)
+    contact_id = (await new_enquiry(client, staff))["contact"]["id"]
+    body = {"contact_id": contact_id, "lines": lines((quantity, 100, "0"))}
+
+    response = await client.post(f"{API}/invoices", headers=staff.headers, json=body)
+
+    assert_problem(response, 422, "lines.0.quantity")
+    messages = {error["field"]: error["message"] for error in response.json()["errors"]}
+    assert messages["lines.0.quantity"] == "Must be greater than 0."
+
+
 async def test_other_workspace_is_hidden(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     other = await owner(client)

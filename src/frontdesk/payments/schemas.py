@@ -41,8 +41,13 @@ def _decimal_validator(
 ) -> Any:
     def validate(value: Any) -> Decimal:
         try:
+            # A positive field reports "greater than 0" below, even for a negative number.
             number = money.parse_decimal(
-                value, "value", places=places, minimum=minimum, maximum=maximum
+                value,
+                "value",
+                places=places,
+                minimum=None if positive else minimum,
+                maximum=maximum,
             )
         except ValidationFailed as exc:
             error = exc.errors[0]
