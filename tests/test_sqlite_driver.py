@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from frontdesk.core.db import create_engine
-from frontdesk.core.sqlite_driver import OneTripCursor
+from frontdesk.core.db import configure_sqlite, create_engine
+from frontdesk.core.sqlite_driver import OneTripCursor, OneTripDBAPI, one_trip_dbapi
 
 ITEMS = sa.Table(
     "items",
@@ -111,3 +113,89 @@ async def test_streamed_results(engine: AsyncEngine) -> None:
     assert len(names) == 300
     assert names[0] == "item 000"
     assert names[-1] == "item 299"
+
+
+def _write_lock(engine: AsyncEngine) -> asyncio.Lock:
+    dbapi = engine.sync_engine.dialect.dbapi
+    assert isinstance(dbapi, OneTripDBAPI)
+    return dbapi.write_lock()
+
+
+async def test_writers_take_turns(engine: AsyncEngine) -> None:
+    order: list[str] = []
+    first_inside = asyncio.Event()
+
+    async def first() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(ITEMS.insert().values(name="first"))
+            order.append("first in")
+            first_inside.set()
+            await asyncio.sleep(0.2)
+            order.append("first out")
+
+    async def second() -> None:
+        await first_inside.wait()
+        async with engine.begin() as connection:
+            order.append("second in")
+            await connection.execute(ITEMS.insert().values(name="second"))
+
+    await asyncio.gather(first(), second())
+
+    assert order == ["first in", "first out", "second in"]
+    assert not _write_lock(engine).locked()
+
+
+async def test_lock_held_during_write(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert().values(name="held"))
+
+        assert _write_lock(engine).locked()
+
+    assert not _write_lock(engine).locked()
+
+
+async def test_lock_released_after_error(engine: AsyncEngine) -> None:
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as connection:
+            await connection.execute(ITEMS.insert().values(name="undone"))
+            raise RuntimeError("handler failed")
+
+    assert not _write_lock(engine).locked()
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert().values(name="next"))
+        count = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+    assert count == 1
+
+
+async def test_lock_wait_times_out(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'timeout.db'}"
+    engine = create_async_engine(url, module=one_trip_dbapi(lock_timeout_seconds=0.1))
+    configure_sqlite(engine, begin="BEGIN IMMEDIATE")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(ITEMS.metadata.create_all)
+        async with engine.begin() as holder:
+            await holder.execute(ITEMS.insert().values(name="holder"))
+
+            started = time.monotonic()
+            with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+                async with engine.begin() as waiter:
+                    await waiter.execute(ITEMS.insert().values(name="waiter"))
+            waited = time.monotonic() - started
+
+        # SQLite's own busy timeout is 30 s here, so only the lock's 0.1 s ends this early.
+        assert waited < 10
+    finally:
+        await engine.dispose()
+
+
+async def test_readers_skip_lock(engine: AsyncEngine, tmp_path: Path) -> None:
+    reader = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}", read_only=True)
+    try:
+        async with engine.begin() as writer:
+            await writer.execute(ITEMS.insert().values(name="uncommitted"))
+            async with reader.connect() as connection:
+                count = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+        assert count == 0
+    finally:
+        await reader.dispose()

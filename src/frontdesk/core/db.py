@@ -30,6 +30,10 @@ NAMING_CONVENTION = {
 }
 
 
+# How long a SQLite writer waits for the write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """An aware UTC datetime on both databases (SQLite stores it naive)."""
 
@@ -86,13 +90,19 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
     without taking the write lock, so readers neither wait for a writer nor block one.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, module=one_trip_dbapi(), connect_args={"timeout": 30})
-        _configure_sqlite(engine, begin="BEGIN" if read_only else "BEGIN IMMEDIATE")
+        engine = create_async_engine(
+            url,
+            module=one_trip_dbapi(lock_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        )
+        configure_sqlite(engine, begin="BEGIN" if read_only else "BEGIN IMMEDIATE")
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
+def configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
+    """Set the pragmas on every new connection and start transactions with ``begin``."""
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Manage transactions ourselves so that each one starts with BEGIN IMMEDIATE:
@@ -103,7 +113,7 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -7,10 +7,17 @@ cuts the thread switches, and with them most of the waiting, of every query on S
 
 Server-side cursors (``stream_results``) keep SQLAlchemy's own adapter, which fetches in
 batches.
+
+The adapter also queues this process's write transactions on an asyncio lock. SQLite lets
+one connection write at a time, and a ``BEGIN IMMEDIATE`` that finds the lock taken sleeps in
+SQLite's busy handler, for up to 100 ms between tries. Waiting on the asyncio lock instead
+hands the database to the next writer as soon as the previous one commits or rolls back.
+Other processes that write to the same file still meet the busy handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 from typing import Any
@@ -22,6 +29,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.util import EMPTY_DICT
+
+# The statement that starts a write transaction (see frontdesk.core.db).
+WRITE_BEGIN = "BEGIN IMMEDIATE"
 
 # What one statement leaves behind: description, rowcount, lastrowid and the rows.
 _Outcome = tuple[Any, int, int | None, list[Any]]
@@ -95,27 +105,101 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
-            outcome: _Outcome = await connection._execute(
-                _run_statement, connection._conn, operation, parameters, many
-            )
+        adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        begins_write = operation == WRITE_BEGIN
+        if begins_write:
+            await adapted.acquire_write_lock()
+        try:
+            async with self._adapt_connection._execute_mutex:
+                outcome: _Outcome = await connection._execute(
+                    _run_statement, connection._conn, operation, parameters, many
+                )
+        except BaseException:
+            if begins_write:
+                adapted.release_write_lock()
+            raise
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """A connection that holds its DBAPI's write lock from BEGIN IMMEDIATE to the end."""
+
+    __slots__ = ("_holds_write_lock",)
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
+    dbapi: OneTripDBAPI
+
+    def __init__(self, dbapi: OneTripDBAPI, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._holds_write_lock = False
+
+    async def acquire_write_lock(self) -> None:
+        if self._holds_write_lock:
+            return
+        lock = self.dbapi.write_lock()
+        try:
+            await asyncio.wait_for(lock.acquire(), self.dbapi.lock_timeout_seconds)
+        except TimeoutError:
+            # The message SQLite itself gives when its busy timeout runs out.
+            raise sqlite3.OperationalError("database is locked") from None
+        self._holds_write_lock = True
+
+    def release_write_lock(self) -> None:
+        if self._holds_write_lock:
+            self._holds_write_lock = False
+            self.dbapi.write_lock().release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_write_lock()
+
+    def terminate(self) -> None:
+        try:
+            super().terminate()
+        finally:
+            self.release_write_lock()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
-    """The aiosqlite DBAPI adapter, handing out connections with :class:`OneTripCursor`."""
+    """The aiosqlite DBAPI adapter, handing out connections with :class:`OneTripCursor`.
+
+    One instance serves one engine, and its write lock orders that engine's writers.
+    """
+
+    def __init__(self, *, lock_timeout_seconds: float) -> None:
+        super().__init__(aiosqlite, sqlite3)
+        self.lock_timeout_seconds = lock_timeout_seconds
+        self._write_lock: asyncio.Lock | None = None
+
+    def write_lock(self) -> asyncio.Lock:
+        # Created on first use, inside the event loop that runs the engine.
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
         adapted = super().connect(*arg, **kw)
         return OneTripConnection(self, adapted._connection)
 
 
-def one_trip_dbapi() -> OneTripDBAPI:
-    """Return the DBAPI module to pass as ``module=`` to an ``sqlite+aiosqlite`` engine."""
-    return OneTripDBAPI(aiosqlite, sqlite3)
+def one_trip_dbapi(*, lock_timeout_seconds: float) -> OneTripDBAPI:
+    """Return the DBAPI module to pass as ``module=`` to an ``sqlite+aiosqlite`` engine.
+
+    A writer that waits longer than ``lock_timeout_seconds`` for the write lock gets
+    ``sqlite3.OperationalError("database is locked")``.
+    """
+    return OneTripDBAPI(lock_timeout_seconds=lock_timeout_seconds)
