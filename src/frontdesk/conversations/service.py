@@ -274,6 +274,8 @@ async def _next_seq(uow: UnitOfWork, conversation: Conversation, *, kind: str) -
         .where(Conversation.id == conversation.id)
         .values(values)
         .returning(Conversation.last_seq)
+        # The loaded conversation is updated below, by hand.
+        .execution_options(synchronize_session=False)
     )
     if seq is None:
         raise NotFound("No such conversation in this workspace.")
@@ -403,9 +405,10 @@ async def post_message(
         conversation.snoozed_until = None
     if author.type in ("member", "visitor"):
         participant_type = "member" if author.type == "member" else "visitor"
-        participant = await ensure_participant(uow, conversation, participant_type, author.key)
         if kind == "message":
-            _advance(participant, seq, now)
+            await _mark_sender_read(uow, conversation, participant_type, author.key, seq, now)
+        else:
+            await ensure_participant(uow, conversation, participant_type, author.key)
     record_message_event(uow, conversation, message, "conversation.message.created")
     if author.type == "member" and kind == "message" and conversation.channel == "chat":
         await schedule_email_fallback(uow, conversation, message)
@@ -429,6 +432,41 @@ def record_message_event(
             audience="visitor",
             conversation_id=conversation.id,
         )
+
+
+async def _mark_sender_read(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    participant_type: str,
+    participant_key: str,
+    seq: int,
+    now: datetime,
+) -> None:
+    """Move the sender's read and delivered positions to the message they just sent.
+
+    A participant row that is not loaded is updated with one UPDATE; a new participant, or
+    one this session holds already, goes through the ORM.
+    """
+    identity = uow.session.sync_session.identity_key(
+        ConversationParticipant, (conversation.id, participant_type, participant_key)
+    )
+    if identity not in uow.session.identity_map:
+        table = ConversationParticipant.__table__
+        result = await uow.session.execute(
+            sa.update(table)  # type: ignore[arg-type]
+            .where(
+                table.c.conversation_id == conversation.id,
+                table.c.participant_type == participant_type,
+                table.c.participant_key == participant_key,
+                table.c.last_read_seq < seq,
+                table.c.last_delivered_seq < seq,
+            )
+            .values(last_read_seq=seq, last_delivered_seq=seq, read_at=now)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            return
+    participant = await ensure_participant(uow, conversation, participant_type, participant_key)
+    _advance(participant, seq, now)
 
 
 def _advance(participant: ConversationParticipant, seq: int, now: datetime) -> bool:

@@ -77,6 +77,9 @@ def _numbering_statement() -> sa.Update:
         .where(Event.id == batch.c.event_id)
         .values(position=batch.c.new_position)
         .returning(Event.position)
+        # Loaded Event objects keep position None: nothing reads it back from them, and
+        # matching them against the subquery would cost more than the UPDATE.
+        .execution_options(synchronize_session=False)
     )
 
 
