@@ -266,16 +266,16 @@ async def _next_seq(uow: UnitOfWork, conversation: Conversation, *, kind: str) -
     loaded conversation as already stored, so the flush does not write them again.
     """
     now = uow.now()
-    values: dict[str, Any] = {"last_seq": Conversation.last_seq + 1, "updated_at": now}
+    values: dict[str, Any] = {"last_seq": Conversation.__table__.c.last_seq + 1, "updated_at": now}
     if kind == "message":
         values["last_message_at"] = now
+    # The table, not the mapped class: the loaded conversation is updated below, by hand.
+    table = Conversation.__table__
     seq = await uow.session.scalar(
-        sa.update(Conversation)
-        .where(Conversation.id == conversation.id)
+        sa.update(table)  # type: ignore[arg-type]
+        .where(table.c.id == conversation.id)
         .values(values)
-        .returning(Conversation.last_seq)
-        # The loaded conversation is updated below, by hand.
-        .execution_options(synchronize_session=False)
+        .returning(table.c.last_seq)
     )
     if seq is None:
         raise NotFound("No such conversation in this workspace.")

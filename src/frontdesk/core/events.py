@@ -15,7 +15,6 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Event
@@ -57,29 +56,29 @@ async def number_events_in_transaction(session: AsyncSession) -> list[int]:
 def _numbering_statement() -> sa.Update:
     """Build one UPDATE that numbers the oldest unnumbered events after the highest position.
 
-    Aliases keep the subqueries from being correlated with the table being updated.
+    Aliases keep the subqueries from being correlated with the table being updated. The
+    statement works on the table, not the mapped class, so the ORM does not look for loaded
+    Event objects to update afterwards: their ``position`` stays None, and nothing reads it.
     """
-    pending = aliased(Event)
-    numbered = aliased(Event)
-    current = sa.select(sa.func.coalesce(sa.func.max(numbered.position), 0)).scalar_subquery()
+    table = Event.__table__
+    pending = table.alias("pending")
+    numbered = table.alias("numbered")
+    current = sa.select(sa.func.coalesce(sa.func.max(numbered.c.position), 0)).scalar_subquery()
     batch = (
         sa.select(
-            pending.id.label("event_id"),
-            (current + sa.func.row_number().over(order_by=pending.id)).label("new_position"),
+            pending.c.id.label("event_id"),
+            (current + sa.func.row_number().over(order_by=pending.c.id)).label("new_position"),
         )
-        .where(pending.position.is_(None))
-        .order_by(pending.id)
+        .where(pending.c.position.is_(None))
+        .order_by(pending.c.id)
         .limit(BATCH_SIZE)
         .subquery()
     )
     return (
-        sa.update(Event)
-        .where(Event.id == batch.c.event_id)
+        sa.update(table)  # type: ignore[arg-type]
+        .where(table.c.id == batch.c.event_id)
         .values(position=batch.c.new_position)
-        .returning(Event.position)
-        # Loaded Event objects keep position None: nothing reads it back from them, and
-        # matching them against the subquery would cost more than the UPDATE.
-        .execution_options(synchronize_session=False)
+        .returning(table.c.position)
     )
 
 
