@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -78,6 +79,7 @@ class UserActor:
     email_verified: bool
     is_instance_admin: bool
     full_name: str | None = None
+    session_expires_at: datetime | None = None
 
 
 async def resolve_token(
@@ -124,6 +126,7 @@ async def resolve_token(
         email_verified=row.email_verified_at is not None,
         is_instance_admin=bool(row.is_instance_admin),
         full_name=row.full_name,
+        session_expires_at=row.expires_at,
     )
     return actor, role
 

@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from frontdesk.auth.models import User
 from frontdesk.conversations import chat_service, service
 from frontdesk.conversations.attachments import resolve_attachments
 from frontdesk.conversations.chat_settings import normalize_origin
@@ -190,8 +189,8 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
 async def _send_as_member(
     uow: UnitOfWork, connection: Connection, conversation: Conversation, frame: SendFrame
 ) -> dict[str, Any]:
-    user = await uow.session.get(User, connection.user_id)
-    name = user.full_name if user is not None else None
+    # The member's name as the login check read it when the connection opened.
+    name = connection.name
     attachments = await resolve_attachments(
         uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
     )

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from frontdesk.auth.dependencies import resolve_token
-from frontdesk.auth.models import AuthSession, User
+from frontdesk.auth.models import AuthSession
 from frontdesk.auth.tokens import InvalidAccessToken, decode_access_token
 from frontdesk.conversations.visitors import (
     InvalidVisitorToken,
@@ -429,11 +429,8 @@ class Gateway:
             raise Rejected(CloseCode.SESSION_ENDED, "session ended") from exc
         if role is None:
             raise Rejected(CloseCode.NOT_A_MEMBER, "not a member of the workspace")
-        # resolve_token loaded the session and user rows, so these read the identity map.
-        login = await session.get(AuthSession, actor.session_id)
-        connection.session_expires_at = login.expires_at if login is not None else None
-        user = await session.get(User, actor.user_id)
-        connection.name = user.full_name if user is not None else None
+        connection.session_expires_at = actor.session_expires_at
+        connection.name = actor.full_name
         return role
 
     async def _reject(self, websocket: WebSocket, rejected: Rejected) -> None:
