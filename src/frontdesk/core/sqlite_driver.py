@@ -33,7 +33,7 @@ from sqlalchemy.util import EMPTY_DICT
 # The statement that starts a write transaction (see frontdesk.core.db).
 WRITE_BEGIN = "BEGIN IMMEDIATE"
 
-# What one statement leaves behind: description, rowcount, lastrowid and the rows.
+# The result of one statement: description, rowcount, lastrowid and the rows.
 _Outcome = tuple[Any, int, int | None, list[Any]]
 
 
