@@ -402,6 +402,7 @@ async def test_refund_rejected_by_stripe_marked_failed(
     assert stored is not None
     assert stored.status == "failed"
     assert stored.stripe_refund_id is None
+    assert stored.failure_reason == "charge_disputed: Disputed."
 
 
 # --- Reconciliation ---------------------------------------------------------------------------

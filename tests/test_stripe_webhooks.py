@@ -25,6 +25,7 @@ from frontdesk.payments.models import (
     Payment,
     PaymentTransition,
     Plan,
+    Refund,
     StripeEvent,
     Subscription,
 )
@@ -417,6 +418,39 @@ async def test_charge_refunded_partial_then_full(
     final = await reload_payment(runtime, payment.id)
     assert final.status == "refunded"
     assert final.amount_refunded == 10_000
+
+
+async def test_refund_failed_event_keeps_reason(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    invoice = await issued_invoice(runtime, workspace.workspace_id, total=10_000)
+    payment = await stripe_payment(runtime, invoice, intent_id="pi_ref_2", status="succeeded")
+    refund = {
+        "id": "re_failed_1",
+        "object": "refund",
+        "amount": 4_000,
+        "currency": "eur",
+        "payment_intent": "pi_ref_2",
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {},
+    }
+
+    await deliver(client, workspace, fake_stripe.event("refund.failed", refund), clock)
+    await run_jobs(runtime)
+
+    async with runtime.sessionmaker() as session:
+        stored = await session.scalar(sa.select(Refund).where(Refund.payment_id == payment.id))
+    assert stored is not None
+    assert stored.status == "failed"
+    assert stored.failure_reason == "expired_or_canceled_card"
+    shown = await client.get(f"/api/v1/payments/{payment.id}", headers=workspace.headers)
+    assert shown.json()["refunds"][0]["failure_reason"] == "expired_or_canceled_card"
+    assert (await reload_payment(runtime, payment.id)).status == "succeeded"
 
 
 async def test_dispute_created_then_won(

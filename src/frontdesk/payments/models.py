@@ -264,6 +264,8 @@ class Refund(UUIDPrimaryKey, Base):
     status: Mapped[str] = mapped_column(sa.String(20))
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     stripe_refund_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    # Why the refund failed: Stripe's error, or the failure_reason of its refund object.
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )

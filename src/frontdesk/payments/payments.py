@@ -214,6 +214,7 @@ def _view(
                     "status": refund.status,
                     "reason": refund.reason,
                     "stripe_refund_id": refund.stripe_refund_id,
+                    "failure_reason": refund.failure_reason,
                     "created_by": refund.created_by,
                     "created_at": refund.created_at,
                 }

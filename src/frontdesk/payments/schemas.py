@@ -364,6 +364,9 @@ class RefundOut(BaseModel):
     status: str
     reason: str
     stripe_refund_id: str | None
+    failure_reason: str | None = Field(
+        description="Why the refund failed: Stripe's error or its refund failure_reason."
+    )
     created_by: uuid.UUID | None
     created_at: datetime
 

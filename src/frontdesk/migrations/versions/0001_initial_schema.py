@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-05 04:22:46.630168
+Create Date: 2026-12-05 05:51:34.133797
 """
 
 from collections.abc import Sequence
@@ -1781,6 +1781,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("stripe_refund_id", sa.String(length=255), nullable=True),
+        sa.Column("failure_reason", sa.Text(), nullable=True),
         sa.Column("created_by", sa.Uuid(), nullable=True),
         sa.Column("created_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", frontdesk.core.db.UTCDateTime(timezone=True), nullable=False),

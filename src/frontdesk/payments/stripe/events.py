@@ -297,6 +297,9 @@ async def _upsert_refund(
         if REFUND_RANK.get(status, 0) > REFUND_RANK.get(refund.status, 0):
             refund.status = status
             refund.updated_at = now
+    if refund.status == "failed" and obj.get("failure_reason"):
+        # Stripe's code, for example "insufficient_funds" or "expired_or_canceled_card".
+        refund.failure_reason = str(obj["failure_reason"])
     await uow.session.flush()
     return refund
 

@@ -136,11 +136,14 @@ async def send_refund(uow: UnitOfWork, payload: dict[str, Any]) -> None:
                 code=exc.code,
             )
             refund.status = "failed"
+            refund.failure_reason = f"{exc.code or exc.error_type}: {exc.message}"
             refund.updated_at = uow.now()
             return
     refund.stripe_refund_id = obj["id"]
     if obj.get("status") in ("succeeded", "failed", "canceled"):
         refund.status = obj["status"]
+    if refund.status == "failed":
+        refund.failure_reason = str(obj.get("failure_reason") or "failed")
     refund.updated_at = uow.now()
     if refund.status == "succeeded":
         # Card refunds usually succeed at once; the refund webhooks then change nothing.
