@@ -331,7 +331,7 @@ async def _message_attachments(
     return files
 
 
-async def _author(uow: UnitOfWork, actor: Actor) -> service.Author:
+def _author(actor: Actor) -> service.Author:
     return service.Author(type="member", id=actor.user_id, name=actor.full_name)
 
 
@@ -352,7 +352,7 @@ async def post_message(
     message, created = await service.post_message(
         uow,
         conversation,
-        author=await _author(uow, actor),
+        author=_author(actor),
         kind=body.kind,
         body=body.body,
         attachments=files,

@@ -445,7 +445,7 @@ async def _mark_sender_read(
     """Move the sender's read and delivered positions to the message they just sent.
 
     A participant row that is not loaded is updated with one UPDATE; a new participant, or
-    one this session holds already, goes through the ORM.
+    one already loaded in this session, goes through the ORM.
     """
     identity = uow.session.sync_session.identity_key(
         ConversationParticipant, (conversation.id, participant_type, participant_key)

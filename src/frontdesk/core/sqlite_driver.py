@@ -123,18 +123,18 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    """A connection that holds its DBAPI's write lock from BEGIN IMMEDIATE to the end."""
+    """A connection that keeps its DBAPI's write lock from BEGIN IMMEDIATE to the end."""
 
-    __slots__ = ("_holds_write_lock",)
+    __slots__ = ("_has_write_lock",)
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
     dbapi: OneTripDBAPI
 
     def __init__(self, dbapi: OneTripDBAPI, connection: Any) -> None:
         super().__init__(dbapi, connection)
-        self._holds_write_lock = False
+        self._has_write_lock = False
 
     async def acquire_write_lock(self) -> None:
-        if self._holds_write_lock:
+        if self._has_write_lock:
             return
         lock = self.dbapi.write_lock()
         try:
@@ -142,11 +142,11 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         except TimeoutError:
             # The message SQLite itself gives when its busy timeout runs out.
             raise sqlite3.OperationalError("database is locked") from None
-        self._holds_write_lock = True
+        self._has_write_lock = True
 
     def release_write_lock(self) -> None:
-        if self._holds_write_lock:
-            self._holds_write_lock = False
+        if self._has_write_lock:
+            self._has_write_lock = False
             self.dbapi.write_lock().release()
 
     def commit(self) -> None:
