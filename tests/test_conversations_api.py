@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -488,6 +489,28 @@ async def test_wake_job_reopens_due_conversations(
 
 
 # --- Messages -------------------------------------------------------------------------------
+
+
+async def test_concurrent_sends_of_one_client_id_store_one_message(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    cid = (await _create(client, staff))["id"]
+
+    responses = await asyncio.gather(
+        *(_post(client, staff, cid, body=f"try {n}", client_message_id="same") for n in range(6))
+    )
+
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [201], [
+        r.text for r in responses
+    ]
+    assert len({r.json()["id"] for r in responses}) == 1
+    stored = await count_rows(
+        runtime, ConversationMessage, ConversationMessage.conversation_id == uuid.UUID(cid)
+    )
+    assert stored == 1
+    again = await _post(client, staff, cid, body="next")
+    assert again.json()["seq"] == 2
 
 
 async def test_post_message_note_and_dedupe(client: httpx.AsyncClient, runtime: Runtime) -> None:

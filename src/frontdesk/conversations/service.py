@@ -8,7 +8,6 @@ visitor may see it, a visitor event shaped for customers.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,6 +29,7 @@ from frontdesk.conversations.models import (
     ConversationParticipant,
     MessageRevision,
 )
+from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import decode_cursor, encode_cursor
@@ -307,6 +306,19 @@ def check_client_message_id(value: str | None, *, field: str = "client_message_i
         )
 
 
+async def _lock(uow: UnitOfWork, conversation: Conversation) -> None:
+    """Hold the conversation's row lock until the transaction ends.
+
+    SQLite needs nothing: a write transaction begins with BEGIN IMMEDIATE, which holds the
+    database's only write lock.
+    """
+    if dialect_name(uow.session) == "postgresql":
+        table = Conversation.__table__
+        await uow.session.execute(
+            sa.select(table.c.id).where(table.c.id == conversation.id).with_for_update()
+        )
+
+
 async def _find_by_client_id(
     uow: UnitOfWork, conversation: Conversation, author: Author, client_message_id: str
 ) -> ConversationMessage | None:
@@ -351,6 +363,9 @@ async def post_message(
             "too_many",
         )
     if client_message_id is not None:
+        # Under the conversation's lock a concurrent send of the same client id has either
+        # committed, and is found, or waits for this one to commit.
+        await _lock(uow, conversation)
         existing = await _find_by_client_id(uow, conversation, author, client_message_id)
         if existing is not None:
             return existing, False
@@ -359,42 +374,26 @@ async def post_message(
     message_data = dict(data or {})
     if author.name:
         message_data["author_name"] = author.name
-    # Only a client id can collide with a stored message, so only then is a savepoint needed.
-    savepoint = (
-        uow.session.begin_nested() if client_message_id is not None else contextlib.nullcontext()
+    seq = await _next_seq(uow, conversation, kind=kind)
+    message = ConversationMessage(
+        id=uuid7(),
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        seq=seq,
+        kind=kind,
+        author_type=author.type,
+        author_key=author.key,
+        author_user_id=author.id if author.type == "member" else None,
+        body=body,
+        body_html=render_markdown(body),
+        attachments=list(attachments),
+        data=message_data,
+        client_message_id=client_message_id,
+        created_at=now,
     )
-    try:
-        async with savepoint:
-            seq = await _next_seq(uow, conversation, kind=kind)
-            message = ConversationMessage(
-                id=uuid7(),
-                workspace_id=conversation.workspace_id,
-                conversation_id=conversation.id,
-                seq=seq,
-                kind=kind,
-                author_type=author.type,
-                author_key=author.key,
-                author_user_id=author.id if author.type == "member" else None,
-                body=body,
-                body_html=render_markdown(body),
-                attachments=list(attachments),
-                data=message_data,
-                client_message_id=client_message_id,
-                created_at=now,
-            )
-            uow.session.add(message)
-            await uow.session.flush()
-            await message_search.index_message(uow, message)
-    except IntegrityError:
-        # The same client id was stored by a concurrent request between the check and the
-        # insert; the savepoint undid this attempt.
-        if client_message_id is None:
-            raise
-        await uow.session.refresh(conversation)
-        existing = await _find_by_client_id(uow, conversation, author, client_message_id)
-        if existing is None:
-            raise
-        return existing, False
+    uow.session.add(message)
+    await uow.session.flush()
+    await message_search.index_message(uow, message)
 
     if (
         kind == "message"
