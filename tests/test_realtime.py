@@ -416,6 +416,72 @@ async def test_poll_delivers_without_signal(server: Server) -> None:
     await ws.close()
 
 
+def count_event_reads(runtime: Runtime) -> list[str]:
+    """Collect the dispatcher's reads of new events from the table."""
+    reads: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "events.position >" in statement:
+            reads.append(statement)
+
+    sa.event.listen(runtime.read_engine.sync_engine, "before_cursor_execute", before)
+    return reads
+
+
+@pytest.mark.parametrize("realtime_settings", [{"realtime_poll_interval_seconds": 600}])
+async def test_own_events_dispatch_without_a_read(server: Server) -> None:
+    member = await add_member(server.runtime)
+    ws, _ = await connect_member(server, member)
+    # The dispatcher reads the table once after it starts, for events committed meanwhile.
+    await record(
+        server.runtime, "enquiry.created", enquiry("warm"), workspace_id=member.workspace_id
+    )
+    await receive(ws)
+    reads = count_event_reads(server.runtime)
+
+    positions = [
+        await record(
+            server.runtime, "enquiry.created", enquiry(f"own {n}"), workspace_id=member.workspace_id
+        )
+        for n in range(3)
+    ]
+    frames = [await receive(ws) for _ in positions]
+
+    assert event_ids(frames) == positions
+    assert [f["data"]["subject"] for f in frames] == ["own 0", "own 1", "own 2"]
+    assert reads == []
+    await ws.close()
+
+
+@pytest.mark.parametrize("realtime_settings", [{"realtime_poll_interval_seconds": 600}])
+async def test_gap_before_own_event_is_read(server: Server) -> None:
+    member = await add_member(server.runtime)
+    ws, _ = await connect_member(server, member)
+    reads = count_event_reads(server.runtime)
+
+    # Committed and numbered as by another process, whose signal has not arrived.
+    async with server.runtime.sessionmaker() as session:
+        session.add(
+            Event(
+                name="enquiry.created",
+                data=enquiry("elsewhere"),
+                workspace_id=member.workspace_id,
+                created_at=server.clock.now(),
+            )
+        )
+        await session.commit()
+    elsewhere = await sequence_pending_events(server.runtime.sessionmaker)
+    own = await record(
+        server.runtime, "enquiry.created", enquiry("own"), workspace_id=member.workspace_id
+    )
+    frames = [await receive(ws), await receive(ws)]
+
+    assert event_ids(frames) == [elsewhere, own]
+    assert [f["data"]["subject"] for f in frames] == ["elsewhere", "own"]
+    assert len(reads) >= 1
+    await ws.close()
+
+
 # Resume and resync
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.config import Settings
 from frontdesk.core.clock import Clock, SystemClock
 from frontdesk.core.crypto import EnvelopeCipher
 from frontdesk.core.db import create_engine, create_sessionmaker
-from frontdesk.core.events import sequence_pending_events
+from frontdesk.core.events import number_pending_events
 from frontdesk.core.jobs import Worker
+from frontdesk.core.models import Event
 from frontdesk.core.passwords import PasswordHasher
 from frontdesk.core.ratelimit import (
     DatabaseRateLimitStore,
@@ -48,33 +51,59 @@ class Runtime:
     broker: Broker
     storage: StorageBackend
     worker: Worker | None = None
+    # Set by this process's realtime gateway: receives the events this process committed,
+    # with their positions, so that it need not read them back from the database.
+    event_sink: Callable[[list[Event]], None] | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
 
-    async def after_commit(self, *, events: bool, jobs: bool) -> None:
+    async def after_commit(self, *, events: Sequence[Event], jobs: bool) -> None:
         """Publish the events and wake the worker after a transaction committed.
 
         A failure here loses nothing: the rows are committed, and the periodic sweep
         sequences and publishes them later.
         """
         if events:
-            await self.publish_pending_events()
+            await self.publish_pending_events(events)
         if jobs and self.worker is not None:
             self.worker.wake()
 
-    async def publish_position(self, position: int) -> None:
-        """Tell every process that events up to ``position`` are numbered and committed."""
+    async def publish_numbered(self, events: Sequence[Event], numbered: dict[int, int]) -> None:
+        """Hand this process's newly numbered events to its gateway, then tell every process
+        that events up to the highest position are numbered and committed."""
+        if not numbered:
+            return
+        self.hand_over(events, numbered)
         try:
-            await self.broker.publish(position)
+            await self.broker.publish(max(numbered.values()))
         except Exception as exc:
             log.error("events.publish_failed", error=repr(exc), exc_info=exc)
 
-    async def publish_pending_events(self) -> None:
+    async def publish_pending_events(self, events: Sequence[Event] = ()) -> None:
+        """Number the committed events that have no position yet and publish the highest.
+
+        ``events`` are the ones this process just committed, if it knows them.
+        """
         try:
-            highest = await sequence_pending_events(self.sessionmaker)
-            if highest is not None:
-                await self.broker.publish(highest)
+            numbered = await number_pending_events(self.sessionmaker)
         except Exception as exc:
             log.error("events.publish_failed", error=repr(exc), exc_info=exc)
+            return
+        await self.publish_numbered(events, numbered)
+
+    def hand_over(self, events: Sequence[Event], numbered: dict[int, int]) -> None:
+        sink = self.event_sink
+        if sink is None:
+            return
+        known = []
+        for event in events:
+            position = numbered.get(event.id)
+            if position is not None:
+                # As stored: the instance's session must not write the position again.
+                set_committed_value(event, "position", position)
+                known.append(event)
+        if known:
+            known.sort(key=lambda event: event.position or 0)
+            sink(known)
 
     async def start(self) -> None:
         """Connect the broker and check that the file store can be used.

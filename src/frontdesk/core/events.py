@@ -28,29 +28,42 @@ BATCH_SIZE = 500
 
 async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) -> int | None:
     """Number committed events without a position. Returns the new highest position, if any."""
-    highest: int | None = None
+    numbered = await number_pending_events(sessionmaker)
+    return max(numbered.values()) if numbered else None
+
+
+async def number_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[int, int]:
+    """Number committed events without a position; returns each numbered event's position
+    by its id."""
+    numbered: dict[int, int] = {}
     while True:
         async with sessionmaker() as session:
             if dialect_name(session) == "postgresql":
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
-            positions = list((await session.scalars(_NUMBERING_STATEMENT)).all())
-            if not positions:
+            batch = await _number(session)
+            if not batch:
                 await session.rollback()
-                return highest
+                return numbered
             await session.commit()
-            highest = max(positions)
-            if len(positions) < BATCH_SIZE:
-                return highest
+            numbered.update(batch)
+            if len(batch) < BATCH_SIZE:
+                return numbered
 
 
-async def number_events_in_transaction(session: AsyncSession) -> list[int]:
-    """Number the unnumbered events inside the caller's write transaction; returns positions.
+async def number_events_in_transaction(session: AsyncSession) -> dict[int, int]:
+    """Number the unnumbered events inside the caller's write transaction; returns each
+    numbered event's position by its id.
 
     Only safe where the transaction holds the database's only write lock until it commits
     (SQLite with BEGIN IMMEDIATE): no other transaction can commit events in between, so
     the positions follow commit order. At most BATCH_SIZE events are numbered.
     """
-    return list((await session.scalars(_NUMBERING_STATEMENT)).all())
+    return await _number(session)
+
+
+async def _number(session: AsyncSession) -> dict[int, int]:
+    result = await session.execute(_NUMBERING_STATEMENT)
+    return {event_id: position for event_id, position in result.tuples()}
 
 
 def _numbering_statement() -> sa.Update:
@@ -78,7 +91,7 @@ def _numbering_statement() -> sa.Update:
         sa.update(table)  # type: ignore[arg-type]
         .where(table.c.id == batch.c.event_id)
         .values(position=batch.c.new_position)
-        .returning(table.c.position)
+        .returning(table.c.id, table.c.position)
     )
 
 

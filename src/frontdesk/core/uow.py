@@ -30,7 +30,7 @@ class UnitOfWork:
         self.rt = rt
         self.session = session
         self.settings = rt.settings
-        self._events_recorded = False
+        self._events: list[Event] = []
         self._jobs_enqueued = False
 
     def now(self) -> datetime:
@@ -57,7 +57,7 @@ class UnitOfWork:
             created_at=self.now(),
         )
         self.session.add(event)
-        self._events_recorded = True
+        self._events.append(event)
         return event
 
     def enqueue(
@@ -89,18 +89,19 @@ class UnitOfWork:
         return job
 
     async def commit(self) -> None:
-        positions: list[int] = []
-        if self._events_recorded and dialect_name(self.session) == "sqlite":
+        numbered: dict[int, int] = {}
+        if self._events and dialect_name(self.session) == "sqlite":
             # SQLite write transactions begin with BEGIN IMMEDIATE, so this one holds the
             # only write lock until it commits: numbering its events now gives positions in
             # commit order without the sequencer's second write transaction.
-            positions = await number_events_in_transaction(self.session)
+            numbered = await number_events_in_transaction(self.session)
         await self.session.commit()
-        events, jobs = self._events_recorded, self._jobs_enqueued
-        self._events_recorded = self._jobs_enqueued = False
-        if positions and len(positions) < SEQUENCE_BATCH_SIZE:
-            await self.rt.publish_position(max(positions))
-            events = False
+        events, jobs = self._events, self._jobs_enqueued
+        self._events = []
+        self._jobs_enqueued = False
+        if numbered and len(numbered) < SEQUENCE_BATCH_SIZE:
+            await self.rt.publish_numbered(events, numbered)
+            events = []
         await self.rt.after_commit(events=events, jobs=jobs)
 
 

@@ -72,6 +72,8 @@ CLOSED_CONNECTIONS = Counter(
 
 # Events read from the table per query while catching up.
 DISPATCH_BATCH_SIZE = 500
+# Events handed over in memory beyond this many wait for a database read instead.
+MAX_HANDED_EVENTS = 5_000
 
 
 class Gateway:
@@ -81,6 +83,12 @@ class Gateway:
         self.runtime = runtime
         self.settings = runtime.settings
         self._position = 0
+        # Highest position a broker signal announced; the database is read when it is ahead
+        # of what this process's own events covered.
+        self._announced = 0
+        self._read_database = True
+        # Events this process committed, by position, waiting to be dispatched without a read.
+        self._handed: dict[int, Event] = {}
         self._connections: set[Connection] = set()
         self._by_workspace: dict[uuid.UUID, set[Connection]] = {}
         self._wake = asyncio.Event()
@@ -102,6 +110,7 @@ class Gateway:
         async with self.runtime.read_sessionmaker() as session:
             self._position = await latest_position(session)
         self.runtime.broker.subscribe(self._on_signal)
+        self.runtime.event_sink = self._take_events
         self._task = asyncio.create_task(self._run(), name="frontdesk-realtime-dispatcher")
         await self.hub.start()
         log.info("realtime.started", position=self._position)
@@ -112,6 +121,9 @@ class Gateway:
             return
         self._stopped.set()
         self.runtime.broker.unsubscribe(self._on_signal)
+        if self.runtime.event_sink == self._take_events:
+            self.runtime.event_sink = None
+        self._handed.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,22 +144,59 @@ class Gateway:
 
     def _on_signal(self, position: int) -> None:
         # -1 comes from a broker that reconnected and may have missed signals.
-        if position < 0 or position > self._position:
+        if position < 0:
+            self._read_database = True
             self._wake.set()
+        elif position > self._position:
+            self._announced = max(self._announced, position)
+            self._wake.set()
+
+    def _take_events(self, events: list[Event]) -> None:
+        """Keep events this process committed until the dispatcher reaches their positions."""
+        if len(self._handed) >= MAX_HANDED_EVENTS:
+            # The dispatcher is far behind: it reads these from the database instead.
+            return
+        for event in events:
+            if event.position is not None and event.position > self._position:
+                self._handed[event.position] = event
 
     async def _run(self) -> None:
         interval = self.settings.realtime_poll_interval_seconds
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), interval)
+            except TimeoutError:
+                # The poll finds events whose signal was lost.
+                self._read_database = True
             self._wake.clear()
             try:
-                await self.catch_up()
+                await self._advance()
                 await self._close_expired_sessions()
             except Exception as exc:
                 # The loop must survive a database outage; the next signal or poll retries.
+                self._read_database = True
                 log.error("realtime.dispatch_failed", error=repr(exc), exc_info=exc)
                 await asyncio.sleep(min(interval, 1.0))
+
+    async def _advance(self) -> None:
+        """Dispatch handed-over events in position order; read the database for the rest."""
+        while True:
+            event = self._handed.pop(self._position + 1, None)
+            if event is not None:
+                await self._dispatch(event)
+                self._position += 1
+                continue
+            for stale in [p for p in self._handed if p <= self._position]:
+                del self._handed[stale]
+            if not self._read_database and self._announced <= self._position:
+                return
+            self._read_database = False
+            announced = self._announced
+            await self.catch_up()
+            if self._announced == announced and self._position < announced:
+                # The announced events are not readable (pruned, say): wait for the next
+                # signal or poll instead of reading again at once.
+                self._announced = self._position
 
     async def catch_up(self) -> None:
         """Dispatch every event after the current position, in position order."""
