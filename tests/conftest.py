@@ -93,16 +93,22 @@ def database_url(
 
 
 async def truncate_all(url: str) -> None:
+    """Empty every table and restart the id sequences.
+
+    DELETE, children first, rather than TRUNCATE: a test leaves a few rows, and PostgreSQL's
+    TRUNCATE of every table costs about a quarter of a second, more than most tests.
+    """
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
-            tables = [table.name for table in Base.metadata.sorted_tables]
+            for table in reversed(Base.metadata.sorted_tables):
+                await connection.execute(table.delete())
             if connection.dialect.name == "postgresql":
-                quoted = ", ".join(f'"{name}"' for name in tables)
-                await connection.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
-            else:
-                for name in reversed(tables):
-                    await connection.execute(sa.text(f'DELETE FROM "{name}"'))
+                sequences = await connection.scalars(
+                    sa.text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+                )
+                for name in sequences.all():
+                    await connection.execute(sa.text(f'ALTER SEQUENCE "{name}" RESTART'))
     finally:
         await engine.dispose()
 
