@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 
@@ -54,31 +55,34 @@ class ExpiredAccessToken(InvalidAccessToken):
 def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessClaims:
     """Verify signature, audience and expiry against ``now`` (the injectable clock)."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            # Expiry is checked below against the injectable clock; PyJWT would compare
-            # exp and iat with the system time instead.
-            options={
-                "verify_exp": False,
-                "verify_iat": False,
-                "require": ["sub", "sid", "exp", "aud"],
-            },
-        )
-        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
-        if expires_at <= now:
-            raise ExpiredAccessToken("the access token has expired")
-        workspace = claims.get("wid")
-        return AccessClaims(
-            user_id=uuid.UUID(claims["sub"]),
-            session_id=uuid.UUID(claims["sid"]),
-            workspace_id=uuid.UUID(workspace) if workspace else None,
-            expires_at=expires_at,
-        )
+        claims = _verified_claims(secret, token)
     except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
         raise InvalidAccessToken("the access token is invalid") from exc
+    if claims.expires_at <= now:
+        raise ExpiredAccessToken("the access token has expired")
+    return claims
+
+
+# A client sends the same token with every request until it expires; its signature and
+# claims are checked once. Only tokens that verified are kept.
+@functools.lru_cache(maxsize=4096)
+def _verified_claims(secret: bytes, token: str) -> AccessClaims:
+    claims = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        audience=AUDIENCE,
+        # Expiry is checked by the caller against the injectable clock; PyJWT would compare
+        # exp and iat with the system time instead.
+        options={"verify_exp": False, "verify_iat": False, "require": ["sub", "sid", "exp", "aud"]},
+    )
+    workspace = claims.get("wid")
+    return AccessClaims(
+        user_id=uuid.UUID(claims["sub"]),
+        session_id=uuid.UUID(claims["sid"]),
+        workspace_id=uuid.UUID(workspace) if workspace else None,
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+    )
 
 
 def hash_token(token: str) -> str:
