@@ -258,6 +258,25 @@ async def ensure_participant(
     return participant
 
 
+def _numbering_statement(*, message: bool) -> sa.Update:
+    table = Conversation.__table__
+    values: dict[str, Any] = {"last_seq": table.c.last_seq + 1, "updated_at": sa.bindparam("now")}
+    if message:
+        values["last_message_at"] = sa.bindparam("now")
+    return (
+        sa.update(table)  # type: ignore[arg-type]
+        .where(table.c.id == sa.bindparam("conversation_id"))
+        .values(values)
+        .returning(table.c.last_seq)
+    )
+
+
+# The send path's statements are built once; building them is a good part of their cost.
+# They work on tables, not mapped classes, so the ORM does not look for loaded objects.
+_NUMBER_MESSAGE = _numbering_statement(message=True)
+_NUMBER_OTHER = _numbering_statement(message=False)
+
+
 async def _next_seq(uow: UnitOfWork, conversation: Conversation, *, kind: str) -> int:
     """Take the next message number and stamp the conversation's times in one UPDATE.
 
@@ -265,17 +284,8 @@ async def _next_seq(uow: UnitOfWork, conversation: Conversation, *, kind: str) -
     loaded conversation as already stored, so the flush does not write them again.
     """
     now = uow.now()
-    values: dict[str, Any] = {"last_seq": Conversation.__table__.c.last_seq + 1, "updated_at": now}
-    if kind == "message":
-        values["last_message_at"] = now
-    # The table, not the mapped class: the loaded conversation is updated below, by hand.
-    table = Conversation.__table__
-    seq = await uow.session.scalar(
-        sa.update(table)  # type: ignore[arg-type]
-        .where(table.c.id == conversation.id)
-        .values(values)
-        .returning(table.c.last_seq)
-    )
+    statement = _NUMBER_MESSAGE if kind == "message" else _NUMBER_OTHER
+    seq = await uow.session.scalar(statement, {"conversation_id": conversation.id, "now": now})
     if seq is None:
         raise NotFound("No such conversation in this workspace.")
     set_committed_value(conversation, "last_seq", seq)
@@ -306,6 +316,13 @@ def check_client_message_id(value: str | None, *, field: str = "client_message_i
         )
 
 
+_LOCK = (
+    sa.select(Conversation.__table__.c.id)
+    .where(Conversation.__table__.c.id == sa.bindparam("conversation_id"))
+    .with_for_update()
+)
+
+
 async def _lock(uow: UnitOfWork, conversation: Conversation) -> None:
     """Hold the conversation's row lock until the transaction ends.
 
@@ -313,22 +330,28 @@ async def _lock(uow: UnitOfWork, conversation: Conversation) -> None:
     database's only write lock.
     """
     if dialect_name(uow.session) == "postgresql":
-        table = Conversation.__table__
-        await uow.session.execute(
-            sa.select(table.c.id).where(table.c.id == conversation.id).with_for_update()
-        )
+        await uow.session.execute(_LOCK, {"conversation_id": conversation.id})
+
+
+_FIND_BY_CLIENT_ID = sa.select(ConversationMessage).where(
+    ConversationMessage.conversation_id == sa.bindparam("conversation_id"),
+    ConversationMessage.author_type == sa.bindparam("author_type"),
+    ConversationMessage.author_key == sa.bindparam("author_key"),
+    ConversationMessage.client_message_id == sa.bindparam("client_message_id"),
+)
 
 
 async def _find_by_client_id(
     uow: UnitOfWork, conversation: Conversation, author: Author, client_message_id: str
 ) -> ConversationMessage | None:
     return await uow.session.scalar(
-        sa.select(ConversationMessage).where(
-            ConversationMessage.conversation_id == conversation.id,
-            ConversationMessage.author_type == author.type,
-            ConversationMessage.author_key == author.key,
-            ConversationMessage.client_message_id == client_message_id,
-        )
+        _FIND_BY_CLIENT_ID,
+        {
+            "conversation_id": conversation.id,
+            "author_type": author.type,
+            "author_key": author.key,
+            "client_message_id": client_message_id,
+        },
     )
 
 
@@ -433,6 +456,25 @@ def record_message_event(
         )
 
 
+def _mark_sender_read_statement() -> sa.Update:
+    table = ConversationParticipant.__table__
+    seq: sa.BindParameter[int] = sa.bindparam("p_seq", type_=sa.Integer)
+    return (
+        sa.update(table)  # type: ignore[arg-type]
+        .where(
+            table.c.conversation_id == sa.bindparam("p_conversation"),
+            table.c.participant_type == sa.bindparam("p_type"),
+            table.c.participant_key == sa.bindparam("p_key"),
+            table.c.last_read_seq < seq,
+            table.c.last_delivered_seq < seq,
+        )
+        .values(last_read_seq=seq, last_delivered_seq=seq, read_at=sa.bindparam("p_now"))
+    )
+
+
+_MARK_SENDER_READ = _mark_sender_read_statement()
+
+
 async def _mark_sender_read(
     uow: UnitOfWork,
     conversation: Conversation,
@@ -450,17 +492,15 @@ async def _mark_sender_read(
         ConversationParticipant, (conversation.id, participant_type, participant_key)
     )
     if identity not in uow.session.identity_map:
-        table = ConversationParticipant.__table__
         result = await uow.session.execute(
-            sa.update(table)  # type: ignore[arg-type]
-            .where(
-                table.c.conversation_id == conversation.id,
-                table.c.participant_type == participant_type,
-                table.c.participant_key == participant_key,
-                table.c.last_read_seq < seq,
-                table.c.last_delivered_seq < seq,
-            )
-            .values(last_read_seq=seq, last_delivered_seq=seq, read_at=now)
+            _MARK_SENDER_READ,
+            {
+                "p_conversation": conversation.id,
+                "p_type": participant_type,
+                "p_key": participant_key,
+                "p_seq": seq,
+                "p_now": now,
+            },
         )
         if result.rowcount:  # type: ignore[attr-defined]
             return
