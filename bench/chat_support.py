@@ -1,8 +1,8 @@
 """Shared parts of the live chat benchmarks: servers in processes, seeded staff, figures.
 
-Every live chat benchmark runs its servers the same way: ``python -m uvicorn`` in a child
-process, serving a socket that this process bound on 127.0.0.1 (``--fd``), with uvicorn's
-default event loop, HTTP and WebSocket implementations and the access log off. Frontdesk
+Every live chat benchmark runs its servers the same way: uvicorn in a child process
+(``serve_socket.py``), serving a TCP socket that this process bound on 127.0.0.1, with
+uvicorn's default event loop, HTTP and WebSocket implementations and the access log off. Frontdesk
 runs as ``frontdesk.app:app_from_env``. The bare baseline runs as ``chat_support:bare_app``
 (defined below): a Starlette WebSocket route that keeps rooms in memory and broadcasts to
 them. Both sides therefore use the same server and WebSocket library.
@@ -169,27 +169,14 @@ class ServerProcess:
 def server_process(
     factory: str, env: dict[str, str], log_path: Path, *, startup_timeout: float = 60.0
 ) -> Iterator[ServerProcess]:
-    """Run ``uvicorn --factory FACTORY`` in a child process; yield it once /healthz returns 200."""
+    """Serve FACTORY with uvicorn in a child process; yield it once /healthz returns 200."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     # A large backlog: the benchmarks open thousands of connections in bursts.
     sock.listen(4096)
     port = int(sock.getsockname()[1])
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        factory,
-        "--app-dir",
-        str(BENCH_DIR),
-        "--fd",
-        str(sock.fileno()),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    command = [sys.executable, str(BENCH_DIR / "serve_socket.py"), factory, str(sock.fileno())]
     log_file = log_path.open("wb")
     try:
         process = subprocess.Popen(
