@@ -1,9 +1,9 @@
 """Full-text search over message bodies, on SQLite FTS5 and on PostgreSQL text search.
 
-SQLite keeps a separate FTS5 table, ``conversation_messages_fts``, that the conversation
-service updates in the same transaction as the message (insert, edit, delete). PostgreSQL
-needs no copy: a GIN index on ``to_tsvector('simple', body)`` serves the query. Both schemas
-come from the migration 0002_message_search.
+SQLite keeps a separate FTS5 table, ``conversation_messages_fts``, that triggers update in
+the same transaction as the message (insert, edit, delete). PostgreSQL needs no copy: a GIN
+index on ``to_tsvector('simple', body)`` serves the query. The schemas come from the
+migrations 0002_message_search and 0003_message_search_triggers.
 
 A search query is never passed to the database's query syntax as written. On SQLite the
 MATCH expression is built from the word tokens of the query, each quoted as an FTS5 string,
@@ -126,27 +126,6 @@ def snippet(body: str, tokens: list[str]) -> str:
     if end < len(body):
         pieces.append("…")
     return "".join(pieces)
-
-
-# Keeping the SQLite index in step. PostgreSQL indexes the column itself, so these do
-# nothing there.
-
-
-async def index_message(uow: UnitOfWork, message: ConversationMessage) -> None:
-    """Add a new message's body to the SQLite full-text table."""
-    if dialect_name(uow.session) != "sqlite" or not message.body or message.deleted_at:
-        return
-    await uow.session.execute(sa.insert(fts_table).values(message_id=message.id, body=message.body))
-
-
-async def reindex_message(uow: UnitOfWork, message: ConversationMessage) -> None:
-    """Replace a message's body in the SQLite full-text table after an edit or a deletion."""
-    if dialect_name(uow.session) != "sqlite":
-        return
-    # NOTE: message_id is an UNINDEXED FTS5 column, so this delete scans the table. FTS5
-    # rowids cannot follow conversation_messages rows, whose implicit rowids VACUUM may renumber.
-    await uow.session.execute(sa.delete(fts_table).where(fts_table.c.message_id == message.id))
-    await index_message(uow, message)
 
 
 async def prune_index(uow: UnitOfWork) -> int:

@@ -19,7 +19,6 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.auth.models import User
-from frontdesk.conversations import search as message_search
 from frontdesk.conversations.fallback import schedule_email_fallback
 from frontdesk.conversations.formatting import MAX_BODY_CHARS, render_markdown
 from frontdesk.conversations.models import (
@@ -416,7 +415,6 @@ async def post_message(
     )
     uow.session.add(message)
     await uow.session.flush()
-    await message_search.index_message(uow, message)
 
     if (
         kind == "message"
@@ -862,7 +860,6 @@ async def edit_message(
     message.body_html = render_markdown(body)
     message.edited_at = uow.now()
     await uow.session.flush()
-    await message_search.reindex_message(uow, message)
     record_message_event(uow, conversation, message, "conversation.message.updated")
     return message
 
@@ -892,7 +889,6 @@ async def delete_message(
     message.attachments = []
     message.deleted_at = uow.now()
     await uow.session.flush()
-    await message_search.reindex_message(uow, message)
     record_message_event(uow, conversation, message, "conversation.message.deleted")
     return message
 
