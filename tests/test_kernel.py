@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from frontdesk import runtime as runtime_module
 from frontdesk.config import Settings
 from frontdesk.core.backup import backup_sqlite
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.crypto import DecryptionError, EnvelopeCipher, parse_keys
 from frontdesk.core.errors import RateLimited
-from frontdesk.core.events import events_after, sequence_pending_events
+from frontdesk.core.events import events_after, number_pending_events, sequence_pending_events
 from frontdesk.core.models import Event
 from frontdesk.core.ratelimit import (
     DatabaseRateLimitStore,
@@ -42,6 +45,31 @@ async def test_sequencer_numbers_in_commit_order(runtime: Runtime) -> None:
         events = await events_after(session, 0, 10)
     assert [event.name for event in events] == ["test.first", "test.second", "test.third"]
     assert [event.position for event in events] == [1, 2, 3]
+
+
+async def test_unit_of_work_numbers_its_own_events(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit numbers the events it records; no sequencer transaction follows."""
+    sequencer_runs: list[int] = []
+
+    async def counting(sessionmaker: Any) -> dict[int, int]:
+        sequencer_runs.append(1)
+        return await number_pending_events(sessionmaker)
+
+    monkeypatch.setattr(runtime_module, "number_pending_events", counting)
+
+    async def record(n: int) -> None:
+        async with unit_of_work(runtime) as uow:
+            uow.record_event("test.concurrent", {"n": n}, workspace_id=None)
+
+    await asyncio.gather(*(record(n) for n in range(12)))
+    async with runtime.sessionmaker() as session:
+        events = await events_after(session, 0, 20)
+
+    assert sorted(event.position for event in events) == list(range(1, 13))
+    assert sorted(event.data["n"] for event in events) == list(range(12))
+    assert sequencer_runs == []
 
 
 async def test_commit_publishes_its_position(runtime: Runtime) -> None:

@@ -1,8 +1,10 @@
 """Event sequencing: give committed events gapless positions in commit order.
 
 Transactions commit out of order, so the insertion id of an event does not show when it
-became visible. After each commit (and on a periodic sweep) the sequencer takes a lock, reads
-the highest position, and numbers the committed events that have none yet. Positions are
+became visible. A unit of work numbers its events just before it commits, under a lock that
+it keeps until the commit. Events committed without a number (by other code, or more than a
+batch) are numbered after the commit and by a periodic sweep, under the same lock: it reads
+the highest position and numbers the committed events that have none yet. Positions are
 committed one batch at a time under that lock, so a reader that has seen position N has seen
 every event below N: resuming "after N" misses nothing.
 """
@@ -24,6 +26,7 @@ log = structlog.get_logger()
 # Key of the Postgres advisory lock that serializes sequencing across processes.
 SEQUENCER_LOCK_KEY = 7_316_254_001
 BATCH_SIZE = 500
+_SEQUENCER_LOCK = sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY))
 
 
 async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) -> int | None:
@@ -39,7 +42,7 @@ async def number_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) 
     while True:
         async with sessionmaker() as session:
             if dialect_name(session) == "postgresql":
-                await session.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
+                await session.execute(_SEQUENCER_LOCK)
             batch = await _number(session)
             if not batch:
                 await session.rollback()
@@ -51,13 +54,17 @@ async def number_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) 
 
 
 async def number_events_in_transaction(session: AsyncSession) -> dict[int, int]:
-    """Number the unnumbered events inside the caller's write transaction; returns each
-    numbered event's position by its id.
+    """Number the unnumbered events inside the caller's transaction, just before it commits;
+    returns each numbered event's position by its id.
 
-    Only safe where the transaction holds the database's only write lock until it commits
-    (SQLite with BEGIN IMMEDIATE): no other transaction can commit events in between, so
-    the positions follow commit order. At most BATCH_SIZE events are numbered.
+    No other transaction may number events until this one commits, so the positions follow
+    commit order. On SQLite the transaction holds the database's only write lock (BEGIN
+    IMMEDIATE). On PostgreSQL it takes the sequencer's advisory lock, which it keeps until
+    the commit: transactions that record events wait for each other there, as the
+    sequencer's own transactions do. At most BATCH_SIZE events are numbered.
     """
+    if dialect_name(session) == "postgresql":
+        await session.execute(_SEQUENCER_LOCK)
     return await _number(session)
 
 

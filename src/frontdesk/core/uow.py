@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from frontdesk.core.db import dialect_name
 from frontdesk.core.events import BATCH_SIZE as SEQUENCE_BATCH_SIZE
 from frontdesk.core.events import number_events_in_transaction
 from frontdesk.core.ids import uuid7
@@ -90,10 +89,9 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         numbered: dict[int, int] = {}
-        if self._events and dialect_name(self.session) == "sqlite":
-            # SQLite write transactions begin with BEGIN IMMEDIATE, so this one holds the
-            # only write lock until it commits: numbering its events now gives positions in
-            # commit order without the sequencer's second write transaction.
+        if self._events:
+            # Numbering the events in this transaction, under a lock kept until the commit,
+            # gives positions in commit order without the sequencer's second transaction.
             numbered = await number_events_in_transaction(self.session)
         await self.session.commit()
         events, jobs = self._events, self._jobs_enqueued
