@@ -107,7 +107,7 @@ async def receive_stripe_webhook(
         raise ValidationFailed("body", f"{exc}; expected a Stripe event.", "not_an_event") from exc
     new = await store_event(uow, account.workspace_id, event)
     if new:
-        uow.enqueue(
+        await uow.insert_job(
             EVENT_JOB,
             {"workspace_id": str(account.workspace_id), "event_id": event["id"]},
             workspace_id=account.workspace_id,
