@@ -6,8 +6,9 @@ Both sides deliver every message to the same number of WebSocket clients, in one
   sits in a workspace of its own with ``--per-conversation`` agents, each on one connection
   that authenticates (and subscribes to the conversation when the protocol has the
   ``subscribe`` frame). A message travels the whole product path: the send, the stored
-  message and its event, event sequencing, the broker signal, the gateway's read of the
-  events table and each connection's send queue.
+  message and its event, event sequencing, the hand-over of the event to the gateway (or,
+  with a cross-process broker, its signal and the gateway's read of the events table) and
+  each connection's send queue.
 - Baseline: ``uvicorn chat_support:bare_app``, a Starlette WebSocket route on the same
   server and WebSocket library that keeps rooms in memory and, for each ``send`` frame,
   broadcasts an event frame with the same fields as Frontdesk's to the room.

@@ -6,7 +6,7 @@ unless its id is stored, enqueue the ``payments.stripe_event`` job and commit. T
 handler does the least any such endpoint must: verify the HMAC with a secret it holds in
 memory, read the event id and insert one row in its own transaction on the same database.
 
-Both run as ``python -m uvicorn --factory`` in a child process on 127.0.0.1 with the same
+Both run under uvicorn in a child process on 127.0.0.1 (``serve_socket.py``) with the same
 uvicorn options, and this process sends them the same number of distinct signed events over
 real sockets with the same concurrency. Jobs do not run during the measurement (the
 Frontdesk server runs without its worker). The target is a ratio of at least 2/3.
