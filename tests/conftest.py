@@ -95,8 +95,9 @@ def database_url(
 async def truncate_all(url: str) -> None:
     """Empty every table and restart the id sequences.
 
-    DELETE, children first, rather than TRUNCATE: a test leaves a few rows, and PostgreSQL's
-    TRUNCATE of every table costs about a quarter of a second, more than most tests.
+    DELETE, children first, rather than TRUNCATE, because a test leaves a few rows and
+    PostgreSQL's TRUNCATE of every table costs about a quarter of a second, more than most
+    tests take.
     """
     engine = create_async_engine(url)
     try:

@@ -212,7 +212,7 @@ async def test_access_token_expires(
     client: httpx.AsyncClient, clock: FrozenClock, runtime: Runtime
 ) -> None:
     tokens = await signup(client)
-    # A token that verified once is remembered; its expiry is still checked on every use.
+    # A token that verified once is remembered, but its expiry is checked on every use.
     assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 200
     clock.advance(seconds=runtime.settings.access_token_ttl_seconds + 1)
 

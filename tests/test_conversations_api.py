@@ -491,9 +491,7 @@ async def test_wake_job_reopens_due_conversations(
 # --- Messages -------------------------------------------------------------------------------
 
 
-async def test_concurrent_sends_of_one_client_id_store_one_message(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
+async def test_concurrent_resends_store_once(client: httpx.AsyncClient, runtime: Runtime) -> None:
     staff = await owner(client)
     cid = (await _create(client, staff))["id"]
 

@@ -47,10 +47,8 @@ async def test_sequencer_numbers_in_commit_order(runtime: Runtime) -> None:
     assert [event.position for event in events] == [1, 2, 3]
 
 
-async def test_unit_of_work_numbers_its_own_events(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The commit numbers the events it records; no sequencer transaction follows."""
+async def test_commit_numbers_own_events(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit numbers the events it records, so no sequencer transaction follows."""
     sequencer_runs: list[int] = []
 
     async def counting(sessionmaker: Any) -> dict[int, int]:

@@ -429,7 +429,7 @@ def count_event_reads(runtime: Runtime) -> list[str]:
 
 
 @pytest.mark.parametrize("realtime_settings", [{"realtime_poll_interval_seconds": 600}])
-async def test_own_events_dispatch_without_a_read(server: Server) -> None:
+async def test_own_events_skip_the_read(server: Server) -> None:
     member = await add_member(server.runtime)
     ws, _ = await connect_member(server, member)
     # The dispatcher reads the table once after it starts, for events committed meanwhile.
@@ -454,7 +454,7 @@ async def test_own_events_dispatch_without_a_read(server: Server) -> None:
 
 
 @pytest.mark.parametrize("realtime_settings", [{"realtime_poll_interval_seconds": 600}])
-async def test_gap_before_own_event_is_read(server: Server) -> None:
+async def test_gap_before_own_event_read(server: Server) -> None:
     member = await add_member(server.runtime)
     ws, _ = await connect_member(server, member)
     reads = count_event_reads(server.runtime)

@@ -51,8 +51,8 @@ class Runtime:
     broker: Broker
     storage: StorageBackend
     worker: Worker | None = None
-    # Set by this process's realtime gateway: receives the events this process committed,
-    # with their positions, so that it need not read them back from the database.
+    # Callback set by this process's realtime gateway. It receives the events this process
+    # committed, with their positions, so the gateway does not read them back.
     event_sink: Callable[[list[Event]], None] | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
 
@@ -81,7 +81,7 @@ class Runtime:
     async def publish_pending_events(self, events: Sequence[Event] = ()) -> None:
         """Number the committed events that have no position yet and publish the highest.
 
-        ``events`` are the ones this process just committed, if it knows them.
+        ``events`` are the ones this process just committed, if any.
         """
         try:
             numbered = await number_pending_events(self.sessionmaker)
@@ -98,7 +98,7 @@ class Runtime:
         for event in events:
             position = numbered.get(event.id)
             if position is not None:
-                # As stored: the instance's session must not write the position again.
+                # Set as stored, so the instance's session does not write the position again.
                 set_committed_value(event, "position", position)
                 known.append(event)
         if known:

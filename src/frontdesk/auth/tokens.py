@@ -63,7 +63,7 @@ def decode_access_token(secret: bytes, token: str, *, now: datetime) -> AccessCl
     return claims
 
 
-# A client sends the same token with every request until it expires; its signature and
+# A client sends the same token with every request until it expires, so its signature and
 # claims are checked once. Only tokens that verified are kept.
 @functools.lru_cache(maxsize=4096)
 def _verified_claims(secret: bytes, token: str) -> AccessClaims:
@@ -72,8 +72,8 @@ def _verified_claims(secret: bytes, token: str) -> AccessClaims:
         secret,
         algorithms=[ALGORITHM],
         audience=AUDIENCE,
-        # Expiry is checked by the caller against the injectable clock; PyJWT would compare
-        # exp and iat with the system time instead.
+        # The caller checks expiry against the injectable clock, because PyJWT would compare
+        # exp and iat with the system time.
         options={"verify_exp": False, "verify_iat": False, "require": ["sub", "sid", "exp", "aud"]},
     )
     workspace = claims.get("wid")

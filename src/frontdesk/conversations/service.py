@@ -270,7 +270,8 @@ def _numbering_statement(*, message: bool) -> sa.Update:
     )
 
 
-# The send path's statements are built once; building them is a good part of their cost.
+# The send path's statements are built once, because building them is a large part of their
+# cost.
 # They work on tables, not mapped classes, so the ORM does not look for loaded objects.
 _NUMBER_MESSAGE = _numbering_statement(message=True)
 _NUMBER_OTHER = _numbering_statement(message=False)
@@ -325,8 +326,8 @@ _LOCK = (
 async def _lock(uow: UnitOfWork, conversation: Conversation) -> None:
     """Hold the conversation's row lock until the transaction ends.
 
-    SQLite needs nothing: a write transaction begins with BEGIN IMMEDIATE, which holds the
-    database's only write lock.
+    SQLite needs no statement, because a write transaction begins with BEGIN IMMEDIATE,
+    which holds the database's only write lock.
     """
     if dialect_name(uow.session) == "postgresql":
         await uow.session.execute(_LOCK, {"conversation_id": conversation.id})

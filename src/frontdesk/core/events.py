@@ -3,8 +3,8 @@
 Transactions commit out of order, so the insertion id of an event does not show when it
 became visible. A unit of work numbers its events just before it commits, under a lock that
 it keeps until the commit. Events committed without a number (by other code, or more than a
-batch) are numbered after the commit and by a periodic sweep, under the same lock: it reads
-the highest position and numbers the committed events that have none yet. Positions are
+batch) are numbered after the commit and by a periodic sweep, under the same lock. The
+sweep reads the highest position and numbers the committed events that have none yet. Positions are
 committed one batch at a time under that lock, so a reader that has seen position N has seen
 every event below N: resuming "after N" misses nothing.
 """
@@ -36,8 +36,7 @@ async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]
 
 
 async def number_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[int, int]:
-    """Number committed events without a position; returns each numbered event's position
-    by its id."""
+    """Number committed events without a position and return each one's position by its id."""
     numbered: dict[int, int] = {}
     while True:
         async with sessionmaker() as session:
@@ -54,13 +53,13 @@ async def number_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) 
 
 
 async def number_events_in_transaction(session: AsyncSession) -> dict[int, int]:
-    """Number the unnumbered events inside the caller's transaction, just before it commits;
-    returns each numbered event's position by its id.
+    """Number the unnumbered events inside the caller's transaction, just before it commits,
+    and return each one's position by its id.
 
     No other transaction may number events until this one commits, so the positions follow
     commit order. On SQLite the transaction holds the database's only write lock (BEGIN
     IMMEDIATE). On PostgreSQL it takes the sequencer's advisory lock, which it keeps until
-    the commit: transactions that record events wait for each other there, as the
+    the commit. Transactions that record events wait for each other there, as the
     sequencer's own transactions do. At most BATCH_SIZE events are numbered.
     """
     if dialect_name(session) == "postgresql":

@@ -24,8 +24,8 @@ from starlette.types import Scope
 
 log = structlog.get_logger()
 
-# How many leading path segments a guard compares: three reach past "/api/v1", which every
-# API router shares, to the resource name.
+# Leading path segments that a guard compares. Three reach past "/api/v1", which every API
+# router shares, to the resource name.
 KEY_SEGMENTS = 3
 _SCOPE_KEY = "frontdesk.route_segments"
 

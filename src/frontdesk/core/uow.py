@@ -94,10 +94,10 @@ class UnitOfWork:
     async def insert_job(
         self, name: str, payload: dict[str, Any], *, workspace_id: uuid.UUID | None = None
     ) -> uuid.UUID:
-        """Add a durable job, due now, with one INSERT; return its id.
+        """Add a durable job, due now, with one INSERT and return its id.
 
-        The same job as ``enqueue`` makes, without an ORM object to flush at the commit:
-        for paths such as webhook intake, where that flush is a good part of the cost.
+        It is the job that ``enqueue`` adds, without an ORM object to flush at the commit.
+        Paths such as webhook intake use it because that flush is a large part of their cost.
         """
         now = self.now()
         job_id = uuid7()

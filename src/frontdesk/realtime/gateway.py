@@ -83,8 +83,8 @@ class Gateway:
         self.runtime = runtime
         self.settings = runtime.settings
         self._position = 0
-        # Highest position a broker signal announced; the database is read when it is ahead
-        # of what this process's own events covered.
+        # Highest position announced by a broker signal. The database is read when it is
+        # ahead of what this process's own events covered.
         self._announced = 0
         self._read_database = True
         # Events this process committed, by position, waiting to be dispatched without a read.
@@ -154,7 +154,7 @@ class Gateway:
     def _take_events(self, events: list[Event]) -> None:
         """Keep events this process committed until the dispatcher reaches their positions."""
         if len(self._handed) >= MAX_HANDED_EVENTS:
-            # The dispatcher is far behind: it reads these from the database instead.
+            # The dispatcher is far behind, so it reads these from the database instead.
             return
         for event in events:
             if event.position is not None and event.position > self._position:
@@ -194,8 +194,8 @@ class Gateway:
             announced = self._announced
             await self.catch_up()
             if self._announced == announced and self._position < announced:
-                # The announced events are not readable (pruned, say): wait for the next
-                # signal or poll instead of reading again at once.
+                # The announced events cannot be read (pruned, for example), so wait for the
+                # next signal or poll instead of reading again at once.
                 self._announced = self._position
 
     async def catch_up(self) -> None:
