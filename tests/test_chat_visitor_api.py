@@ -486,6 +486,47 @@ async def test_start_resumes_until_resolved(client: httpx.AsyncClient, runtime: 
     ]
 
 
+async def test_conversation_list_pages(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    chat = await make_chat(client)
+    visitor = await make_visitor(client, chat)
+    started: list[str] = []
+    for _ in range(3):
+        conversation = await start(client, chat, visitor)
+        started.append(conversation["id"])
+        async with runtime.sessionmaker() as session:
+            await session.execute(
+                sa.update(Conversation)
+                .where(Conversation.id == uuid.UUID(conversation["id"]))
+                .values(status="resolved")
+            )
+            await session.commit()
+
+    first = await client.get(
+        chat.url("/conversations"), params={"limit": 2}, headers=visitor.headers
+    )
+    second = await client.get(
+        chat.url("/conversations"),
+        params={"limit": 2, "cursor": first.json()["next_cursor"]},
+        headers=visitor.headers,
+    )
+    no_limit = await client.get(
+        chat.url("/conversations"), params={"limit": 0}, headers=visitor.headers
+    )
+    bad_cursor = await client.get(
+        chat.url("/conversations"), params={"cursor": "garbage"}, headers=visitor.headers
+    )
+
+    assert [item["id"] for item in first.json()["items"]] == [started[2], started[1]]
+    assert first.json()["next_cursor"] is not None
+    assert [item["id"] for item in second.json()["items"]] == [started[0]]
+    assert second.json()["next_cursor"] is None
+    assert_problem(no_limit, 422)
+    assert error_fields(no_limit) == ["limit"]
+    assert_problem(bad_cursor, 422)
+    assert error_fields(bad_cursor) == ["cursor"]
+    assert bad_cursor.json()["errors"][0]["code"] == "invalid_cursor"
+
+
 async def test_concurrent_starts_share_conversation(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -516,7 +557,7 @@ async def test_other_visitor_sees_nothing(client: httpx.AsyncClient, runtime: Ru
         chat.url(f"/conversations/{uuid.uuid4()}/messages"), headers=owner_visitor.headers
     )
 
-    assert listed.json() == {"items": []}
+    assert listed.json() == {"items": [], "next_cursor": None}
     assert_problem(history, 404)
     assert_problem(sent, 404)
     assert_problem(read, 404)

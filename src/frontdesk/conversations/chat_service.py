@@ -34,6 +34,7 @@ from frontdesk.conversations.visitors import (
 )
 from frontdesk.core.errors import NotFound, Unauthorized, ValidationFailed
 from frontdesk.core.ids import uuid7
+from frontdesk.core.pagination import fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
 
 log = structlog.get_logger()
@@ -229,18 +230,17 @@ async def describe_conversations(
     ]
 
 
-async def list_visitor_conversations(uow: UnitOfWork, visitor: ChatVisitor) -> list[Conversation]:
-    """Return the visitor's conversations, newest first."""
-    rows = await uow.session.scalars(
-        sa.select(Conversation)
-        .where(
-            Conversation.visitor_id == visitor.id,
-            Conversation.workspace_id == visitor.workspace_id,
-        )
-        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
-        .limit(100)
+async def list_visitor_conversations(
+    uow: UnitOfWork, visitor: ChatVisitor, *, limit: int, cursor: str | None
+) -> tuple[list[Conversation], str | None]:
+    """Return one page of the visitor's conversations, newest first, and the next cursor."""
+    statement = sa.select(Conversation).where(
+        Conversation.visitor_id == visitor.id,
+        Conversation.workspace_id == visitor.workspace_id,
     )
-    return list(rows)
+    return await fetch_newest_first(
+        uow.session, statement, Conversation, cursor=cursor, limit=limit
+    )
 
 
 async def start_conversation(uow: UnitOfWork, visitor: ChatVisitor) -> tuple[Conversation, bool]:

@@ -31,6 +31,7 @@ from frontdesk.conversations.visitor_access import (
 )
 from frontdesk.core.api import ClientIpDep, UowDep
 from frontdesk.core.errors import BadRequest, NotFound, Problem, ValidationFailed
+from frontdesk.core.pagination import MAX_LIMIT
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.storage import previews, scanning
@@ -42,6 +43,8 @@ log = structlog.get_logger()
 
 PREFIX = "/chat/{public_key}"
 MAX_HISTORY_PAGE = 100
+# Default page size of the visitor's conversation list (the ``limit`` parameter).
+DEFAULT_VISITOR_PAGE = 100
 
 router = APIRouter(prefix=PREFIX, tags=["chat visitors"], route_class=ChatCorsRoute)
 
@@ -104,6 +107,7 @@ class ConversationOut(BaseModel):
 
 class ConversationList(BaseModel):
     items: list[ConversationOut]
+    next_cursor: str | None = None
 
 
 class MessageIn(BaseModel):
@@ -228,11 +232,20 @@ async def start_conversation(visitor: VisitorDep, uow: UowDep, ip: ClientIpDep) 
 
 
 @router.get("/conversations", response_model=ConversationList, responses=_ERRORS)
-async def list_conversations(visitor: VisitorDep, uow: UowDep) -> ConversationList:
-    """List the visitor's conversations, newest first (at most 100)."""
-    conversations = await chat_service.list_visitor_conversations(uow, visitor)
+async def list_conversations(
+    visitor: VisitorDep,
+    uow: UowDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_VISITOR_PAGE,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> ConversationList:
+    """List the visitor's conversations, newest first, a page at a time."""
+    conversations, next_cursor = await chat_service.list_visitor_conversations(
+        uow, visitor, limit=limit, cursor=cursor
+    )
     described = await chat_service.describe_conversations(uow, conversations)
-    return ConversationList(items=[ConversationOut(**item) for item in described])
+    return ConversationList(
+        items=[ConversationOut(**item) for item in described], next_cursor=next_cursor
+    )
 
 
 SeqQuery = Annotated[int | None, Query(ge=0, description="A message seq.")]

@@ -550,7 +550,7 @@ form.composer { display: flex; align-items: flex-end; gap: 6px; padding: 10px 12
         connect();
         if (!state.visitor) state.visitor = await api("GET", "/visitor");
         if (!state.conversationId) {
-          const list = await api("GET", "/conversations");
+          const list = await api("GET", "/conversations?limit=1");
           const latest = (list.items || list)[0];
           if (latest) useConversation(latest);
         }
