@@ -26,6 +26,7 @@ from frontdesk.payments.models import (
     PaymentTransition,
     Plan,
     Refund,
+    StripeAccount,
     StripeEvent,
     Subscription,
 )
@@ -36,6 +37,7 @@ from frontdesk.payments.stripe.webhooks import (
     verify_signature,
 )
 from frontdesk.runtime import Runtime
+from frontdesk.workspaces.models import Workspace
 from stripe_server import (
     FakeStripe,
     StripeWorkspace,
@@ -245,6 +247,96 @@ async def test_unknown_address_is_404(
     body, headers = signed(event, [workspace.webhook_secret], timestamp=now_of(clock))
     response = await client.post("/webhooks/stripe/not-a-token", content=body, headers=headers)
     assert response.status_code == 404
+
+
+# --- Remembered addresses ---------------------------------------------------------------------
+
+
+def account_reads(runtime: Runtime) -> list[str]:
+    """Collect the statements that read a Stripe account by its webhook token."""
+    reads: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM stripe_accounts" in statement and "webhook_token" in statement:
+            reads.append(statement)
+
+    sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    return reads
+
+
+async def test_remembered_address_skips_lookup(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    first = fake_stripe.event("plan.created", {"id": "plan_r1", "object": "plan"})
+    second = fake_stripe.event("plan.created", {"id": "plan_r2", "object": "plan"})
+    assert (await deliver(client, workspace, first, clock)).status_code == 200
+    reads = account_reads(runtime)
+
+    response = await deliver(client, workspace, second, clock)
+
+    assert response.status_code == 200, response.text
+    assert reads == []
+    assert len(await stored_events(runtime, workspace.workspace_id)) == 2
+
+
+async def test_secret_changed_elsewhere_is_read_again(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    first = fake_stripe.event("plan.created", {"id": "plan_s1", "object": "plan"})
+    assert (await deliver(client, workspace, first, clock)).status_code == 200
+    # Another process stores a new signing secret; this one still remembers the old secret.
+    new_secret = "whsec_rotated_elsewhere"
+    encrypted = runtime.cipher.encrypt_text(
+        new_secret, associated_data=f"stripe-account:{workspace.workspace_id}".encode()
+    )
+    async with runtime.sessionmaker() as session:
+        await session.execute(
+            sa.update(StripeAccount)
+            .where(StripeAccount.workspace_id == workspace.workspace_id)
+            .values(webhook_secret_encrypted=encrypted)
+        )
+        await session.commit()
+
+    signed_new = fake_stripe.event("plan.created", {"id": "plan_s2", "object": "plan"})
+    signed_old = fake_stripe.event("plan.created", {"id": "plan_s3", "object": "plan"})
+    accepted = await deliver(client, workspace, signed_new, clock, secrets=[new_secret])
+    rejected = await deliver(client, workspace, signed_old, clock)
+
+    assert accepted.status_code == 200, accepted.text
+    assert rejected.status_code == 400
+    assert rejected.json()["code"] == "signature_invalid"
+    stored = await stored_events(runtime, workspace.workspace_id)
+    assert sorted(event.event_id for event in stored) == sorted([first["id"], signed_new["id"]])
+
+
+async def test_deleted_workspace_is_404(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    workspace: StripeWorkspace,
+) -> None:
+    first = fake_stripe.event("plan.created", {"id": "plan_d1", "object": "plan"})
+    assert (await deliver(client, workspace, first, clock)).status_code == 200
+    # Another process deletes the workspace; this one still remembers its address.
+    async with runtime.sessionmaker() as session:
+        await session.execute(sa.delete(Workspace).where(Workspace.id == workspace.workspace_id))
+        await session.commit()
+
+    later = fake_stripe.event("plan.created", {"id": "plan_d2", "object": "plan"})
+    response = await deliver(client, workspace, later, clock)
+
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await stored_events(runtime, workspace.workspace_id) == []
 
 
 async def test_body_not_an_event_is_422(

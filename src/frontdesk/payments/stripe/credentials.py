@@ -7,8 +7,9 @@ the workspace id as associated data, so a row copied to another workspace does n
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,14 +113,6 @@ def decrypt_secret_key(uow: UnitOfWork, account: StripeAccount) -> str:
     )
 
 
-def decrypt_webhook_secret(uow: UnitOfWork, account: StripeAccount | WebhookAccount) -> str | None:
-    if account.webhook_secret_encrypted is None:
-        return None
-    return uow.rt.cipher.decrypt_text(
-        account.webhook_secret_encrypted, associated_data=_associated_data(account.workspace_id)
-    )
-
-
 async def get_account(uow: UnitOfWork, workspace_id: uuid.UUID) -> StripeAccount:
     """Return the workspace's Stripe account; 409 ``stripe_not_configured`` without one."""
     account = await uow.session.get(StripeAccount, workspace_id)
@@ -218,6 +211,7 @@ async def put_account(
     account.livemode = "_live_" in secret_key
     account.updated_at = now
     await uow.session.flush()
+    _forget_workspace_targets(workspace_id)
     log.info("stripe.account_saved", workspace_id=str(workspace_id), livemode=account.livemode)
     return account
 
@@ -227,27 +221,72 @@ async def delete_account(uow: UnitOfWork, *, workspace_id: uuid.UUID) -> None:
     if account is not None:
         await uow.session.delete(account)
         await uow.session.flush()
+        _forget_workspace_targets(workspace_id)
         log.info("stripe.account_deleted", workspace_id=str(workspace_id))
 
 
 @dataclass(frozen=True)
-class WebhookAccount:
-    """The columns of a Stripe account that a webhook delivery needs."""
+class WebhookTarget:
+    """The workspace of a webhook address and its signing secret, if one is set."""
 
     workspace_id: uuid.UUID
-    webhook_secret_encrypted: str | None
+    secret: str | None
+    # Whether it came from this process's memory instead of the database.
+    remembered: bool = False
 
 
 _WEBHOOK_ACCOUNT_QUERY = sa.select(
     StripeAccount.workspace_id, StripeAccount.webhook_secret_encrypted
 ).where(StripeAccount.webhook_token == sa.bindparam("token", type_=sa.String))
 
+# Webhook addresses that this process resolved recently, so that a burst of deliveries reads
+# and decrypts the account once. Only addresses with a signing secret are kept, each for
+# WEBHOOK_TARGET_SECONDS. A signature that fails against a kept secret, and a delivery whose
+# workspace is gone, read the account again. Saving or deleting the keys removes the
+# workspace's entries in this process. Other processes may use an old entry until it expires.
+WEBHOOK_TARGET_SECONDS = 60
+MAX_WEBHOOK_TARGETS = 1024
+_webhook_targets: OrderedDict[str, tuple[datetime, WebhookTarget]] = OrderedDict()
 
-async def find_webhook_account(uow: UnitOfWork, token: str) -> WebhookAccount:
+
+async def webhook_target(uow: UnitOfWork, token: str, *, fresh: bool = False) -> WebhookTarget:
+    """Return the workspace and secret of a webhook address, or raise NotFound for an unknown one.
+
+    ``fresh`` reads the database even when the address is remembered.
+    """
+    now = uow.now()
+    entry = _webhook_targets.get(token)
+    if entry is not None and not fresh and entry[0] > now:
+        return entry[1]
     row = (await uow.session.execute(_WEBHOOK_ACCOUNT_QUERY, {"token": token})).one_or_none()
     if row is None:
+        forget_webhook_target(token)
         raise NotFound(
             "No Stripe webhook exists at this address; copy webhook_url again from "
             "GET /api/v1/payments/stripe."
         )
-    return WebhookAccount(row.workspace_id, row.webhook_secret_encrypted)
+    secret = None
+    if row.webhook_secret_encrypted is not None:
+        secret = uow.rt.cipher.decrypt_text(
+            row.webhook_secret_encrypted, associated_data=_associated_data(row.workspace_id)
+        )
+    target = WebhookTarget(row.workspace_id, secret)
+    if secret is None:
+        forget_webhook_target(token)
+    else:
+        expires_at = now + timedelta(seconds=WEBHOOK_TARGET_SECONDS)
+        _webhook_targets[token] = (expires_at, replace(target, remembered=True))
+        _webhook_targets.move_to_end(token)
+        while len(_webhook_targets) > MAX_WEBHOOK_TARGETS:
+            _webhook_targets.popitem(last=False)
+    return target
+
+
+def forget_webhook_target(token: str) -> None:
+    _webhook_targets.pop(token, None)
+
+
+def _forget_workspace_targets(workspace_id: uuid.UUID) -> None:
+    for token, (_expires_at, target) in list(_webhook_targets.items()):
+        if target.workspace_id == workspace_id:
+            del _webhook_targets[token]
