@@ -32,7 +32,7 @@ from frontdesk.auth.tokens import issue_access_token
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.events import prune_events, sequence_pending_events
 from frontdesk.core.models import Event
-from frontdesk.core.uow import UnitOfWork, unit_of_work
+from frontdesk.core.uow import unit_of_work
 from frontdesk.realtime.gateway import Gateway
 from frontdesk.realtime.protocol import MAX_FRAME_BYTES, REPLAY_LIMIT
 from frontdesk.runtime import Runtime, build_runtime
@@ -567,65 +567,44 @@ async def test_resume_joins_live_without_gaps(server: Server) -> None:
     await ws.close()
 
 
-async def test_resume_after_out_of_order_commits(server: Server, database_url: str) -> None:
+async def test_resume_after_out_of_order_commits(server: Server) -> None:
     """A transaction that commits last gets the higher position, whatever its insertion id."""
     runtime = server.runtime
     member = await add_member(runtime)
     ws, _ = await connect_member(server, member)
 
-    if database_url.startswith("postgresql"):
-        first_session = runtime.sessionmaker()
-        second_session = runtime.sessionmaker()
-        first = UnitOfWork(runtime, first_session)
-        second = UnitOfWork(runtime, second_session)
-        first_event = first.record_event(
-            "enquiry.created", enquiry("T1"), workspace_id=member.workspace_id
-        )
-        await first_session.flush()
-        second_event = second.record_event(
-            "enquiry.created", enquiry("T2"), workspace_id=member.workspace_id
-        )
-        await second_session.flush()
-        await second.commit()
-        seen_frame = await receive(ws)
-        await ws.close()
-        await first.commit()
-        await first_session.close()
-        await second_session.close()
-        first_id, second_id = first_event.id, second_event.id
-    else:
-        # SQLite lets one transaction write at a time, so commits cannot interleave. The same
-        # table state is built by hand: T1's row has the lower insertion id but is committed
-        # and sequenced after T2's.
-        async with runtime.sessionmaker() as session:
-            reserved = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(Event.id), 0)))
-            assert reserved is not None
-            first_id, second_id = reserved + 1, reserved + 2
-            session.add(
-                Event(
-                    id=second_id,
-                    name="enquiry.created",
-                    data=enquiry("T2"),
-                    workspace_id=member.workspace_id,
-                    created_at=server.clock.now(),
-                )
+    # Units of work insert their events at the commit, under the numbering lock, so their
+    # insertion ids follow commit order. Rows written otherwise can commit out of insertion
+    # order, as built here: T1's row has the lower id but is committed and sequenced after T2's.
+    async with runtime.sessionmaker() as session:
+        reserved = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(Event.id), 0)))
+        assert reserved is not None
+        first_id, second_id = reserved + 1, reserved + 2
+        session.add(
+            Event(
+                id=second_id,
+                name="enquiry.created",
+                data=enquiry("T2"),
+                workspace_id=member.workspace_id,
+                created_at=server.clock.now(),
             )
-            await session.commit()
-        await runtime.publish_pending_events()
-        seen_frame = await receive(ws)
-        await ws.close()
-        async with runtime.sessionmaker() as session:
-            session.add(
-                Event(
-                    id=first_id,
-                    name="enquiry.created",
-                    data=enquiry("T1"),
-                    workspace_id=member.workspace_id,
-                    created_at=server.clock.now(),
-                )
+        )
+        await session.commit()
+    await runtime.publish_pending_events()
+    seen_frame = await receive(ws)
+    await ws.close()
+    async with runtime.sessionmaker() as session:
+        session.add(
+            Event(
+                id=first_id,
+                name="enquiry.created",
+                data=enquiry("T1"),
+                workspace_id=member.workspace_id,
+                created_at=server.clock.now(),
             )
-            await session.commit()
-        await runtime.publish_pending_events()
+        )
+        await session.commit()
+    await runtime.publish_pending_events()
 
     first_position = await position_of(runtime, first_id)
     second_position = await position_of(runtime, second_id)

@@ -1,9 +1,9 @@
 """Event sequencing: give committed events gapless positions in commit order.
 
 Transactions commit out of order, so the insertion id of an event does not show when it
-became visible. A unit of work numbers its events just before it commits, under a lock that
-it keeps until the commit. Events committed without a number (by other code, or more than a
-batch) are numbered after the commit and by a periodic sweep, under the same lock. The
+became visible. A unit of work inserts its events with their positions just before it
+commits, under a lock that it keeps until the commit. Events committed without a number (by
+other code) are numbered after the commit and by a periodic sweep, under the same lock. The
 sweep reads the highest position and numbers the committed events that have none yet. Positions are
 committed one batch at a time under that lock, so a reader that has seen position N has seen
 every event below N: resuming "after N" misses nothing.
@@ -11,12 +11,14 @@ every event below N: resuming "after N" misses nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Event
@@ -27,6 +29,14 @@ log = structlog.get_logger()
 SEQUENCER_LOCK_KEY = 7_316_254_001
 BATCH_SIZE = 500
 _SEQUENCER_LOCK = sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY))
+_EVENTS = Event.__table__
+_HIGHEST_POSITION = sa.select(sa.func.coalesce(sa.func.max(_EVENTS.c.position), 0))
+_INSERT_NUMBERED = sa.insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
+_INSERT_NEXT = (
+    sa.insert(_EVENTS)  # type: ignore[arg-type]
+    .values(position=_HIGHEST_POSITION.scalar_subquery() + 1)
+    .returning(_EVENTS.c.id, _EVENTS.c.position)
+)
 
 
 async def sequence_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) -> int | None:
@@ -52,19 +62,48 @@ async def number_pending_events(sessionmaker: async_sessionmaker[AsyncSession]) 
                 return numbered
 
 
-async def number_events_in_transaction(session: AsyncSession) -> dict[int, int]:
-    """Number the unnumbered events inside the caller's transaction, just before it commits,
-    and return each one's position by its id.
+async def insert_numbered_events(session: AsyncSession, events: Sequence[Event]) -> dict[int, int]:
+    """Insert events with the next positions, just before the caller's transaction commits,
+    and return each one's position by its new id.
 
     No other transaction may number events until this one commits, so the positions follow
     commit order. On SQLite the transaction holds the database's only write lock (BEGIN
     IMMEDIATE). On PostgreSQL it takes the sequencer's advisory lock, which it keeps until
     the commit. Transactions that record events wait for each other there, as the
-    sequencer's own transactions do. At most BATCH_SIZE events are numbered.
+    sequencer's own transactions do. The ids and positions are set on ``events``.
     """
+    connection = await session.connection()
     if dialect_name(session) == "postgresql":
-        await session.execute(_SEQUENCER_LOCK)
-    return await _number(session)
+        await connection.execute(_SEQUENCER_LOCK)
+    rows = [_row(event) for event in events]
+    if len(rows) == 1:
+        # The common case, one statement: the position is computed in the INSERT.
+        result = await connection.execute(_INSERT_NEXT, rows[0])
+        numbered = {event_id: position for event_id, position in result.tuples()}
+    else:
+        highest = int((await connection.execute(_HIGHEST_POSITION)).scalar_one())
+        for offset, row in enumerate(rows, start=1):
+            row["position"] = highest + offset
+        result = await connection.execute(_INSERT_NUMBERED, rows)
+        numbered = {
+            event_id: row["position"] for event_id, row in zip(result.scalars(), rows, strict=True)
+        }
+    for event, (event_id, position) in zip(events, numbered.items(), strict=True):
+        set_committed_value(event, "id", event_id)
+        set_committed_value(event, "position", position)
+    return numbered
+
+
+def _row(event: Event) -> dict[str, Any]:
+    return {
+        "name": event.name,
+        "data": event.data,
+        "workspace_id": event.workspace_id,
+        "user_id": event.user_id,
+        "audience": event.audience,
+        "conversation_id": event.conversation_id,
+        "created_at": event.created_at,
+    }
 
 
 async def _number(session: AsyncSession) -> dict[int, int]:

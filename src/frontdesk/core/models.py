@@ -15,8 +15,9 @@ from frontdesk.core.db import Base, UUIDPrimaryKey
 class Event(Base):
     """A domain event recorded in the transaction of the change that caused it.
 
-    ``id`` is the insertion order. ``position`` is given after commit by the sequencer, one
-    committed batch at a time, so positions grow in commit order; clients resume by position.
+    ``id`` is the insertion order. ``position`` grows in commit order: a unit of work inserts
+    its events with their positions just before it commits, and the sequencer numbers any
+    other committed row, one batch at a time. Clients resume by position.
     """
 
     __tablename__ = "events"

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from frontdesk.core.events import BATCH_SIZE as SEQUENCE_BATCH_SIZE
-from frontdesk.core.events import number_events_in_transaction
+from frontdesk.core.events import insert_numbered_events
 from frontdesk.core.ids import uuid7
 from frontdesk.core.models import Event, Job
 
@@ -59,7 +58,7 @@ class UnitOfWork:
             conversation_id=conversation_id,
             created_at=self.now(),
         )
-        self.session.add(event)
+        # Inserted at the commit, with its position (see ``commit``).
         self._events.append(event)
         return event
 
@@ -124,19 +123,17 @@ class UnitOfWork:
         return job_id
 
     async def commit(self) -> None:
-        numbered: dict[int, int] = {}
-        if self._events:
-            # Numbering the events in this transaction, under a lock kept until the commit,
-            # gives positions in commit order without the sequencer's second transaction.
-            numbered = await number_events_in_transaction(self.session)
-        await self.session.commit()
         events, jobs = self._events, self._jobs_enqueued
+        numbered: dict[int, int] = {}
+        if events:
+            # Inserting the events last, numbered under a lock kept until the commit, gives
+            # positions in commit order without the sequencer's second transaction.
+            numbered = await insert_numbered_events(self.session, events)
+        await self.session.commit()
         self._events = []
         self._jobs_enqueued = False
-        if numbered and len(numbered) < SEQUENCE_BATCH_SIZE:
-            await self.rt.publish_numbered(events, numbered)
-            events = []
-        await self.rt.after_commit(events=events, jobs=jobs)
+        await self.rt.publish_numbered(events, numbered)
+        await self.rt.after_commit(events=(), jobs=jobs)
 
 
 @asynccontextmanager
