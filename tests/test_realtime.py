@@ -578,33 +578,27 @@ async def test_resume_after_out_of_order_commits(server: Server) -> None:
     # order, as built here: T1's row has the lower id but is committed and sequenced after T2's.
     async with runtime.sessionmaker() as session:
         reserved = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(Event.id), 0)))
-        assert reserved is not None
-        first_id, second_id = reserved + 1, reserved + 2
-        session.add(
-            Event(
-                id=second_id,
-                name="enquiry.created",
-                data=enquiry("T2"),
-                workspace_id=member.workspace_id,
-                created_at=server.clock.now(),
+    assert reserved is not None
+    first_id, second_id = reserved + 1, reserved + 2
+
+    async def commit_row(event_id: int, subject: str) -> None:
+        async with runtime.sessionmaker() as session:
+            session.add(
+                Event(
+                    id=event_id,
+                    name="enquiry.created",
+                    data=enquiry(subject),
+                    workspace_id=member.workspace_id,
+                    created_at=server.clock.now(),
+                )
             )
-        )
-        await session.commit()
-    await runtime.publish_pending_events()
+            await session.commit()
+        await runtime.publish_pending_events()
+
+    await commit_row(second_id, "T2")
     seen_frame = await receive(ws)
     await ws.close()
-    async with runtime.sessionmaker() as session:
-        session.add(
-            Event(
-                id=first_id,
-                name="enquiry.created",
-                data=enquiry("T1"),
-                workspace_id=member.workspace_id,
-                created_at=server.clock.now(),
-            )
-        )
-        await session.commit()
-    await runtime.publish_pending_events()
+    await commit_row(first_id, "T1")
 
     first_position = await position_of(runtime, first_id)
     second_position = await position_of(runtime, second_id)
