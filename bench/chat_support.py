@@ -169,7 +169,7 @@ class ServerProcess:
 def server_process(
     factory: str, env: dict[str, str], log_path: Path, *, startup_timeout: float = 60.0
 ) -> Iterator[ServerProcess]:
-    """Serve FACTORY with uvicorn in a child process; yield it once /healthz returns 200."""
+    """Serve FACTORY with uvicorn in a child process and yield it once /healthz returns 200."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))

@@ -575,7 +575,7 @@ async def test_resume_after_out_of_order_commits(server: Server) -> None:
 
     # Units of work insert their events at the commit, under the numbering lock, so their
     # insertion ids follow commit order. Rows written otherwise can commit out of insertion
-    # order, as built here: T1's row has the lower id but is committed and sequenced after T2's.
+    # order. Here T1's row has the lower id but is committed and sequenced after T2's.
     async with runtime.sessionmaker() as session:
         reserved = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(Event.id), 0)))
     assert reserved is not None

@@ -292,7 +292,7 @@ async def test_secret_changed_elsewhere_is_read_again(
 ) -> None:
     first = fake_stripe.event("plan.created", {"id": "plan_s1", "object": "plan"})
     assert (await deliver(client, workspace, first, clock)).status_code == 200
-    # Another process stores a new signing secret; this one still remembers the old secret.
+    # Another process stores a new signing secret, while this one remembers the old one.
     new_secret = "whsec_rotated_elsewhere"
     encrypted = runtime.cipher.encrypt_text(
         new_secret, associated_data=f"stripe-account:{workspace.workspace_id}".encode()
@@ -326,7 +326,7 @@ async def test_deleted_workspace_is_404(
 ) -> None:
     first = fake_stripe.event("plan.created", {"id": "plan_d1", "object": "plan"})
     assert (await deliver(client, workspace, first, clock)).status_code == 200
-    # Another process deletes the workspace; this one still remembers its address.
+    # Another process deletes the workspace, while this one remembers its address.
     async with runtime.sessionmaker() as session:
         await session.execute(sa.delete(Workspace).where(Workspace.id == workspace.workspace_id))
         await session.commit()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.config import Settings
 from frontdesk.core.clock import Clock, SystemClock
@@ -56,15 +55,9 @@ class Runtime:
     event_sink: Callable[[list[Event]], None] | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
 
-    async def after_commit(self, *, events: Sequence[Event], jobs: bool) -> None:
-        """Publish the events and wake the worker after a transaction committed.
-
-        A failure here loses nothing: the rows are committed, and the periodic sweep
-        sequences and publishes them later.
-        """
-        if events:
-            await self.publish_pending_events(events)
-        if jobs and self.worker is not None:
+    def wake_worker(self) -> None:
+        """Wake this process's job worker, if it runs one, after jobs were committed."""
+        if self.worker is not None:
             self.worker.wake()
 
     async def publish_numbered(self, events: Sequence[Event], numbered: dict[int, int]) -> None:
@@ -72,38 +65,30 @@ class Runtime:
         that events up to the highest position are numbered and committed."""
         if not numbered:
             return
-        self.hand_over(events, numbered)
+        self._hand_over(events, numbered)
         try:
             await self.broker.publish(max(numbered.values()))
         except Exception as exc:
             log.error("events.publish_failed", error=repr(exc), exc_info=exc)
 
-    async def publish_pending_events(self, events: Sequence[Event] = ()) -> None:
+    async def publish_pending_events(self) -> None:
         """Number the committed events that have no position yet and publish the highest.
 
-        ``events`` are the ones this process just committed, if any.
+        A failure loses nothing, because the rows are committed and the periodic sweep numbers
+        and publishes them later.
         """
         try:
             numbered = await number_pending_events(self.sessionmaker)
         except Exception as exc:
             log.error("events.publish_failed", error=repr(exc), exc_info=exc)
             return
-        await self.publish_numbered(events, numbered)
+        await self.publish_numbered((), numbered)
 
-    def hand_over(self, events: Sequence[Event], numbered: dict[int, int]) -> None:
-        sink = self.event_sink
-        if sink is None:
-            return
-        known = []
-        for event in events:
-            position = numbered.get(event.id)
-            if position is not None:
-                # Set as stored, so the instance's session does not write the position again.
-                set_committed_value(event, "position", position)
-                known.append(event)
-        if known:
-            known.sort(key=lambda event: event.position or 0)
-            sink(known)
+    def _hand_over(self, events: Sequence[Event], numbered: dict[int, int]) -> None:
+        """Pass the numbered ones of ``events``, which carry their positions, to the gateway."""
+        known = [event for event in events if event.id in numbered]
+        if self.event_sink is not None and known:
+            self.event_sink(sorted(known, key=lambda event: event.position or 0))
 
     async def start(self) -> None:
         """Connect the broker and check that the file store can be used.

@@ -72,26 +72,28 @@ async def insert_numbered_events(session: AsyncSession, events: Sequence[Event])
     the commit. Transactions that record events wait for each other there, as the
     sequencer's own transactions do. The ids and positions are set on ``events``.
     """
+    # The caller's other changes go first, so the lock is held for the events alone and
+    # never while this transaction waits for another one's row lock.
+    await session.flush()
     connection = await session.connection()
     if dialect_name(session) == "postgresql":
         await connection.execute(_SEQUENCER_LOCK)
     rows = [_row(event) for event in events]
     if len(rows) == 1:
-        # The common case, one statement: the position is computed in the INSERT.
+        # The common case needs one statement, because the INSERT computes the position.
         result = await connection.execute(_INSERT_NEXT, rows[0])
-        numbered = {event_id: position for event_id, position in result.tuples()}
+        pairs = list(result.tuples())
     else:
         highest = int((await connection.execute(_HIGHEST_POSITION)).scalar_one())
-        for offset, row in enumerate(rows, start=1):
-            row["position"] = highest + offset
+        positions = range(highest + 1, highest + 1 + len(rows))
+        for row, position in zip(rows, positions, strict=True):
+            row["position"] = position
         result = await connection.execute(_INSERT_NUMBERED, rows)
-        numbered = {
-            event_id: row["position"] for event_id, row in zip(result.scalars(), rows, strict=True)
-        }
-    for event, (event_id, position) in zip(events, numbered.items(), strict=True):
+        pairs = list(zip(result.scalars(), positions, strict=True))
+    for event, (event_id, position) in zip(events, pairs, strict=True):
         set_committed_value(event, "id", event_id)
         set_committed_value(event, "position", position)
-    return numbered
+    return dict(pairs)
 
 
 def _row(event: Event) -> dict[str, Any]:

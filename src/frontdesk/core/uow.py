@@ -133,7 +133,8 @@ class UnitOfWork:
         self._events = []
         self._jobs_enqueued = False
         await self.rt.publish_numbered(events, numbered)
-        await self.rt.after_commit(events=(), jobs=jobs)
+        if jobs:
+            self.rt.wake_worker()
 
 
 @asynccontextmanager

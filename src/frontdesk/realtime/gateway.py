@@ -179,7 +179,7 @@ class Gateway:
                 await asyncio.sleep(min(interval, 1.0))
 
     async def _advance(self) -> None:
-        """Dispatch handed-over events in position order; read the database for the rest."""
+        """Dispatch handed-over events in position order, and read the database for the rest."""
         while True:
             event = self._handed.pop(self._position + 1, None)
             if event is not None:

@@ -86,7 +86,7 @@ async def receive_stripe_webhook(
     """Receive one Stripe event for the workspace that owns this address."""
     body = await request.body()
     # The route opens its unit of work itself, because as a FastAPI dependency with cleanup
-    # it cost about 0.15 of a delivery's 2 ms of CPU (measured in process).
+    # it cost about 0.15 ms of a delivery's 2 ms of CPU (measured in process).
     try:
         async with unit_of_work(runtime) as uow:
             return await _receive(uow, webhook_token, request, body)
