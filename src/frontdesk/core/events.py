@@ -82,7 +82,7 @@ async def insert_numbered_events(session: AsyncSession, events: Sequence[Event])
     if len(rows) == 1:
         # The common case needs one statement, because the INSERT computes the position.
         result = await connection.execute(_INSERT_NEXT, rows[0])
-        pairs = list(result.tuples())
+        pairs = [(row[0], row[1]) for row in result]
     else:
         highest = int((await connection.execute(_HIGHEST_POSITION)).scalar_one())
         positions = range(highest + 1, highest + 1 + len(rows))
@@ -110,7 +110,7 @@ def _row(event: Event) -> dict[str, Any]:
 
 async def _number(session: AsyncSession) -> dict[int, int]:
     result = await session.execute(_NUMBERING_STATEMENT)
-    return {event_id: position for event_id, position in result.tuples()}
+    return {row[0]: row[1] for row in result}
 
 
 def _numbering_statement() -> sa.Update:

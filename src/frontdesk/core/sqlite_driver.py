@@ -157,7 +157,12 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def rollback(self) -> None:
         try:
-            super().rollback()
+            # The pool rolls back every connection it takes back, most of them already
+            # committed. Outside a transaction SQLite has nothing to roll back, so that
+            # needs no trip to the connection's thread.
+            raw = self._connection._connection
+            if raw is None or raw.in_transaction:
+                super().rollback()
         finally:
             self.release_write_lock()
 
