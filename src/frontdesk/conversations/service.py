@@ -257,14 +257,28 @@ async def ensure_participant(
     return participant
 
 
-def _numbering_statement(*, message: bool) -> sa.Update:
+def _numbering_statement(*, message: bool, new_client_id: bool) -> sa.Update:
+    """Build the UPDATE that takes a conversation's next message number.
+
+    With ``new_client_id`` it updates nothing, and returns no row, when the author already
+    stored a message with the ``client_message_id``.
+    """
     table = Conversation.__table__
     values: dict[str, Any] = {"last_seq": table.c.last_seq + 1, "updated_at": sa.bindparam("now")}
     if message:
         values["last_message_at"] = sa.bindparam("now")
+    condition = table.c.id == sa.bindparam("conversation_id")
+    if new_client_id:
+        messages = ConversationMessage.__table__
+        condition &= ~sa.exists().where(
+            messages.c.conversation_id == sa.bindparam("conversation_id"),
+            messages.c.author_type == sa.bindparam("author_type"),
+            messages.c.author_key == sa.bindparam("author_key"),
+            messages.c.client_message_id == sa.bindparam("client_message_id"),
+        )
     return (
         sa.update(table)  # type: ignore[arg-type]
-        .where(table.c.id == sa.bindparam("conversation_id"))
+        .where(condition)
         .values(values)
         .returning(table.c.last_seq)
     )
@@ -273,20 +287,40 @@ def _numbering_statement(*, message: bool) -> sa.Update:
 # The send path's statements are built once, because building them is a large part of their
 # cost.
 # They work on tables, not mapped classes, so the ORM does not look for loaded objects.
-_NUMBER_MESSAGE = _numbering_statement(message=True)
-_NUMBER_OTHER = _numbering_statement(message=False)
+_NUMBERING = {
+    (message, new_client_id): _numbering_statement(message=message, new_client_id=new_client_id)
+    for message in (True, False)
+    for new_client_id in (True, False)
+}
 
 
-async def _next_seq(uow: UnitOfWork, conversation: Conversation, *, kind: str) -> int:
+async def _next_seq(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    *,
+    kind: str,
+    client_id: tuple[Author, str] | None = None,
+) -> int | None:
     """Take the next message number and stamp the conversation's times in one UPDATE.
+
+    With ``client_id`` (an author and a client message id) nothing changes and None is
+    returned when that author already stored a message with that id.
 
     The row update serializes concurrent writers. The values it writes are set on the
     loaded conversation as already stored, so the flush does not write them again.
     """
     now = uow.now()
-    statement = _NUMBER_MESSAGE if kind == "message" else _NUMBER_OTHER
-    seq = await uow.session.scalar(statement, {"conversation_id": conversation.id, "now": now})
+    statement = _NUMBERING[kind == "message", client_id is not None]
+    parameters: dict[str, Any] = {"conversation_id": conversation.id, "now": now}
+    if client_id is not None:
+        author, client_message_id = client_id
+        parameters.update(
+            author_type=author.type, author_key=author.key, client_message_id=client_message_id
+        )
+    seq = await uow.session.scalar(statement, parameters)
     if seq is None:
+        if client_id is not None:
+            return None
         raise NotFound("No such conversation in this workspace.")
     set_committed_value(conversation, "last_seq", seq)
     set_committed_value(conversation, "updated_at", now)
@@ -385,19 +419,24 @@ async def post_message(
             f"A message has at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments.",
             "too_many",
         )
+    client_id = None
     if client_message_id is not None:
         # Under the conversation's lock a concurrent send of the same client id has either
-        # committed, and is found, or waits for this one to commit.
+        # committed, and is seen by the numbering UPDATE, or waits for this one to commit.
         await _lock(uow, conversation)
+        client_id = (author, client_message_id)
+    seq = await _next_seq(uow, conversation, kind=kind, client_id=client_id)
+    if seq is None:
+        assert client_message_id is not None
         existing = await _find_by_client_id(uow, conversation, author, client_message_id)
-        if existing is not None:
-            return existing, False
+        if existing is None:
+            raise NotFound("No such conversation in this workspace.")
+        return existing, False
 
     now = uow.now()
     message_data = dict(data or {})
     if author.name:
         message_data["author_name"] = author.name
-    seq = await _next_seq(uow, conversation, kind=kind)
     message = ConversationMessage(
         id=uuid7(),
         workspace_id=conversation.workspace_id,
