@@ -232,7 +232,10 @@ class Worker:
             except Exception as exc:
                 log.error("worker.loop_failed", error=repr(exc), exc_info=exc)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+                # asyncio.timeout rather than wait_for, which on Python 3.11 can drop a
+                # cancellation that arrives as the event is set.
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

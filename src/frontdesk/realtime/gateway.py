@@ -162,9 +162,12 @@ class Gateway:
 
     async def _run(self) -> None:
         interval = self.settings.realtime_poll_interval_seconds
-        while True:
+        while not self._stopped.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), interval)
+                # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives
+                # just as the event is set, and stop() then waits for this loop forever.
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             except TimeoutError:
                 # The poll finds events whose signal was lost.
                 self._read_database = True
