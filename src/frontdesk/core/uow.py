@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -136,15 +137,34 @@ class UnitOfWork:
         if jobs:
             self.rt.wake_worker()
 
+    async def finish(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        """Commit, or roll back when ``exc`` is set, then close the session.
+
+        It has the signature of an exit callback and returns False, so an exception
+        propagates.
+        """
+        try:
+            if exc is None:
+                await self.commit()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+        return False
+
 
 @asynccontextmanager
 async def unit_of_work(rt: Runtime) -> AsyncIterator[UnitOfWork]:
     """Open a transaction; commit when the block ends, roll back if it raises."""
-    async with rt.sessionmaker() as session:
-        uow = UnitOfWork(rt, session)
-        try:
-            yield uow
-        except BaseException:
-            await session.rollback()
-            raise
-        await uow.commit()
+    uow = UnitOfWork(rt, rt.sessionmaker())
+    try:
+        yield uow
+    except BaseException as exc:
+        await uow.finish(type(exc), exc, exc.__traceback__)
+        raise
+    await uow.finish(None, None, None)
