@@ -37,10 +37,28 @@ _ALLOWED_TAGS = {
 _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 
 
+# Characters that no enabled Markdown rule and no HTML escaping acts on, besides letters
+# and digits. Markdown gives a line of only these, starting with a letter, as one paragraph
+# of the same text.
+_PLAIN_PUNCTUATION = frozenset(" ,.;:?'()/%@$=+-")
+
+
+def _is_plain(body: str) -> bool:
+    return (
+        body[:1].isalpha()
+        and not body[-1:].isspace()
+        and all(char.isalnum() or char in _PLAIN_PUNCTUATION for char in body)
+    )
+
+
 def render_markdown(body: str) -> str:
     """Render a message body to sanitized HTML; links open safely in a new context."""
     if not body.strip():
         return ""
+    if _is_plain(body):
+        # Most chat messages are one line of plain text: the rendered form is known
+        # without running the parser and the sanitizer.
+        return f"<p>{body}</p>"
     html = _MARKDOWN.render(body)
     return nh3.clean(
         html,
