@@ -137,6 +137,12 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if self._has_write_lock:
             return
         lock = self.dbapi.write_lock()
+        if not lock.locked():
+            # A free lock is taken without waiting, so the timer and task of wait_for are
+            # not needed.
+            await lock.acquire()
+            self._has_write_lock = True
+            return
         try:
             await asyncio.wait_for(lock.acquire(), self.dbapi.lock_timeout_seconds)
         except TimeoutError:
