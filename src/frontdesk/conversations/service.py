@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.auth.models import User
@@ -294,6 +294,25 @@ _NUMBERING = {
 }
 
 
+_INSERT_MESSAGE = sa.insert(ConversationMessage.__table__)  # type: ignore[arg-type]
+_MESSAGE_COLUMNS = [
+    (attribute.key, attribute.columns[0].key)
+    for attribute in sa.inspect(ConversationMessage).column_attrs
+]
+
+
+async def _insert_message(uow: UnitOfWork, message: ConversationMessage) -> None:
+    """Insert a new message, with every column set, and add it to the session as stored.
+
+    One Core INSERT costs about half of what the ORM's flush of a new object costs. Because
+    every column is set, no attribute of the stored object needs loading afterwards.
+    """
+    row = {column: getattr(message, attribute) for attribute, column in _MESSAGE_COLUMNS}
+    await uow.session.execute(_INSERT_MESSAGE, row)
+    make_transient_to_detached(message)
+    uow.session.add(message)
+
+
 async def _next_seq(
     uow: UnitOfWork,
     conversation: Conversation,
@@ -451,10 +470,11 @@ async def post_message(
         attachments=list(attachments),
         data=message_data,
         client_message_id=client_message_id,
+        edited_at=None,
+        deleted_at=None,
         created_at=now,
     )
-    uow.session.add(message)
-    await uow.session.flush()
+    await _insert_message(uow, message)
 
     if (
         kind == "message"
