@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from factories import owner
 from frontdesk.conversations import service
+from frontdesk.core.errors import NotFound
 from frontdesk.core.uow import unit_of_work
 from frontdesk.runtime import Runtime
 
@@ -46,3 +49,72 @@ async def test_messages_are_numbered_deduplicated_and_read(client, runtime: Runt
         assert participant.last_read_seq == 2
         counts = await service.unread_counts(uow, [conversation.id], user_id=staff.user_id)
         assert counts == {conversation.id: 0}
+
+
+async def test_post_by_ref_loads_numbers_and_deduplicates(client, runtime: Runtime) -> None:
+    staff = await owner(client)
+    member = service.Author(type="member", id=staff.user_id, name="Ana")
+    async with unit_of_work(runtime) as uow:
+        conversation = await service.create_conversation(
+            uow, workspace_id=staff.workspace_id, channel="chat"
+        )
+    ref = service.ConversationRef(workspace_id=staff.workspace_id, id=conversation.id)
+
+    async with unit_of_work(runtime) as uow:
+        first, created = await service.post_message(
+            uow, ref, author=member, body="hi", client_message_id="c1"
+        )
+    async with unit_of_work(runtime) as uow:
+        again, created_again = await service.post_message(
+            uow, ref, author=member, body="hi", client_message_id="c1"
+        )
+        second, _ = await service.post_message(uow, ref, author=member, body="more")
+
+    assert created
+    assert not created_again
+    assert again.id == first.id
+    assert (first.seq, second.seq) == (1, 2)
+
+
+async def test_post_by_ref_updates_loaded_conversation(client, runtime: Runtime) -> None:
+    staff = await owner(client)
+    member = service.Author(type="member", id=staff.user_id, name="Ana")
+    async with unit_of_work(runtime) as uow:
+        created = await service.create_conversation(
+            uow, workspace_id=staff.workspace_id, channel="chat"
+        )
+    ref = service.ConversationRef(workspace_id=staff.workspace_id, id=created.id)
+
+    async with unit_of_work(runtime) as uow:
+        loaded = await service.get_conversation(
+            uow, workspace_id=staff.workspace_id, conversation_id=created.id
+        )
+        message, _ = await service.post_message(uow, ref, author=member, body="hi")
+
+        assert message.seq == 1
+        assert loaded.last_seq == 1
+        assert loaded.last_message_at is not None
+
+
+async def test_post_by_ref_other_workspace_not_found(client, runtime: Runtime) -> None:
+    staff = await owner(client)
+    other = await owner(client)
+    member = service.Author(type="member", id=staff.user_id, name="Ana")
+    async with unit_of_work(runtime) as uow:
+        theirs = await service.create_conversation(
+            uow, workspace_id=other.workspace_id, channel="chat"
+        )
+    ref = service.ConversationRef(workspace_id=staff.workspace_id, id=theirs.id)
+
+    for client_message_id in (None, "c1"):
+        with pytest.raises(NotFound):
+            async with unit_of_work(runtime) as uow:
+                await service.post_message(
+                    uow, ref, author=member, body="hi", client_message_id=client_message_id
+                )
+
+    async with unit_of_work(runtime) as uow:
+        stored = await service.get_conversation(
+            uow, workspace_id=other.workspace_id, conversation_id=theirs.id
+        )
+        assert stored.last_seq == 0

@@ -347,11 +347,10 @@ async def post_message(
 
     A repeat with a `client_message_id` already stored returns the stored message with 200.
     """
-    conversation = await _load(uow, actor, conversation_id)
     files = await _message_attachments(uow, actor.workspace_id, body.attachments)
     message, created = await service.post_message(
         uow,
-        conversation,
+        service.ConversationRef(workspace_id=actor.workspace_id, id=conversation_id),
         author=_author(actor),
         kind=body.kind,
         body=body.body,

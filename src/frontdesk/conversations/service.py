@@ -257,17 +257,20 @@ async def ensure_participant(
     return participant
 
 
-def _numbering_statement(*, message: bool, new_client_id: bool) -> sa.Update:
+def _numbering_statement(*, message: bool, new_client_id: bool, load: bool) -> sa.Update:
     """Build the UPDATE that takes a conversation's next message number.
 
     With ``new_client_id`` it updates nothing, and returns no row, when the author already
-    stored a message with the ``client_message_id``.
+    stored a message with the ``client_message_id``. With ``load`` it also matches the
+    ``workspace_id`` and returns every column instead of ``last_seq`` alone.
     """
     table = Conversation.__table__
     values: dict[str, Any] = {"last_seq": table.c.last_seq + 1, "updated_at": sa.bindparam("now")}
     if message:
         values["last_message_at"] = sa.bindparam("now")
     condition = table.c.id == sa.bindparam("conversation_id")
+    if load:
+        condition &= table.c.workspace_id == sa.bindparam("conversation_workspace")
     if new_client_id:
         messages = ConversationMessage.__table__
         condition &= ~sa.exists().where(
@@ -276,11 +279,12 @@ def _numbering_statement(*, message: bool, new_client_id: bool) -> sa.Update:
             messages.c.author_key == sa.bindparam("author_key"),
             messages.c.client_message_id == sa.bindparam("client_message_id"),
         )
+    returned = table.columns if load else [table.c.last_seq]
     return (
         sa.update(table)  # type: ignore[arg-type]
         .where(condition)
         .values(values)
-        .returning(table.c.last_seq)
+        .returning(*returned)
     )
 
 
@@ -288,10 +292,28 @@ def _numbering_statement(*, message: bool, new_client_id: bool) -> sa.Update:
 # cost.
 # They work on tables, not mapped classes, so the ORM does not look for loaded objects.
 _NUMBERING = {
-    (message, new_client_id): _numbering_statement(message=message, new_client_id=new_client_id)
+    (message, new_client_id, load): _numbering_statement(
+        message=message, new_client_id=new_client_id, load=load
+    )
     for message in (True, False)
     for new_client_id in (True, False)
+    for load in (True, False)
 }
+_CONVERSATION_COLUMNS = [
+    (attribute.key, attribute.columns[0].key) for attribute in sa.inspect(Conversation).column_attrs
+]
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """A conversation named by its ids only, for a message to be posted to it.
+
+    post_message loads it with the statement that takes the message number, instead of
+    reading it first.
+    """
+
+    workspace_id: uuid.UUID
+    id: uuid.UUID
 
 
 _INSERT_MESSAGE = sa.insert(ConversationMessage.__table__)  # type: ignore[arg-type]
@@ -313,6 +335,80 @@ async def _insert_message(uow: UnitOfWork, message: ConversationMessage) -> None
     uow.session.add(message)
 
 
+def _numbering_parameters(
+    uow: UnitOfWork, conversation_id: uuid.UUID, client_id: tuple[Author, str] | None
+) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"conversation_id": conversation_id, "now": uow.now()}
+    if client_id is not None:
+        author, client_message_id = client_id
+        parameters.update(
+            author_type=author.type, author_key=author.key, client_message_id=client_message_id
+        )
+    return parameters
+
+
+async def _number(
+    uow: UnitOfWork,
+    target: Conversation | ConversationRef,
+    *,
+    kind: str,
+    client_id: tuple[Author, str] | None,
+) -> tuple[Conversation, int | None]:
+    """Take the target conversation's next message number, loading the conversation first
+    when only its ids are given.
+
+    Returns the conversation and the number, or None for the number when the author already
+    stored a message with the client id. A client id is checked under the conversation's
+    lock, so a concurrent send of the same id has either committed, and is seen, or waits
+    for this transaction to commit.
+    """
+    if isinstance(target, Conversation):
+        if client_id is not None:
+            await _lock(uow, target)
+        return target, await _next_seq(uow, target, kind=kind, client_id=client_id)
+    if dialect_name(uow.session) == "postgresql":
+        # The SELECT ... FOR UPDATE loads the conversation and takes its row lock.
+        conversation = await uow.session.scalar(
+            _LOCK_AND_LOAD, {"conversation_id": target.id, "workspace_id": target.workspace_id}
+        )
+        if conversation is None:
+            raise NotFound("No such conversation in this workspace.")
+        return conversation, await _next_seq(uow, conversation, kind=kind, client_id=client_id)
+    # On SQLite the transaction already holds the write lock, and one UPDATE numbers the
+    # message and returns the conversation.
+    parameters = _numbering_parameters(uow, target.id, client_id)
+    parameters["conversation_workspace"] = target.workspace_id
+    statement = _NUMBERING[kind == "message", client_id is not None, True]
+    row = (await uow.session.execute(statement, parameters)).one_or_none()
+    if row is not None:
+        return _stored_conversation(uow, row), int(row.last_seq)
+    conversation = await get_conversation(
+        uow, workspace_id=target.workspace_id, conversation_id=target.id
+    )
+    if client_id is None:
+        raise NotFound("No such conversation in this workspace.")
+    return conversation, None
+
+
+def _stored_conversation(uow: UnitOfWork, row: sa.Row[Any]) -> Conversation:
+    """Return the session's object for a conversation row that was just written.
+
+    A conversation the session has not loaded is added to it as stored, so it is not
+    read again. A loaded one takes the columns that the numbering UPDATE changed.
+    """
+    values = {attribute: row._mapping[column] for attribute, column in _CONVERSATION_COLUMNS}
+    key = uow.session.sync_session.identity_key(Conversation, values["id"])
+    loaded = uow.session.identity_map.get(key)
+    if isinstance(loaded, Conversation):
+        for attribute in ("last_seq", "updated_at", "last_message_at"):
+            set_committed_value(loaded, attribute, values[attribute])
+        return loaded
+    conversation = Conversation(**values)
+    make_transient_to_detached(conversation)
+    uow.session.add(conversation)
+    return conversation
+
+
 async def _next_seq(
     uow: UnitOfWork,
     conversation: Conversation,
@@ -328,14 +424,9 @@ async def _next_seq(
     The row update serializes concurrent writers. The values it writes are set on the
     loaded conversation as already stored, so the flush does not write them again.
     """
-    now = uow.now()
-    statement = _NUMBERING[kind == "message", client_id is not None]
-    parameters: dict[str, Any] = {"conversation_id": conversation.id, "now": now}
-    if client_id is not None:
-        author, client_message_id = client_id
-        parameters.update(
-            author_type=author.type, author_key=author.key, client_message_id=client_message_id
-        )
+    parameters = _numbering_parameters(uow, conversation.id, client_id)
+    now = parameters["now"]
+    statement = _NUMBERING[kind == "message", client_id is not None, False]
     seq = await uow.session.scalar(statement, parameters)
     if seq is None:
         if client_id is not None:
@@ -374,6 +465,14 @@ _LOCK = (
     .where(Conversation.__table__.c.id == sa.bindparam("conversation_id"))
     .with_for_update()
 )
+_LOCK_AND_LOAD = (
+    sa.select(Conversation)
+    .where(
+        Conversation.id == sa.bindparam("conversation_id"),
+        Conversation.workspace_id == sa.bindparam("workspace_id"),
+    )
+    .with_for_update()
+)
 
 
 async def _lock(uow: UnitOfWork, conversation: Conversation) -> None:
@@ -410,7 +509,7 @@ async def _find_by_client_id(
 
 async def post_message(
     uow: UnitOfWork,
-    conversation: Conversation,
+    target: Conversation | ConversationRef,
     *,
     author: Author,
     kind: str = "message",
@@ -421,8 +520,10 @@ async def post_message(
 ) -> tuple[ConversationMessage, bool]:
     """Store a message and record its events; returns the message and whether it is new.
 
-    A message whose ``client_message_id`` the same author already used in this conversation
-    is not stored again: the stored one is returned with False.
+    The target is a loaded conversation, or a ConversationRef, which is loaded here and
+    raises NotFound when the workspace has no such conversation. A message whose
+    ``client_message_id`` the same author already used in this conversation is not stored
+    again: the stored one is returned with False.
     """
     if kind == "note" and author.type != "member":
         raise ValidationFailed("kind", "Only members write internal notes.", "invalid_kind")
@@ -438,13 +539,8 @@ async def post_message(
             f"A message has at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments.",
             "too_many",
         )
-    client_id = None
-    if client_message_id is not None:
-        # Under the conversation's lock a concurrent send of the same client id has either
-        # committed, and is seen by the numbering UPDATE, or waits for this one to commit.
-        await _lock(uow, conversation)
-        client_id = (author, client_message_id)
-    seq = await _next_seq(uow, conversation, kind=kind, client_id=client_id)
+    client_id = None if client_message_id is None else (author, client_message_id)
+    conversation, seq = await _number(uow, target, kind=kind, client_id=client_id)
     if seq is None:
         assert client_message_id is not None
         existing = await _find_by_client_id(uow, conversation, author, client_message_id)

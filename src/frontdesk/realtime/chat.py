@@ -170,13 +170,13 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
     """Store the message and return the sent frame, or the error frame for the client."""
     try:
         async with unit_of_work(runtime) as uow:
-            conversation = await get_conversation_for(
-                uow.session, connection, frame.conversation_id
-            )
             if connection.is_visitor:
+                conversation = await get_conversation_for(
+                    uow.session, connection, frame.conversation_id
+                )
                 shown = await _send_as_visitor(uow, connection, conversation, frame)
             else:
-                shown = await _send_as_member(uow, connection, conversation, frame)
+                shown = await _send_as_member(uow, connection, frame)
     except (ValidationFailed, NotFound) as exc:
         return problem_frame(
             exc,
@@ -187,7 +187,7 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
 
 
 async def _send_as_member(
-    uow: UnitOfWork, connection: Connection, conversation: Conversation, frame: SendFrame
+    uow: UnitOfWork, connection: Connection, frame: SendFrame
 ) -> dict[str, Any]:
     # The member's name as the login check read it when the connection opened.
     name = connection.name
@@ -196,7 +196,9 @@ async def _send_as_member(
     )
     message, _created = await service.post_message(
         uow,
-        conversation,
+        # The conversation is loaded, and checked to be in the member's workspace, by the
+        # statement that numbers the message.
+        service.ConversationRef(workspace_id=connection.workspace_id, id=frame.conversation_id),
         author=service.Author(type="member", id=connection.user_id, name=name),
         kind=frame.kind,
         body=frame.body,
