@@ -102,6 +102,23 @@ def field_names(body: dict[str, Any]) -> list[str]:
 # --- Buckets --------------------------------------------------------------------------------
 
 
+async def test_bucket_bad_content_type_message(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.post(
+        "/api/v1/storage/buckets",
+        headers=staff.headers,
+        json={"name": "photos", "allowed_content_types": ["image/*", "pictures"]},
+    )
+
+    [error] = problem(response, 422)["errors"]
+    assert error["field"] == "allowed_content_types.1"
+    assert error["code"] == "value_error"
+    assert error["message"] == (
+        "'pictures' is not a media type; write it like 'application/pdf' or 'image/*'."
+    )
+
+
 async def test_bucket_crud(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     bucket = await create_bucket(

@@ -182,6 +182,11 @@ def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
     for item in exc.errors():
         kind = str(item.get("type", "invalid"))
         message = _VALIDATION_MESSAGES.get(kind) or str(item.get("msg", "Invalid value."))
+        reason = (item.get("ctx") or {}).get("error")
+        if kind == "value_error" and reason is not None:
+            # Pydantic's message is "Value error, " and then the validator's own message,
+            # which already says what to fix.
+            message = str(reason)
         if message.startswith("value is not a valid email address"):
             # email-validator's own reason is technical; the field name already says which.
             message = EMAIL_MESSAGE
