@@ -13,7 +13,7 @@ from frontdesk.contacts.normalize import check_query_text
 from frontdesk.contacts.schemas import ContactDetail, ContactOut, ContactUpdate
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
 from frontdesk.enquiries.service import count_enquiries_by_contact
 from frontdesk.workspaces.models import Workspace
 
@@ -34,7 +34,7 @@ async def list_contacts(
         Query(max_length=200, description="Text to find in the name, email or phone."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> Page[ContactOut]:
     """List the workspace's contacts, newest first."""
     contacts, next_cursor = await service.list_contacts(

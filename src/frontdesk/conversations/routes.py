@@ -25,7 +25,7 @@ from frontdesk.conversations.schemas import (
 )
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
@@ -96,7 +96,7 @@ async def list_conversations(
         bool, Query(description="true: only conversations with messages you have not read.")
     ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     """List conversations, newest activity first, each with your unread count.
 
@@ -146,7 +146,7 @@ async def search_messages(
         Query(alias="to", description="ISO 8601; excluded. Without an offset: UTC."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     """Find messages and internal notes containing every word of `q`, newest first.
 

@@ -31,7 +31,7 @@ from frontdesk.conversations.visitor_access import (
 )
 from frontdesk.core.api import ClientIpDep, UowDep
 from frontdesk.core.errors import BadRequest, NotFound, Problem, ValidationFailed
-from frontdesk.core.pagination import MAX_LIMIT
+from frontdesk.core.pagination import MAX_LIMIT, CursorQuery
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.storage import previews, scanning
@@ -236,7 +236,7 @@ async def list_conversations(
     visitor: VisitorDep,
     uow: UowDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_VISITOR_PAGE,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> ConversationList:
     """List the visitor's conversations, newest first, a page at a time."""
     conversations, next_cursor = await chat_service.list_visitor_conversations(

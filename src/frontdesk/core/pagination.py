@@ -6,10 +6,12 @@ import base64
 import json
 import uuid
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from fastapi import Query
+from pydantic import AfterValidator, BaseModel
+from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.core.errors import ValidationFailed
@@ -30,6 +32,9 @@ def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+CURSOR_MESSAGE = "The cursor is invalid; pass the next_cursor of a previous page."
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -40,11 +45,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             raise ValueError("the cursor's time has no UTC offset")
         return moment, uuid.UUID(str(row_id))
     except (ValueError, TypeError) as exc:
-        raise ValidationFailed(
-            "cursor",
-            "The cursor is invalid; pass the next_cursor of a previous page.",
-            "invalid_cursor",
-        ) from exc
+        raise ValidationFailed("cursor", CURSOR_MESSAGE, "invalid_cursor") from exc
+
+
+def _check_cursor(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            decode_cursor(value)
+        except ValidationFailed:
+            raise PydanticCustomError("invalid_cursor", CURSOR_MESSAGE) from None
+    return value
+
+
+# The ``cursor`` query parameter of the lists paged by (created_at, id). It is checked with
+# the other parameters, so one response names every invalid parameter.
+CursorQuery = Annotated[str | None, Query(max_length=500), AfterValidator(_check_cursor)]
 
 
 class KeysetModel(Protocol):

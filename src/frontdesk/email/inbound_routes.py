@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import BadRequest, NotFound, PayloadTooLarge, Problem
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, fetch_newest_first
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, fetch_newest_first
 from frontdesk.email.inbound import parse_message
 from frontdesk.email.inbound_service import receive
 from frontdesk.email.models import InboundEmail
@@ -68,7 +68,7 @@ async def list_inbound(
     actor: AgentDep,
     enquiry_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> InboundPage:
     """List received messages, newest first, optionally of one enquiry."""
     query = sa.select(InboundEmail).where(InboundEmail.workspace_id == actor.workspace_id)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from frontdesk.auth.dependencies import AdminDep, InstanceAdminDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.email import outbox
 from frontdesk.email.schemas import JobOut, JobPage, OutboxMessageDetail, OutboxPage
 
@@ -42,7 +42,6 @@ KindQuery = Annotated[
 ]
 JobNameQuery = Annotated[str | None, Query(max_length=100, pattern=NO_CONTROLS)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-CursorQuery = Annotated[str | None, Query(max_length=500)]
 
 
 def _detail(message: object) -> OutboxMessageDetail:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from frontdesk.auth.dependencies import AdminDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.email import suppressions
 from frontdesk.email.schemas import (
     SuppressionIn,
@@ -34,7 +34,7 @@ async def list_suppressions(
     address: Annotated[str | None, Query(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
     reason: SuppressionReason | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> SuppressionPage:
     """List the suppressed addresses, newest first."""
     return await suppressions.list_suppressions(

@@ -12,7 +12,7 @@ from frontdesk.auth.dependencies import AgentDep
 from frontdesk.contacts.normalize import check_query_text
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.enquiries import queries, service
 from frontdesk.enquiries.schemas import (
@@ -64,7 +64,7 @@ async def list_enquiries(
     tag: Annotated[str | None, Query(max_length=200)] = None,
     contact_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> Page[EnquiryOut]:
     """List the workspace's enquiries, newest first; pass `next_cursor` as `cursor` for more."""
     normalized_tag = None

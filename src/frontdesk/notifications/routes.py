@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.notifications import service
 from frontdesk.notifications.schemas import (
     ChannelPreferences,
@@ -35,7 +35,7 @@ async def list_notifications(
     actor: AgentDep,
     unread: Annotated[bool, Query(description="Only notifications not read yet.")] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> NotificationPage:
     """List your notifications in this workspace, newest first, with the unread count."""
     return await service.list_notifications(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
 from frontdesk.core.query_params import parse_statuses
 from frontdesk.enquiries.queries import get_enquiry
 from frontdesk.payments import invoices
@@ -50,7 +50,7 @@ async def list_invoices(
     contact_id: uuid.UUID | None = None,
     enquiry_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: CursorQuery = None,
 ) -> Page[InvoiceSummary]:
     """List the workspace's invoices, newest first; pass `next_cursor` as `cursor` for more."""
     rows, next_cursor = await invoices.list_invoices(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
-from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.payments import subscriptions
 from frontdesk.payments.subscriptions import subscription_dict
 
@@ -74,7 +74,7 @@ async def list_subscriptions(
     status: Status | None = None,
     contact_id: uuid.UUID | None = None,
     plan_id: uuid.UUID | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """List subscriptions, newest first."""
