@@ -15,13 +15,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from frontdesk.core.events import insert_numbered_events
 from frontdesk.core.ids import uuid7
 from frontdesk.core.models import Event, Job
 
 if TYPE_CHECKING:
+    from frontdesk.config import Settings
     from frontdesk.runtime import Runtime
 
 
@@ -91,38 +92,6 @@ class UnitOfWork:
         self._jobs_enqueued = True
         return job
 
-    async def insert_job(
-        self, name: str, payload: dict[str, Any], *, workspace_id: uuid.UUID | None = None
-    ) -> uuid.UUID:
-        """Add a durable job, due now, with one INSERT and return its id.
-
-        It is the job that ``enqueue`` adds, without an ORM object to flush at the commit.
-        Paths such as webhook intake use it because that flush is a large part of their cost.
-        """
-        now = self.now()
-        job_id = uuid7()
-        await self.session.execute(
-            _JOB_INSERT,
-            {
-                "id": job_id,
-                "name": name,
-                "payload": payload,
-                "status": "pending",
-                "attempts": 0,
-                "max_attempts": self.settings.job_max_attempts,
-                "run_at": now,
-                "locked_until": None,
-                "locked_by": None,
-                "last_error": None,
-                "unique_key": None,
-                "workspace_id": workspace_id,
-                "created_at": now,
-                "finished_at": None,
-            },
-        )
-        self._jobs_enqueued = True
-        return job_id
-
     async def commit(self) -> None:
         events, jobs = self._events, self._jobs_enqueued
         numbered: dict[int, int] = {}
@@ -156,6 +125,44 @@ class UnitOfWork:
         finally:
             await self.session.close()
         return False
+
+
+async def insert_job(
+    connection: AsyncConnection,
+    settings: Settings,
+    now: datetime,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    workspace_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Add a durable job, due now, with one INSERT and return its id.
+
+    It is the job that ``UnitOfWork.enqueue`` adds, for paths that work on a connection
+    without an ORM session, such as webhook intake. The caller wakes the worker after the
+    commit.
+    """
+    job_id = uuid7()
+    await connection.execute(
+        _JOB_INSERT,
+        {
+            "id": job_id,
+            "name": name,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "max_attempts": settings.job_max_attempts,
+            "run_at": now,
+            "locked_until": None,
+            "locked_by": None,
+            "last_error": None,
+            "unique_key": None,
+            "workspace_id": workspace_id,
+            "created_at": now,
+            "finished_at": None,
+        },
+    )
+    return job_id
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from pydantic import BaseModel, Field, SecretStr, field_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.core.errors import NotFound, ProblemError, ValidationFailed
 from frontdesk.core.ids import new_token
@@ -27,6 +28,7 @@ from frontdesk.payments.stripe.client import (
     StripeClient,
     StripeError,
 )
+from frontdesk.runtime import Runtime
 
 log = structlog.get_logger()
 
@@ -249,16 +251,18 @@ MAX_WEBHOOK_TARGETS = 1024
 _webhook_targets: OrderedDict[str, tuple[datetime, WebhookTarget]] = OrderedDict()
 
 
-async def webhook_target(uow: UnitOfWork, token: str, *, fresh: bool = False) -> WebhookTarget:
+async def webhook_target(
+    connection: AsyncConnection, runtime: Runtime, token: str, *, fresh: bool = False
+) -> WebhookTarget:
     """Return the workspace and secret of a webhook address, or raise NotFound for an unknown one.
 
     ``fresh`` reads the database even when the address is remembered.
     """
-    now = uow.now()
+    now = runtime.clock.now()
     entry = _webhook_targets.get(token)
     if entry is not None and not fresh and entry[0] > now:
         return entry[1]
-    row = (await uow.session.execute(_WEBHOOK_ACCOUNT_QUERY, {"token": token})).one_or_none()
+    row = (await connection.execute(_WEBHOOK_ACCOUNT_QUERY, {"token": token})).one_or_none()
     if row is None:
         forget_webhook_target(token)
         raise NotFound(
@@ -267,7 +271,7 @@ async def webhook_target(uow: UnitOfWork, token: str, *, fresh: bool = False) ->
         )
     secret = None
     if row.webhook_secret_encrypted is not None:
-        secret = uow.rt.cipher.decrypt_text(
+        secret = runtime.cipher.decrypt_text(
             row.webhook_secret_encrypted, associated_data=_associated_data(row.workspace_id)
         )
     target = WebhookTarget(row.workspace_id, secret)
