@@ -515,6 +515,14 @@ async def test_conversation_list_pages(client: httpx.AsyncClient, runtime: Runti
     bad_cursor = await client.get(
         chat.url("/conversations"), params={"cursor": "garbage"}, headers=visitor.headers
     )
+    inbox = await client.get(
+        "/api/v1/conversations", params={"limit": 2}, headers=chat.staff.headers
+    )
+    inbox_cursor = await client.get(
+        chat.url("/conversations"),
+        params={"cursor": inbox.json()["next_cursor"]},
+        headers=visitor.headers,
+    )
 
     assert [item["id"] for item in first.json()["items"]] == [started[2], started[1]]
     assert first.json()["next_cursor"] is not None
@@ -525,6 +533,9 @@ async def test_conversation_list_pages(client: httpx.AsyncClient, runtime: Runti
     assert_problem(bad_cursor, 422)
     assert error_fields(bad_cursor) == ["cursor"]
     assert bad_cursor.json()["errors"][0]["code"] == "invalid_cursor"
+    assert_problem(inbox_cursor, 422)
+    assert error_fields(inbox_cursor) == ["cursor"]
+    assert "another list" in inbox_cursor.json()["errors"][0]["message"]
 
 
 async def test_concurrent_starts_share_conversation(

@@ -1,15 +1,11 @@
-"""Paged lists: the limit and cursor parameters are checked together."""
+"""Paged lists: the limit and cursor parameters, and cursors bound to their list."""
 
 from __future__ import annotations
-
-import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from factories import owner
-from frontdesk.core.pagination import encode_cursor
 
 LISTS = [
     "/api/v1/contacts",
@@ -44,14 +40,31 @@ async def test_list_reports_limit_and_cursor(client: httpx.AsyncClient, path: st
     )
 
 
-@pytest.mark.parametrize("path", LISTS)
-async def test_list_accepts_valid_cursor(client: httpx.AsyncClient, path: str) -> None:
+async def test_cursor_pages_its_own_list(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
-    separator = "&" if "?" in path else "?"
-    # A well-formed cursor before every row: the page is empty, not an error.
-    cursor = encode_cursor(datetime(2000, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
+    subjects = ["First", "Second"]
+    for subject in subjects:
+        created = await client.post(
+            "/api/v1/conversations",
+            json={"channel": "chat", "subject": subject},
+            headers=staff.headers,
+        )
+        assert created.status_code == 201, created.text
 
-    response = await client.get(f"{path}{separator}cursor={cursor}", headers=staff.headers)
+    inbox = "/api/v1/conversations"
+    first = await client.get(inbox, params={"limit": 1}, headers=staff.headers)
+    cursor = first.json()["next_cursor"]
+    second = await client.get(inbox, params={"limit": 1, "cursor": cursor}, headers=staff.headers)
+    elsewhere = await client.get(
+        "/api/v1/enquiries", params={"cursor": cursor}, headers=staff.headers
+    )
 
-    assert response.status_code == 200, response.text
-    assert response.json()["items"] == []
+    assert [item["subject"] for item in first.json()["items"]] == ["Second"]
+    assert [item["subject"] for item in second.json()["items"]] == ["First"]
+    assert elsewhere.status_code == 422, elsewhere.text
+    [error] = elsewhere.json()["errors"]
+    assert error["field"] == "cursor"
+    assert error["code"] == "invalid_cursor"
+    assert error["message"] == (
+        "The cursor belongs to another list; pass the next_cursor of a previous page of this list."
+    )

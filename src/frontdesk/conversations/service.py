@@ -1109,6 +1109,11 @@ def _unread_messages(user_id: uuid.UUID) -> sa.Select[Any]:
     )
 
 
+# The name in the staff inbox's cursors. They order by latest activity, unlike the visitor's
+# conversation list, which pages the same table by creation time.
+_INBOX_LIST = "conversation_inbox"
+
+
 async def list_conversations(
     uow: UnitOfWork,
     *,
@@ -1143,7 +1148,7 @@ async def list_conversations(
         )
         statement = statement.where(unread.exists())
     if cursor:
-        moment, row_id = decode_cursor(cursor)
+        moment, row_id = decode_cursor(cursor, _INBOX_LIST)
         statement = statement.where(
             sa.or_(activity < moment, sa.and_(activity == moment, Conversation.id < row_id))
         )
@@ -1153,7 +1158,7 @@ async def list_conversations(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(last.last_message_at or last.created_at, last.id)
+        next_cursor = encode_cursor(_INBOX_LIST, last.last_message_at or last.created_at, last.id)
     return rows, next_cursor
 
 

@@ -27,38 +27,56 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
+def encode_cursor(list_name: str, created_at: datetime, row_id: uuid.UUID) -> str:
+    """Encode the position after a page's last row, tagged with the list it belongs to."""
+    raw = json.dumps([list_name, created_at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 CURSOR_MESSAGE = "The cursor is invalid; pass the next_cursor of a previous page."
+OTHER_LIST_MESSAGE = (
+    "The cursor belongs to another list; pass the next_cursor of a previous page of this list."
+)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _parse_cursor(cursor: str) -> tuple[str, datetime, uuid.UUID]:
+    """Return a cursor's list name and position; raise ValueError for a malformed one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, row_id = json.loads(raw)
+        list_name, created_at, row_id = json.loads(raw)
         moment = datetime.fromisoformat(created_at)
         # Issued cursors always carry an offset, and the UTC columns reject naive times.
         if moment.tzinfo is None:
             raise ValueError("the cursor's time has no UTC offset")
-        return moment, uuid.UUID(str(row_id))
+        return str(list_name), moment, uuid.UUID(str(row_id))
     except (ValueError, TypeError) as exc:
+        raise ValueError(CURSOR_MESSAGE) from exc
+
+
+def decode_cursor(cursor: str, list_name: str) -> tuple[datetime, uuid.UUID]:
+    """Return the position of a cursor that ``list_name`` issued; raise ValidationFailed for
+    a malformed cursor or one of another list."""
+    try:
+        issued_by, moment, row_id = _parse_cursor(cursor)
+    except ValueError as exc:
         raise ValidationFailed("cursor", CURSOR_MESSAGE, "invalid_cursor") from exc
+    if issued_by != list_name:
+        raise ValidationFailed("cursor", OTHER_LIST_MESSAGE, "invalid_cursor")
+    return moment, row_id
 
 
 def _check_cursor(value: str | None) -> str | None:
     if value is not None:
         try:
-            decode_cursor(value)
-        except ValidationFailed:
+            _parse_cursor(value)
+        except ValueError:
             raise PydanticCustomError("invalid_cursor", CURSOR_MESSAGE) from None
     return value
 
 
-# The ``cursor`` query parameter of the lists paged by (created_at, id). It is checked with
-# the other parameters, so one response names every invalid parameter.
+# The ``cursor`` query parameter of the lists paged by (created_at, id). Its form is checked
+# with the other parameters, so one response names every invalid parameter. Whether it
+# belongs to the list is checked when the list is read.
 CursorQuery = Annotated[str | None, Query(max_length=500), AfterValidator(_check_cursor)]
 
 
@@ -74,14 +92,17 @@ async def fetch_newest_first(
     *,
     cursor: str | None,
     limit: int,
+    list_name: str | None = None,
 ) -> tuple[list[Any], str | None]:
     """Fetch one page of ``statement`` newest first by (created_at, id) after ``cursor``.
 
     Returns the rows and the cursor of the next page (None on the last page). One extra row
-    is read to know whether a next page exists.
+    is read to know whether a next page exists. Cursors name the list that issued them,
+    ``list_name`` or else the model's table, and another list's cursor is rejected.
     """
+    list_name = list_name or str(getattr(model, "__tablename__", model.__name__))
     if cursor:
-        created_at, row_id = decode_cursor(cursor)
+        created_at, row_id = decode_cursor(cursor, list_name)
         statement = statement.where(
             sa.or_(
                 model.created_at < created_at,
@@ -93,5 +114,5 @@ async def fetch_newest_first(
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+        next_cursor = encode_cursor(list_name, rows[-1].created_at, rows[-1].id)
     return rows, next_cursor
