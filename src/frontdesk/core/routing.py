@@ -9,7 +9,7 @@ CPU against 1.8 ms with the guards below (2-core AMD EPYC, in-process ASGI clien
 ``skip_unmatchable_routers`` gives each included router a guard: the literal leading path
 segments of every route it contains. The segments of all guarded routers go in one index, so
 a request looks its own leading segments up once and each guard then tests set membership.
-A router whose segments do not match answers "no match", and every other request goes
+A router whose segments do not match returns "no match", and every other request goes
 through FastAPI's own matching, so the route that serves a request does not change. With
 one comparison per segment tuple in each guard, a request to a route after all the routers
 (a no-op POST, in process) took 120 µs of CPU; with the index it takes 97 µs (2-core Intel
