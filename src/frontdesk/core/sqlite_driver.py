@@ -5,6 +5,11 @@ thread and back. SQLAlchemy's adapter makes four such calls per statement (open 
 execute, fetch the rows, close the cursor). The cursor here does all four in one call, which
 cuts the thread switches, and with them most of the waiting, of every query on SQLite.
 
+A transaction's BEGIN is not sent on its own: the cursor keeps it and sends it in the same
+call as the transaction's first statement. A transaction that runs no statement sends
+neither BEGIN nor COMMIT. A failing BEGIN (another process holding the database past the
+busy timeout, say) therefore raises from the first statement instead.
+
 Server-side cursors (``stream_results``) keep SQLAlchemy's own adapter, which fetches in
 batches.
 
@@ -37,10 +42,22 @@ WRITE_BEGIN = "BEGIN IMMEDIATE"
 _Outcome = tuple[Any, int, int | None, list[Any]]
 
 
+# The statements that begin a transaction: they are sent with the transaction's first
+# statement instead of on their own.
+_BEGINS = frozenset({WRITE_BEGIN, "BEGIN"})
+
+
 def _run_statement(
-    connection: sqlite3.Connection, operation: str, parameters: Any, many: bool
+    connection: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    begin: str | None = None,
 ) -> _Outcome:
-    """Execute one statement and read all its rows; runs in the connection's thread."""
+    """Execute one statement, after ``begin`` if given, and read all its rows; runs in the
+    connection's thread."""
+    if begin is not None:
+        connection.execute(begin)
     cursor = connection.cursor()
     try:
         if many:
@@ -106,18 +123,20 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapted: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
-        begins_write = operation == WRITE_BEGIN
-        if begins_write:
-            await adapted.acquire_write_lock()
-        try:
-            async with self._adapt_connection._execute_mutex:
-                outcome: _Outcome = await connection._execute(
-                    _run_statement, connection._conn, operation, parameters, many
-                )
-        except BaseException:
-            if begins_write:
-                adapted.release_write_lock()
-            raise
+        if operation in _BEGINS and not many and parameters in (None, (), []):
+            # Kept until the transaction's first statement, which carries it to the thread:
+            # a BEGIN on its own would cost a round trip of its own.
+            if operation == WRITE_BEGIN:
+                await adapted.acquire_write_lock()
+            adapted.pending_begin = operation
+            self._description, self._rowcount, self._lastrowid = None, -1, None
+            self._rows = collections.deque()
+            return
+        begin, adapted.pending_begin = adapted.pending_begin, None
+        async with self._adapt_connection._execute_mutex:
+            outcome: _Outcome = await connection._execute(
+                _run_statement, connection._conn, operation, parameters, many, begin
+            )
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows)
 
@@ -125,13 +144,15 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     """A connection that keeps its DBAPI's write lock from BEGIN IMMEDIATE to the end."""
 
-    __slots__ = ("_has_write_lock",)
+    __slots__ = ("_has_write_lock", "pending_begin")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
     dbapi: OneTripDBAPI
 
     def __init__(self, dbapi: OneTripDBAPI, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self._has_write_lock = False
+        # A BEGIN not sent yet (see OneTripCursor._run).
+        self.pending_begin: str | None = None
 
     async def acquire_write_lock(self) -> None:
         if self._has_write_lock:
@@ -157,11 +178,15 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def commit(self) -> None:
         try:
-            super().commit()
+            # A transaction whose BEGIN was never sent ran no statement: nothing to commit.
+            if self.pending_begin is None:
+                super().commit()
         finally:
+            self.pending_begin = None
             self.release_write_lock()
 
     def rollback(self) -> None:
+        self.pending_begin = None
         try:
             # The pool rolls back every connection it takes back, most of them already
             # committed. Outside a transaction SQLite has nothing to roll back, so that
@@ -173,12 +198,14 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self.release_write_lock()
 
     def close(self) -> None:
+        self.pending_begin = None
         try:
             super().close()
         finally:
             self.release_write_lock()
 
     def terminate(self) -> None:
+        self.pending_begin = None
         try:
             super().terminate()
         finally:
