@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from chat_support import (
+    cpu_seconds,
     frontdesk_environment,
     machine_summary,
     new_secret_key,
@@ -282,14 +283,18 @@ def run(args: argparse.Namespace) -> None:
             url = f"{server.http_url}/webhooks/stripe/{token}"
             asyncio.run(measure(url, signed_events(warmup, webhook_secret, "fw"), 4))
             deliveries = signed_events(args.count, webhook_secret, "f")
+            cpu_before = cpu_seconds(server.process.pid)
             frontdesk_rate = asyncio.run(measure(url, deliveries, args.concurrency))
+            frontdesk_cpu = cpu_seconds(server.process.pid) - cpu_before
         with server_process(
             "bench_stripe_webhooks:bare_app", bare_env, data_dir / "bare.log"
         ) as server:
             url = f"{server.http_url}/hook"
             asyncio.run(measure(url, signed_events(warmup, webhook_secret, "bw"), 4))
             deliveries = signed_events(args.count, webhook_secret, "b")
+            cpu_before = cpu_seconds(server.process.pid)
             bare_rate = asyncio.run(measure(url, deliveries, args.concurrency))
+            bare_cpu = cpu_seconds(server.process.pid) - cpu_before
 
         stored = asyncio.run(count_rows(database_url, "stripe_events")) - events_before
         jobs = asyncio.run(count_rows(database_url, "jobs")) - jobs_before
@@ -303,6 +308,12 @@ def run(args: argparse.Namespace) -> None:
     print(f"Frontdesk (verify + store + enqueue): {frontdesk_rate:8.1f} events per second")
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(f"ratio {ratio:.2f} (target {TARGET_RATIO:.2f}: {verdict})")
+    # Server CPU per event, user and system, over the measured events only: this varies
+    # less between runs than the rates, which also depend on the client and the machine.
+    print(
+        f"server CPU per event: bare {1000 * bare_cpu / args.count:.2f} ms, "
+        f"Frontdesk {1000 * frontdesk_cpu / args.count:.2f} ms"
+    )
 
 
 def main() -> None:

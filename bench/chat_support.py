@@ -100,6 +100,14 @@ def raise_open_file_limit(wanted: int) -> int:
     return soft
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used, from /proc/<pid>/stat (Linux only)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name in parentheses may contain spaces; the fields follow it.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process, from /proc/<pid>/status (Linux only)."""
     with open(f"/proc/{pid}/status") as status:
