@@ -673,6 +673,8 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     bad_id = await client.send_message(conversation, "hi", client_message_id="\x00")
     # The longest body fits in one frame even when every character is escaped in JSON.
     longest = await client.send_message(conversation, "\x01" * 10_000, client_message_id="max")
+    # json.dumps writes the lone surrogate as the escape \ud800, as a client may.
+    surrogate = await client.send_message(conversation, "hi \ud800", client_message_id="lone")
 
     assert (too_long["code"], too_long["field"]) == ("too_long", "body")
     assert too_long["client_message_id"] == "long"
@@ -685,6 +687,8 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     assert bad_id["field"] == "client_message_id"
     assert longest["type"] == "sent"
     assert longest["message"]["seq"] == 1
+    assert (surrogate["code"], surrogate["field"]) == ("invalid_frame", "body")
+    assert "unpaired UTF-16 surrogate" in surrogate["message"]
     await client.send({"type": "ping"})
     assert await client.frame("pong")
     await client.close()

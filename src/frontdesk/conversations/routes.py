@@ -24,6 +24,7 @@ from frontdesk.conversations.schemas import (
     ReadIn,
 )
 from frontdesk.core.api import UowDep
+from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
@@ -248,7 +249,7 @@ async def update_conversation(
 
 
 def _parse_around(value: str) -> int | uuid.UUID:
-    if value.isdigit() and value.isascii():
+    if value.isdigit() and value.isascii() and int(value) <= MAX_SQL_INTEGER:
         return int(value)
     try:
         return uuid.UUID(value)
@@ -263,8 +264,12 @@ async def list_messages(
     uow: UowDep,
     actor: AgentDep,
     conversation_id: uuid.UUID,
-    before: Annotated[int | None, Query(ge=0, description="Messages below this seq.")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Messages above this seq.")] = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=MAX_SQL_INTEGER, description="Messages below this seq.")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SQL_INTEGER, description="Messages above this seq.")
+    ] = None,
     around: Annotated[
         str | None,
         Query(max_length=36, description="A seq or a message id; the page centres on it."),

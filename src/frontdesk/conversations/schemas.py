@@ -13,6 +13,7 @@ from frontdesk.conversations.service import (
     MAX_ATTACHMENTS_PER_MESSAGE,
     MAX_CLIENT_MESSAGE_ID_CHARS,
 )
+from frontdesk.core.db import MAX_SQL_INTEGER
 
 Channel = Literal["chat", "email", "instagram", "form"]
 Status = Literal["open", "pending", "resolved", "snoozed"]
@@ -59,7 +60,7 @@ class MessageEdit(_Body):
 
 class ReadIn(_Body):
     # The seq of the newest message read; a position never moves back.
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SQL_INTEGER)
 
 
 class CannedResponseCreate(_Body):

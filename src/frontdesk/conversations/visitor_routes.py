@@ -30,6 +30,7 @@ from frontdesk.conversations.visitor_access import (
     preflight_response,
 )
 from frontdesk.core.api import ClientIpDep, UowDep
+from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import BadRequest, NotFound, Problem, ValidationFailed
 from frontdesk.core.pagination import MAX_LIMIT, CursorQuery
 from frontdesk.core.ratelimit import Limit
@@ -127,7 +128,7 @@ class MessageIn(BaseModel):
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seq: int = Field(ge=0, description="The seq of the newest message read.")
+    seq: int = Field(ge=0, le=MAX_SQL_INTEGER, description="The seq of the newest message read.")
 
 
 class ReadOut(BaseModel):
@@ -248,7 +249,7 @@ async def list_conversations(
     )
 
 
-SeqQuery = Annotated[int | None, Query(ge=0, description="A message seq.")]
+SeqQuery = Annotated[int | None, Query(ge=0, le=MAX_SQL_INTEGER, description="A message seq.")]
 
 
 async def _around_seq(uow: UnitOfWork, conversation: Any, around: str | None) -> int | None:

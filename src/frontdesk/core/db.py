@@ -32,6 +32,9 @@ NAMING_CONVENTION = {
 
 # How long a SQLite writer waits for the write lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# The largest integer a column can hold: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit.
+# Integer inputs are bounded by it, so a larger one gets a 422 instead of a driver error.
+MAX_SQL_INTEGER = 2**63 - 1
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

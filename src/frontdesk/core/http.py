@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from frontdesk.core.errors import problem_response
+from frontdesk.core.errors import FieldError, problem_response
+from frontdesk.core.text import SURROGATE_MESSAGE, unpaired_surrogate_path
 
 
 def client_ip(connection: HTTPConnection, trusted_proxies: list[IPv4Network | IPv6Network]) -> str:
@@ -134,3 +137,74 @@ class _BodyTooLarge(BaseException):
     """Raised from receive(); a BaseException so that body parsers do not turn it into 400."""
 
     pass
+
+
+# An escape of a UTF-16 surrogate (\ud800 to \udfff), or a surrogate encoded as UTF-8 bytes.
+# Bodies without either are passed on without being parsed here.
+_SURROGATE_HINT = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _is_json(headers: dict[bytes, bytes]) -> bool:
+    content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return content_type == b"application/json" or content_type.endswith(b"+json")
+
+
+class JsonTextMiddleware:
+    """Reject with 422 a JSON body whose text contains an unpaired UTF-16 surrogate.
+
+    JSON allows the escape "\\ud800" alone, and Python's json module decodes it into a
+    string that cannot be encoded as UTF-8. Such text would fail when stored or echoed, so
+    it is rejected here, naming the field, before any route reads it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(dict(scope.get("headers") or [])):
+            await self.app(scope, receive, send)
+            return
+        messages: collections.deque[Message] = collections.deque()
+        body = bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        field = _surrogate_field(bytes(body))
+        if field is not None:
+            response = problem_response(
+                Request(scope),
+                status=422,
+                code="validation_failed",
+                title="Validation failed",
+                detail=f"Invalid value for '{field}': {SURROGATE_MESSAGE}",
+                errors=[FieldError(field=field, message=SURROGATE_MESSAGE, code="string_unicode")],
+            )
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            if messages:
+                return messages.popleft()
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _surrogate_field(body: bytes) -> str | None:
+    """Return the field of the body that contains a lone surrogate, or None."""
+    if _SURROGATE_HINT.search(body) is None:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        # Not JSON: the route reports that.
+        return None
+    path = unpaired_surrogate_path(document)
+    if path is None:
+        return None
+    return path or "body"

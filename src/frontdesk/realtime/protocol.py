@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
 
+from frontdesk.core.text import SURROGATE_MESSAGE, unpaired_surrogate_path
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes that the server sends."""
@@ -164,6 +166,15 @@ def parse_client_frame(text: str) -> ClientFrame | FrameError:
         return FrameError("invalid_json", "The frame is not valid JSON.")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return FrameError("invalid_frame", 'A frame must be a JSON object with a string "type".')
+    field = unpaired_surrogate_path(frame)
+    if field is not None:
+        # The error frame repeats a send's client_message_id, unless that is the bad text.
+        client_message_id = (
+            _client_message_id(frame)
+            if frame["type"] == "send" and field != "client_message_id"
+            else None
+        )
+        return FrameError("invalid_frame", SURROGATE_MESSAGE, field or None, client_message_id)
     kind = frame["type"]
     if kind == "ping":
         return PingFrame()

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
+from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import (
     BadRequest,
     NotFound,
@@ -78,7 +79,10 @@ class UploadLinkCreate(BaseModel):
     key: str = Field(max_length=4096, description="The key that the upload will have.")
     expires_in: ExpiresIn = 3600
     max_bytes: int | None = Field(
-        default=None, ge=1, description="Upload size limit; the bucket's limit by default."
+        default=None,
+        ge=1,
+        le=MAX_SQL_INTEGER,
+        description="Upload size limit; the bucket's limit by default.",
     )
     content_types: list[ContentTypePattern] | None = Field(
         default=None,

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from frontdesk.core.db import MAX_SQL_INTEGER
+
 BUCKET_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 # A media type ("application/pdf") or a whole top-level type ("image/*").
 _CONTENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$")
@@ -39,7 +41,7 @@ class BucketCreate(BaseModel):
         description="Unique in the workspace: lowercase letters, digits and '-', 2-63 characters."
     )
     visibility: Visibility = "private"
-    max_object_bytes: int | None = Field(default=None, ge=1)
+    max_object_bytes: int | None = Field(default=None, ge=1, le=MAX_SQL_INTEGER)
     allowed_content_types: list[ContentTypePattern] | None = Field(
         default=None, max_length=MAX_ALLOWED_TYPES
     )
@@ -49,7 +51,7 @@ class BucketUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     visibility: Visibility | None = None
-    max_object_bytes: int | None = Field(default=None, ge=1)
+    max_object_bytes: int | None = Field(default=None, ge=1, le=MAX_SQL_INTEGER)
     allowed_content_types: list[ContentTypePattern] | None = Field(
         default=None, max_length=MAX_ALLOWED_TYPES
     )

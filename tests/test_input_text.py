@@ -1,0 +1,110 @@
+"""JSON text with unpaired surrogates and integers too large for a column get a 422."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from conftest import signup
+from factories import owner
+
+JSON = {"Content-Type": "application/json"}
+LONE = "\\ud800"  # The JSON escape of a lone high surrogate, as a client may send it.
+
+
+def assert_invalid(response: httpx.Response, field: str, code: str) -> None:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["field"] == field
+    assert error["code"] == code
+
+
+async def test_signup_lone_surrogate_stores_nothing(client: httpx.AsyncClient) -> None:
+    email = f"lone-{uuid.uuid4().hex[:8]}@example.com"
+    body = (
+        f'{{"email": "{email}", "password": "a long passphrase", "full_name": "Sam", '
+        f'"workspace_name": "Studio {LONE}"}}'
+    )
+
+    response = await client.post("/api/v1/auth/signup", content=body, headers=JSON)
+
+    assert_invalid(response, "workspace_name", "string_unicode")
+    assert "unpaired UTF-16 surrogate" in response.json()["errors"][0]["message"]
+    # Nothing was stored: the same address signs up afterwards.
+    await signup(client, email=email)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (f'{{"full_name": "Robin {LONE}"}}', "full_name"),
+        (f'{{"full_name": "Robin", "locale": ["{LONE}"]}}', "locale.0"),
+        (f'{{"full_name": "Robin", "{LONE}": 1}}', "body"),
+        # Surrogate bytes written as UTF-8 rather than escaped.
+        ('{"full_name": "Robin \xed\xa0\x80"}', "full_name"),
+    ],
+)
+async def test_profile_lone_surrogate_names_field(
+    client: httpx.AsyncClient, body: str, field: str
+) -> None:
+    staff = await owner(client)
+
+    response = await client.patch(
+        "/api/v1/me", content=body.encode("latin-1"), headers=JSON | staff.headers
+    )
+
+    assert_invalid(response, field, "string_unicode")
+
+
+async def test_profile_surrogate_pair_accepted(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.patch(
+        "/api/v1/me",
+        content='{"full_name": "Robin \\ud83d\\ude00"}',
+        headers=JSON | staff.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["full_name"] == "Robin \N{GRINNING FACE}"
+
+
+async def test_nested_lone_surrogate_names_path(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.put(
+        "/api/v1/chat/settings",
+        content=f'{{"enabled": true, "theme": {{"title": "Hi {LONE}"}}}}',
+        headers=JSON | staff.headers,
+    )
+
+    assert_invalid(response, "theme.title", "string_unicode")
+
+
+async def test_bucket_size_over_64_bits_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.post(
+        "/api/v1/storage/buckets",
+        json={"name": "big", "max_object_bytes": 2**63},
+        headers=staff.headers,
+    )
+
+    assert_invalid(response, "max_object_bytes", "less_than_equal")
+
+
+async def test_history_seq_over_64_bits_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    created = await client.post(
+        "/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers
+    )
+    path = f"/api/v1/conversations/{created.json()['id']}/messages"
+
+    before = await client.get(path, params={"before": 2**63}, headers=staff.headers)
+    around = await client.get(path, params={"around": str(2**63)}, headers=staff.headers)
+
+    assert_invalid(before, "before", "less_than_equal")
+    assert_invalid(around, "around", "invalid")
