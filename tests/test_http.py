@@ -106,6 +106,26 @@ async def test_wrong_method_names_allowed(client: httpx.AsyncClient) -> None:
     assert response.json()["detail"] == "DELETE is not allowed on /api/v1/auth/signup; use POST."
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/conversations", "GET, POST"),
+        ("PUT", "/api/v1/forms/01a242cf-2ef3-7317-a8ce-e8c709823530", "DELETE, GET, PATCH"),
+    ],
+)
+async def test_wrong_method_names_every_method(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    listed = allowed.rsplit(", ", 1)
+    assert response.json()["detail"] == (
+        f"{method} is not allowed on {path}; use {' or '.join(listed)}."
+    )
+
+
 async def test_oversized_body_has_request_id(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/token",

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from frontdesk.core.routing import allowed_methods
+
 log = structlog.get_logger()
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -159,6 +161,15 @@ def problem_response(
     )
 
 
+def _route_path(request: Request) -> str:
+    """Return the request's path below the root path, as routes match it."""
+    path: str = request.scope.get("path", "")
+    root_path: str = request.scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return path
+
+
 def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(part) for part in location]
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
@@ -261,16 +272,23 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No route matches {request.method} {request.url.path}."
+        headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
-            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}."
+            methods = allowed_methods(request.app, _route_path(request)) or [
+                method.strip() for method in headers.get("Allow", "").split(",")
+            ]
+            headers["Allow"] = ", ".join(methods)
+            listed = methods[-1]
+            if len(methods) > 1:
+                listed = f"{', '.join(methods[:-1])} or {listed}"
+            detail = f"{request.method} is not allowed on {request.url.path}; use {listed}."
         return problem_response(
             request,
             status=exc.status_code,
             code=code,
             title=title,
             detail=detail,
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

@@ -18,12 +18,13 @@ Xeon).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from starlette.routing import Match
+from starlette.routing import Match, compile_path
 from starlette.types import Scope
 
 log = structlog.get_logger()
@@ -130,3 +131,38 @@ def skip_unmatchable_routers(app: FastAPI) -> int:
         # Set on the instance, so it takes the place of the class's method for this router.
         route.matches = _guarded(route.matches, number, frozen)
     return len(routers)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Return every method that some route of ``app`` serves on ``path``, sorted.
+
+    Starlette's 405 names only the methods of the first route whose path matches, and
+    FastAPI makes one route per method, so its ``Allow`` header misses the others.
+    """
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
+        app.state, "route_methods", None
+    )
+    if table is None:
+        table = []
+        _collect_methods(app.router.routes, "", table)
+        app.state.route_methods = table
+    methods: set[str] = set()
+    for pattern, route_methods in table:
+        if pattern.match(path):
+            methods |= route_methods
+    return sorted(methods)
+
+
+def _collect_methods(
+    routes: list[Any], prefix: str, table: list[tuple[re.Pattern[str], frozenset[str]]]
+) -> None:
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        context = getattr(route, "include_context", None)
+        if original is not None and context is not None and isinstance(context.prefix, str):
+            _collect_methods(original.routes, prefix + context.prefix, table)
+            continue
+        path = getattr(route, "path", None)
+        methods = getattr(route, "methods", None)
+        if isinstance(path, str) and methods:
+            table.append((compile_path(prefix + path)[0], frozenset(methods)))
