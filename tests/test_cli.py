@@ -161,6 +161,24 @@ def test_demo_fills_workspace(tmp_path: Path) -> None:
         database.close()
 
 
+def test_demo_bad_login_is_one_line(tmp_path: Path) -> None:
+    env = command_env(tmp_path / "data")
+
+    short = run_frontdesk("demo", "--password", "short", env=env, cwd=tmp_path)
+    filled = run_frontdesk("demo", env=env, cwd=tmp_path)
+    other = run_frontdesk("demo", "--password", "another-password", env=env, cwd=tmp_path)
+
+    assert short.returncode == 2
+    assert short.stderr.strip() == (
+        "frontdesk demo: error: POST /api/v1/auth/signup failed with status 422: "
+        "password: The password must have at least 8 characters."
+    )
+    assert filled.returncode == 0, filled.stderr
+    assert other.returncode == 2
+    assert "Traceback" not in other.stderr
+    assert "already has an account with another password" in other.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

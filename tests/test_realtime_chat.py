@@ -694,6 +694,23 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     await client.close()
 
 
+async def test_member_send_unknown_conversation(server: Server) -> None:
+    member = await add_member(server.runtime)
+    other = await add_member(server.runtime)
+    theirs = await start_conversation(server.runtime, other.workspace_id, None)
+    client = await connect_client(server, member.token)
+
+    unknown = await client.send_message(uuid.uuid4(), "hi", client_message_id="unknown")
+    elsewhere = await client.send_message(theirs, "hi", client_message_id="elsewhere")
+    subscribed = await client.subscribe(theirs)
+
+    for error in (unknown, elsewhere, subscribed):
+        assert error["type"] == "error"
+        assert error["code"] == "not_found"
+        assert error["message"] == "No such conversation."
+    await client.close()
+
+
 async def test_attachments_visitor_uploads_only(server: Server) -> None:
     runtime = server.runtime
     member = await add_member(runtime)

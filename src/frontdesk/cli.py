@@ -161,14 +161,19 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from frontdesk.demo import fill_demo_workspace
+    from frontdesk.demo import DemoFailed, fill_demo_workspace
 
     settings = _settings(args)
     # One log line per sample request would bury the summary.
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
     if settings.is_sqlite:
         _migrate(settings)
-    summary = asyncio.run(fill_demo_workspace(settings, email=args.email, password=args.password))
+    try:
+        summary = asyncio.run(
+            fill_demo_workspace(settings, email=args.email, password=args.password)
+        )
+    except DemoFailed as exc:
+        raise CommandError(str(exc)) from exc
     print(summary)
 
 

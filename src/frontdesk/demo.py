@@ -111,10 +111,28 @@ class DemoSummary:
         return "\n".join(lines)
 
 
+class DemoFailed(Exception):
+    """A request of the demo failed; the message names the request and the reason."""
+
+
+async def _email_taken(runtime: Any, email: str) -> bool:
+    async with runtime.sessionmaker() as session:
+        found = await session.scalar(sa.select(User.id).where(User.email == email.lower()))
+    return found is not None
+
+
 def _check(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
-        raise RuntimeError(
-            f"{response.request.method} {response.request.url.path} failed: {response.text}"
+        try:
+            problem = response.json()
+            reason = problem.get("detail") or response.text
+            errors = problem.get("errors") or []
+        except ValueError:
+            reason, errors = response.text, []
+        fields = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        raise DemoFailed(
+            f"{response.request.method} {response.request.url.path} failed with status "
+            f"{response.status_code}: {fields or reason}"
         )
     if response.status_code == 204:
         return {}
@@ -139,6 +157,11 @@ async def fill_demo_workspace(settings: Settings, *, email: str, password: str) 
             )
             if login.status_code == 200:
                 tokens = login.json()
+            elif await _email_taken(runtime, email):
+                raise DemoFailed(
+                    f"{email} already has an account with another password; run again with "
+                    "its --password, or choose another --email."
+                )
             else:
                 tokens = _check(
                     await client.post(

@@ -196,7 +196,7 @@ def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
         reason = (item.get("ctx") or {}).get("error")
         if kind == "value_error" and reason is not None:
             # Pydantic's message is "Value error, " and then the validator's own message,
-            # which already says what to fix.
+            # which already states the fix.
             message = str(reason)
         if message.startswith("value is not a valid email address"):
             # email-validator's own reason is technical; the field name already says which.

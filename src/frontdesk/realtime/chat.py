@@ -194,17 +194,22 @@ async def _send_as_member(
     attachments = await resolve_attachments(
         uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
     )
-    message, _created = await service.post_message(
-        uow,
-        # The conversation is loaded, and checked to be in the member's workspace, by the
-        # statement that numbers the message.
-        service.ConversationRef(workspace_id=connection.workspace_id, id=frame.conversation_id),
-        author=service.Author(type="member", id=connection.user_id, name=name),
-        kind=frame.kind,
-        body=frame.body,
-        attachments=attachments,
-        client_message_id=frame.client_message_id,
-    )
+    try:
+        message, _created = await service.post_message(
+            uow,
+            # The conversation is loaded, and checked to be in the member's workspace, by the
+            # statement that numbers the message.
+            service.ConversationRef(workspace_id=connection.workspace_id, id=frame.conversation_id),
+            author=service.Author(type="member", id=connection.user_id, name=name),
+            kind=frame.kind,
+            body=frame.body,
+            attachments=attachments,
+            client_message_id=frame.client_message_id,
+        )
+    except NotFound as exc:
+        # The same error message that subscribe and read return for a conversation the member
+        # cannot use.
+        raise NotFound("No such conversation.") from exc
     return service.message_dict(message)
 
 
