@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from factories import owner
+from factories import Staff, owner
 from frontdesk.conversations import service
 from frontdesk.core.errors import NotFound
 from frontdesk.core.uow import unit_of_work
@@ -51,24 +53,32 @@ async def test_messages_are_numbered_deduplicated_and_read(client, runtime: Runt
         assert counts == {conversation.id: 0}
 
 
-async def test_post_by_ref_loads_numbers_and_deduplicates(client, runtime: Runtime) -> None:
-    staff = await owner(client)
-    member = service.Author(type="member", id=staff.user_id, name="Ana")
+async def _chat_ref(runtime: Runtime, workspace_id: uuid.UUID) -> service.ConversationRef:
+    """Create a chat conversation in the workspace and return its reference."""
     async with unit_of_work(runtime) as uow:
         conversation = await service.create_conversation(
-            uow, workspace_id=staff.workspace_id, channel="chat"
+            uow, workspace_id=workspace_id, channel="chat"
         )
-    ref = service.ConversationRef(workspace_id=staff.workspace_id, id=conversation.id)
+    return service.ConversationRef(workspace_id=workspace_id, id=conversation.id)
+
+
+def _member(staff: Staff) -> service.Author:
+    return service.Author(type="member", id=staff.user_id, name="Ana")
+
+
+async def test_post_by_ref_loads_numbers_and_deduplicates(client, runtime: Runtime) -> None:
+    staff = await owner(client)
+    ref = await _chat_ref(runtime, staff.workspace_id)
 
     async with unit_of_work(runtime) as uow:
         first, created = await service.post_message(
-            uow, ref, author=member, body="hi", client_message_id="c1"
+            uow, ref, author=_member(staff), body="hi", client_message_id="c1"
         )
     async with unit_of_work(runtime) as uow:
         again, created_again = await service.post_message(
-            uow, ref, author=member, body="hi", client_message_id="c1"
+            uow, ref, author=_member(staff), body="hi", client_message_id="c1"
         )
-        second, _ = await service.post_message(uow, ref, author=member, body="more")
+        second, _ = await service.post_message(uow, ref, author=_member(staff), body="more")
 
     assert created
     assert not created_again
@@ -78,18 +88,13 @@ async def test_post_by_ref_loads_numbers_and_deduplicates(client, runtime: Runti
 
 async def test_post_by_ref_updates_loaded_conversation(client, runtime: Runtime) -> None:
     staff = await owner(client)
-    member = service.Author(type="member", id=staff.user_id, name="Ana")
-    async with unit_of_work(runtime) as uow:
-        created = await service.create_conversation(
-            uow, workspace_id=staff.workspace_id, channel="chat"
-        )
-    ref = service.ConversationRef(workspace_id=staff.workspace_id, id=created.id)
+    ref = await _chat_ref(runtime, staff.workspace_id)
 
     async with unit_of_work(runtime) as uow:
         loaded = await service.get_conversation(
-            uow, workspace_id=staff.workspace_id, conversation_id=created.id
+            uow, workspace_id=staff.workspace_id, conversation_id=ref.id
         )
-        message, _ = await service.post_message(uow, ref, author=member, body="hi")
+        message, _ = await service.post_message(uow, ref, author=_member(staff), body="hi")
 
         assert message.seq == 1
         assert loaded.last_seq == 1
@@ -99,18 +104,14 @@ async def test_post_by_ref_updates_loaded_conversation(client, runtime: Runtime)
 async def test_post_by_ref_other_workspace_not_found(client, runtime: Runtime) -> None:
     staff = await owner(client)
     other = await owner(client)
-    member = service.Author(type="member", id=staff.user_id, name="Ana")
-    async with unit_of_work(runtime) as uow:
-        theirs = await service.create_conversation(
-            uow, workspace_id=other.workspace_id, channel="chat"
-        )
+    theirs = await _chat_ref(runtime, other.workspace_id)
     ref = service.ConversationRef(workspace_id=staff.workspace_id, id=theirs.id)
 
     for client_message_id in (None, "c1"):
         with pytest.raises(NotFound):
             async with unit_of_work(runtime) as uow:
                 await service.post_message(
-                    uow, ref, author=member, body="hi", client_message_id=client_message_id
+                    uow, ref, author=_member(staff), body="hi", client_message_id=client_message_id
                 )
 
     async with unit_of_work(runtime) as uow:
