@@ -108,3 +108,34 @@ async def test_history_seq_over_64_bits_rejected(client: httpx.AsyncClient) -> N
 
     assert_invalid(before, "before", "less_than_equal")
     assert_invalid(around, "around", "invalid")
+
+
+async def test_nul_text_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    created = await client.post(
+        "/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers
+    )
+    path = f"/api/v1/conversations/{created.json()['id']}"
+
+    response = await client.patch(path, json={"subject": "Booking\x00"}, headers=staff.headers)
+    stored = await client.get(path, headers=staff.headers)
+
+    assert_invalid(response, "subject", "invalid_character")
+    assert stored.json()["subject"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"full_name": "\xff\xfe"}',
+        b'{"full_name": 1' + b"0" * 5000 + b"}",
+        b'{"full_name": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["not-utf-8", "long-integer", "deep-nesting"],
+)
+async def test_unreadable_json_names_body(client: httpx.AsyncClient, body: bytes) -> None:
+    staff = await owner(client)
+
+    response = await client.patch("/api/v1/me", content=body, headers=JSON | staff.headers)
+
+    assert_invalid(response, "body", "json_invalid")

@@ -337,6 +337,23 @@ async def test_issue_fills_number_dates_and_snapshots(
     assert_problem(again, 409, code="invoice_not_draft")
 
 
+async def test_issue_date_past_year_9999(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    contact_id = (await new_enquiry(client, staff))["contact"]["id"]
+    draft = await create_draft(client, staff, contact_id)
+
+    response = await client.post(
+        f"{API}/invoices/{draft['id']}/issue",
+        headers=staff.headers,
+        json={"issue_date": "9999-12-31"},
+    )
+    stored = await client.get(f"{API}/invoices/{draft['id']}", headers=staff.headers)
+
+    assert_problem(response, 422, "issue_date")
+    assert response.json()["errors"][0]["code"] == "out_of_range"
+    assert stored.json()["status"] == "draft"
+
+
 async def test_issue_with_dates_and_checks(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     contact_id = (await new_enquiry(client, staff))["contact"]["id"]

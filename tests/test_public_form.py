@@ -210,6 +210,8 @@ async def test_number_strings_and_floats(client: httpx.AsyncClient) -> None:
 INVALID_ANSWERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("required missing", {"name": None}, "name", "required"),
     ("required blank", {"name": "   "}, "name", "required"),
+    ("required control characters", {"name": "\x01\x07"}, "name", "required"),
+    ("NUL", {"name": "Ada\x00"}, "name", "invalid_character"),
     ("bad email", {"email": "ada@"}, "email", "invalid_email"),
     ("number above max", {"guests": 21}, "guests", "too_large"),
     ("number below min", {"guests": 0}, "guests", "too_small"),
@@ -289,7 +291,7 @@ async def test_invalid_phone_is_422(client: httpx.AsyncClient, runtime: Runtime)
 async def test_control_characters_removed(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     form = await create_form(client, staff)
-    await submit_ok(client, form, {"name": "Ada\x00 L\x07", "message": "line one\r\nline two\x00"})
+    await submit_ok(client, form, {"name": "Ada\x01 L\x07", "message": "line one\r\nline two\x1b"})
     answers = (await enquiries(client, staff))["items"][0]["answers"]
     assert answers == {"name": "Ada L", "message": "line one\nline two"}
 

@@ -675,6 +675,9 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     longest = await client.send_message(conversation, "\x01" * 10_000, client_message_id="max")
     # json.dumps writes the lone surrogate as the escape \ud800, as a client may.
     surrogate = await client.send_message(conversation, "hi \ud800", client_message_id="lone")
+    # Nested deeper than Python's JSON parser goes, well under the frame size limit.
+    await client.ws.send('{"type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}")
+    too_deep = await client.frame("error")
 
     assert (too_long["code"], too_long["field"]) == ("too_long", "body")
     assert too_long["client_message_id"] == "long"
@@ -689,6 +692,7 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     assert longest["message"]["seq"] == 1
     assert (surrogate["code"], surrogate["field"]) == ("invalid_frame", "body")
     assert "unpaired UTF-16 surrogate" in surrogate["message"]
+    assert too_deep["code"] == "invalid_json"
     await client.send({"type": "ping"})
     assert await client.frame("pong")
     await client.close()

@@ -185,6 +185,12 @@ _VALIDATION_MESSAGES = {
     "uuid_type": "Use an id in UUID form, such as 01a242cf-2ef3-7317-a8ce-e8c709823530.",
 }
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+_UNREADABLE_BODY = (
+    "The body could not be read as JSON: it is not UTF-8 text, or it has an integer of over "
+    "4,300 digits or arrays and objects nested too deep to parse."
+)
+
 EMAIL_MESSAGE = "Enter a valid email address, like name@example.com."
 
 
@@ -270,6 +276,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+            # FastAPI's error when the body is JSON that Python cannot read: bytes that are not
+            # UTF-8, an integer of thousands of digits, nesting too deep for the parser.
+            return problem_response(
+                request,
+                status=422,
+                code="validation_failed",
+                title="Validation failed",
+                detail=f"Invalid value for 'body': {_UNREADABLE_BODY}",
+                errors=[FieldError(field="body", message=_UNREADABLE_BODY, code="json_invalid")],
+            )
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No route matches {request.method} {request.url.path}."
         headers = dict(exc.headers or {})

@@ -11,7 +11,12 @@ from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.core.errors import FieldError, problem_response
-from frontdesk.core.text import SURROGATE_MESSAGE, unpaired_surrogate_path
+from frontdesk.core.text import (
+    NUL_MESSAGE,
+    SURROGATE_MESSAGE,
+    nul_path,
+    unpaired_surrogate_path,
+)
 
 
 def client_ip(connection: HTTPConnection, trusted_proxies: list[IPv4Network | IPv6Network]) -> str:
@@ -139,9 +144,9 @@ class _BodyTooLarge(BaseException):
     pass
 
 
-# An escape of a UTF-16 surrogate (\ud800 to \udfff), or a surrogate encoded as UTF-8 bytes.
-# Bodies without either are passed on without being parsed here.
-_SURROGATE_HINT = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# An escape of a UTF-16 surrogate (\ud800 to \udfff) or of NUL, or a surrogate encoded as
+# UTF-8 bytes. Bodies without any are passed on without being parsed here.
+_TEXT_HINT = re.compile(rb"\\[uU][dD][89a-fA-F]|\\u0000|\xed[\xa0-\xbf]")
 
 
 def _is_json(headers: dict[bytes, bytes]) -> bool:
@@ -150,11 +155,12 @@ def _is_json(headers: dict[bytes, bytes]) -> bool:
 
 
 class JsonTextMiddleware:
-    """Reject with 422 a JSON body whose text contains an unpaired UTF-16 surrogate.
+    """Reject with 422 a JSON body whose text contains an unpaired UTF-16 surrogate or NUL.
 
     JSON allows the escape "\\ud800" alone, and Python's json module decodes it into a
-    string that cannot be encoded as UTF-8. Such text would fail when stored or echoed, so
-    it is rejected here, naming the field, before any route reads it.
+    string that cannot be encoded as UTF-8. PostgreSQL cannot store NUL ("\\u0000") in text.
+    Such text would fail when stored or echoed, so it is rejected here, naming the field,
+    before any route reads it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -174,15 +180,15 @@ class JsonTextMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        field = _surrogate_field(bytes(body))
-        if field is not None:
+        error = _unstorable_text(bytes(body))
+        if error is not None:
             response = problem_response(
                 Request(scope),
                 status=422,
                 code="validation_failed",
                 title="Validation failed",
-                detail=f"Invalid value for '{field}': {SURROGATE_MESSAGE}",
-                errors=[FieldError(field=field, message=SURROGATE_MESSAGE, code="string_unicode")],
+                detail=f"Invalid value for '{error.field}': {error.message}",
+                errors=[error],
             )
             await response(scope, receive, send)
             return
@@ -195,16 +201,19 @@ class JsonTextMiddleware:
         await self.app(scope, replay, send)
 
 
-def _surrogate_field(body: bytes) -> str | None:
-    """Return the field of the body that contains a lone surrogate, or None."""
-    if _SURROGATE_HINT.search(body) is None:
+def _unstorable_text(body: bytes) -> FieldError | None:
+    """Return the error for the first text of the body that contains a lone surrogate or NUL."""
+    if _TEXT_HINT.search(body) is None:
         return None
     try:
         document = json.loads(body)
-    except ValueError:
-        # Not JSON: the route reports that.
+    except (ValueError, RecursionError):
+        # Not JSON that Python reads: the route reports that.
         return None
     path = unpaired_surrogate_path(document)
-    if path is None:
-        return None
-    return path or "body"
+    if path is not None:
+        return FieldError(field=path or "body", message=SURROGATE_MESSAGE, code="string_unicode")
+    path = nul_path(document)
+    if path is not None:
+        return FieldError(field=path or "body", message=NUL_MESSAGE, code="invalid_character")
+    return None

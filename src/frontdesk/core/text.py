@@ -15,24 +15,40 @@ SURROGATE_MESSAGE = (
 )
 
 
-def unpaired_surrogate_path(value: Any, path: str = "") -> str | None:
+# PostgreSQL's text types cannot hold NUL, so no field accepts it.
+_NUL = re.compile("\x00")
+
+NUL_MESSAGE = "The text contains a NUL character (\\u0000), which cannot be stored; remove it."
+
+
+def unpaired_surrogate_path(value: Any) -> str | None:
     """Return the dotted path of the first string in ``value`` that contains a lone surrogate,
     "" for ``value`` itself, or None when there is none.
 
     A bad object key gives the path of its object, since the key cannot be shown.
     """
+    return _first_match(value, _SURROGATE, "")
+
+
+def nul_path(value: Any) -> str | None:
+    """Return the dotted path of the first string in ``value`` that contains NUL, like
+    unpaired_surrogate_path."""
+    return _first_match(value, _NUL, "")
+
+
+def _first_match(value: Any, pattern: re.Pattern[str], path: str) -> str | None:
     if isinstance(value, str):
-        return path if _SURROGATE.search(value) else None
+        return path if pattern.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(key, str) and _SURROGATE.search(key):
+            if isinstance(key, str) and pattern.search(key):
                 return path
-            found = unpaired_surrogate_path(item, f"{path}.{key}" if path else str(key))
+            found = _first_match(item, pattern, f"{path}.{key}" if path else str(key))
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = unpaired_surrogate_path(item, f"{path}.{index}" if path else str(index))
+            found = _first_match(item, pattern, f"{path}.{index}" if path else str(index))
             if found is not None:
                 return found
     return None

@@ -437,6 +437,11 @@ def _answer(definition: Mapping[str, Any], value: Any, default_country: str) -> 
     if not isinstance(value, str):
         raise _AnswerError("invalid_type")
     text = _clean_text(value, multiline=kind == "long_text")
+    if not text:
+        # Only control characters, which the cleaning removed: as empty as blank text.
+        if required:
+            raise _AnswerError("required")
+        return None
     if kind == "choice":
         if text not in {option["value"] for option in definition.get("options") or []}:
             raise _AnswerError("invalid_choice")

@@ -508,7 +508,15 @@ async def issue(
     issue_date = body.issue_date or uow.now().date()
     due_date = body.due_date or invoice.due_date
     if due_date is None:
-        due_date = issue_date + timedelta(days=settings.payment_terms_days)
+        try:
+            due_date = issue_date + timedelta(days=settings.payment_terms_days)
+        except OverflowError:
+            raise ValidationFailed(
+                "issue_date",
+                f"The issue date plus the {settings.payment_terms_days}-day payment terms is "
+                "past the year 9999; use an earlier issue date or set due_date.",
+                "out_of_range",
+            ) from None
     if due_date < issue_date:
         raise ValidationFailed(
             "due_date", "The due date falls before the issue date; use a later day.", "too_early"

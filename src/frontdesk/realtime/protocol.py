@@ -162,7 +162,8 @@ def parse_client_frame(text: str) -> ClientFrame | FrameError:
     """Parse one text frame from a client."""
     try:
         frame = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: arrays or objects nested too deep for the parser.
         return FrameError("invalid_json", "The frame is not valid JSON.")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return FrameError("invalid_frame", 'A frame must be a JSON object with a string "type".')
