@@ -106,6 +106,7 @@ async def test_put_changes_only_given_fields(client: httpx.AsyncClient) -> None:
         ({"allowed_origins": ["https://ok.example", "ftp://files.example"]}, "allowed_origins.1"),
         ({"allowed_origins": ["studio.example"]}, "allowed_origins.0"),
         ({"allowed_origins": ["https://studio.example:99999"]}, "allowed_origins.0"),
+        ({"allowed_origins": ["https://studio.example:0"]}, "allowed_origins.0"),
         ({"allowed_origins": [f"https://s{i}.example" for i in range(51)]}, "allowed_origins"),
         ({"enabled": "maybe"}, "enabled"),
         ({"colour": "#000000"}, "colour"),

@@ -239,6 +239,12 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "invalid_character",
     ),
     (
+        "port zero origin",
+        {"name": "F", "fields": CONTACT_FIELDS, "allowed_origins": ["https://a.example:0"]},
+        "allowed_origins.0",
+        "invalid_origin",
+    ),
+    (
         "wildcard origin",
         {"name": "F", "fields": CONTACT_FIELDS, "allowed_origins": ["*"]},
         "allowed_origins.0",

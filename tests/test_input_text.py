@@ -108,6 +108,7 @@ async def test_history_seq_over_64_bits_rejected(client: httpx.AsyncClient) -> N
 
     assert_invalid(before, "before", "less_than_equal")
     assert_invalid(around, "around", "invalid")
+    assert "from 0 to 9223372036854775807" in around.json()["errors"][0]["message"]
 
 
 async def test_nul_text_rejected(client: httpx.AsyncClient) -> None:

@@ -671,6 +671,10 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     await client.send({"type": "send", "conversation_id": str(conversation), "body": "hi"})
     no_client_id = await client.frame("error")
     bad_id = await client.send_message(conversation, "hi", client_message_id="\x00")
+    await client.send(
+        {"type": "send", "conversation_id": str(conversation), "body": "hi", "client_message_id": 1}
+    )
+    number_id = await client.frame("error")
     # The longest body fits in one frame even when every character is escaped in JSON.
     longest = await client.send_message(conversation, "\x01" * 10_000, client_message_id="max")
     # json.dumps writes the lone surrogate as the escape \ud800, as a client may.
@@ -688,6 +692,9 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     assert too_long["conversation_id"] == str(conversation)
     assert (no_client_id["code"], no_client_id["field"]) == ("invalid_frame", "client_message_id")
     assert bad_id["field"] == "client_message_id"
+    assert no_client_id["message"].startswith("client_message_id is required")
+    assert number_id["field"] == "client_message_id"
+    assert number_id["message"].startswith("client_message_id must be a string")
     assert longest["type"] == "sent"
     assert longest["message"]["seq"] == 1
     assert (surrogate["code"], surrogate["field"]) == ("invalid_frame", "body")

@@ -132,6 +132,8 @@ def normalize_origin(value: str) -> str:
         port = parts.port
     except ValueError as exc:
         raise ValueError("The port is not a number from 1 to 65535.") from exc
+    if port == 0:
+        raise ValueError("The port is not a number from 1 to 65535.")
     default_port = {"http": 80, "https": 443}[parts.scheme]
     host = parts.hostname.lower()
     if ":" in host:

@@ -255,7 +255,9 @@ def _parse_around(value: str) -> int | uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise ValidationFailed(
-            "around", "Use a message seq (a whole number) or a message id.", "invalid"
+            "around",
+            f"Use a message seq (a whole number from 0 to {MAX_SQL_INTEGER}) or a message id.",
+            "invalid",
         ) from exc
 
 

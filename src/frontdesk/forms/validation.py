@@ -268,7 +268,9 @@ def normalize_origin(value: str) -> str:
     try:
         port = parts.port
     except ValueError as exc:
-        raise ValueError("The port is invalid.") from exc
+        raise ValueError("The port is invalid; use a number from 1 to 65535.") from exc
+    if port == 0:
+        raise ValueError("The port is invalid; use a number from 1 to 65535.")
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
