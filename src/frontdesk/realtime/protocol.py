@@ -242,10 +242,14 @@ def _parse_send(frame: dict[str, Any], conversation_id: uuid.UUID) -> SendFrame 
         return FrameError("invalid_frame", message, field, client_message_id)
 
     if client_message_id is None:
-        given = "client_message_id" in frame
+        id_present = "client_message_id" in frame
         return invalid(
             "client_message_id",
-            ("client_message_id must be a string" if given else "client_message_id is required")
+            (
+                "client_message_id must be a string"
+                if id_present
+                else "client_message_id is required"
+            )
             + ": a string of your choice (a UUID) that the sent frame repeats, so a resent "
             "frame is stored once.",
         )
