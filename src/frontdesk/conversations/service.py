@@ -299,9 +299,16 @@ _NUMBERING = {
     for new_client_id in (True, False)
     for load in (True, False)
 }
-_CONVERSATION_COLUMNS = [
-    (attribute.key, attribute.columns[0].key) for attribute in sa.inspect(Conversation).column_attrs
-]
+
+
+def _column_pairs(model: type[Any]) -> list[tuple[str, str]]:
+    """Return each mapped attribute's name with its column's name, for Core statements."""
+    return [
+        (attribute.key, attribute.columns[0].key) for attribute in sa.inspect(model).column_attrs
+    ]
+
+
+_CONVERSATION_COLUMNS = _column_pairs(Conversation)
 
 
 @dataclass(frozen=True)
@@ -317,10 +324,7 @@ class ConversationRef:
 
 
 _INSERT_MESSAGE = sa.insert(ConversationMessage.__table__)  # type: ignore[arg-type]
-_MESSAGE_COLUMNS = [
-    (attribute.key, attribute.columns[0].key)
-    for attribute in sa.inspect(ConversationMessage).column_attrs
-]
+_MESSAGE_COLUMNS = _column_pairs(ConversationMessage)
 
 
 async def _insert_message(uow: UnitOfWork, message: ConversationMessage) -> None:

@@ -19,7 +19,7 @@ Xeon).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -63,29 +63,32 @@ def _candidates(scope: Scope, index: dict[tuple[str, ...], frozenset[int]]) -> f
     return candidates
 
 
-def _route_paths(included: Any, prefix: str = "") -> list[str] | None:
-    """Return the full paths inside an included router, or None if FastAPI hides them.
+def _leaf_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str | None, Any]]:
+    """Yield the full path and the route object of every route in ``routes``, entering
+    included routers. The path is None where FastAPI hides it.
 
-    The paths come from the router's own routes and the include prefixes, not from
+    The paths come from the routers' own routes and the include prefixes, not from
     FastAPI's effective routes, whose building costs about a second per application.
     """
-    original = getattr(included, "original_router", None)
-    context = getattr(included, "include_context", None)
-    if original is None or context is None or not isinstance(context.prefix, str):
-        return None
-    prefix = prefix + context.prefix
-    paths: list[str] = []
-    for route in original.routes:
+    for route in routes:
         if hasattr(route, "original_router"):
-            nested = _route_paths(route, prefix)
-            if nested is None:
-                return None
-            paths.extend(nested)
+            context = getattr(route, "include_context", None)
+            if context is None or not isinstance(context.prefix, str):
+                yield None, route
+                continue
+            yield from _leaf_routes(route.original_router.routes, prefix + context.prefix)
             continue
         path = getattr(route, "path", None)
-        if not isinstance(path, str):
+        yield (prefix + path if isinstance(path, str) else None), route
+
+
+def _route_paths(included: Any) -> list[str] | None:
+    """Return the full paths inside an included router, or None if FastAPI hides any."""
+    paths: list[str] = []
+    for path, _route in _leaf_routes([included]):
+        if path is None:
             return None
-        paths.append(prefix + path)
+        paths.append(path)
     return paths
 
 
@@ -143,26 +146,14 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
         app.state, "route_methods", None
     )
     if table is None:
-        table = []
-        _collect_methods(app.router.routes, "", table)
+        table = [
+            (compile_path(route_path)[0], frozenset(route.methods))
+            for route_path, route in _leaf_routes(app.router.routes)
+            if route_path is not None and getattr(route, "methods", None)
+        ]
         app.state.route_methods = table
     methods: set[str] = set()
     for pattern, route_methods in table:
         if pattern.match(path):
             methods |= route_methods
     return sorted(methods)
-
-
-def _collect_methods(
-    routes: list[Any], prefix: str, table: list[tuple[re.Pattern[str], frozenset[str]]]
-) -> None:
-    for route in routes:
-        original = getattr(route, "original_router", None)
-        context = getattr(route, "include_context", None)
-        if original is not None and context is not None and isinstance(context.prefix, str):
-            _collect_methods(original.routes, prefix + context.prefix, table)
-            continue
-        path = getattr(route, "path", None)
-        methods = getattr(route, "methods", None)
-        if isinstance(path, str) and methods:
-            table.append((compile_path(prefix + path)[0], frozenset(methods)))

@@ -174,16 +174,18 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
                 conversation = await get_conversation_for(
                     uow.session, connection, frame.conversation_id
                 )
-                shown = await _send_as_visitor(uow, connection, conversation, frame)
+                message_fields = await _send_as_visitor(uow, connection, conversation, frame)
             else:
-                shown = await _send_as_member(uow, connection, frame)
+                message_fields = await _send_as_member(uow, connection, frame)
     except (ValidationFailed, NotFound) as exc:
         return problem_frame(
             exc,
             client_message_id=frame.client_message_id,
             conversation_id=str(frame.conversation_id),
         )
-    return encode({"type": "sent", "client_message_id": frame.client_message_id, "message": shown})
+    return encode(
+        {"type": "sent", "client_message_id": frame.client_message_id, "message": message_fields}
+    )
 
 
 async def _send_as_member(
