@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from conftest import signup
-from factories import owner
+from factories import create_form, field, owner
 
 JSON = {"Content-Type": "application/json"}
 LONE = "\\ud800"  # The JSON escape of a lone high surrogate, as a client may send it.
@@ -140,3 +140,46 @@ async def test_unreadable_json_names_body(client: httpx.AsyncClient, body: bytes
     response = await client.patch("/api/v1/me", content=body, headers=JSON | staff.headers)
 
     assert_invalid(response, "body", "json_invalid")
+
+
+@pytest.mark.parametrize("flag", ["yes", "true", 1, 0])
+async def test_form_flag_must_be_json_boolean(client: httpx.AsyncClient, flag: object) -> None:
+    staff = await owner(client)
+    form = await create_form(client, staff)
+    url = f"/api/v1/forms/{form['id']}"
+
+    response = await client.patch(
+        url, json={"published": flag, "name": "Renamed"}, headers=staff.headers
+    )
+
+    assert_invalid(response, "published", "bool_type")
+    assert response.json()["errors"][0]["message"] == "Send true or false."
+    # Nothing changed: the name is the old one.
+    read = await client.get(url, headers=staff.headers)
+    assert read.json()["name"] == form["name"]
+
+
+async def test_required_flag_rejects_string(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    fields = [field("email", "email") | {"required": "no"}]
+
+    response = await client.post(
+        "/api/v1/forms", json={"name": "Booking", "fields": fields}, headers=staff.headers
+    )
+
+    assert_invalid(response, "fields.0.required", "bool_type")
+    listed = await client.get("/api/v1/forms", headers=staff.headers)
+    assert listed.json()["items"] == []
+
+
+async def test_query_flag_invalid_word(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.post(
+        f"/api/v1/storage/buckets/{uuid.uuid4()}/objects?key=a.txt&overwrite=maybe",
+        content=b"x",
+        headers=staff.headers,
+    )
+
+    assert_invalid(response, "overwrite", "bool_parsing")
+    assert response.json()["errors"][0]["message"] == "Use true or false."

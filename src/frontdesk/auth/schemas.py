@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 from frontdesk.core.errors import Problem
@@ -164,7 +164,7 @@ class TokenResponse(BaseModel):
 
 
 class LogoutRequest(RequestBody):
-    all: bool = Field(
+    all: StrictBool = Field(
         default=False, description="End every session of the user, not only this one."
     )
 

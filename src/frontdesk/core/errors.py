@@ -183,6 +183,10 @@ _VALIDATION_MESSAGES = {
     "extra_forbidden": "This field is not allowed; remove it.",
     "uuid_parsing": "Use an id in UUID form, such as 01a242cf-2ef3-7317-a8ce-e8c709823530.",
     "uuid_type": "Use an id in UUID form, such as 01a242cf-2ef3-7317-a8ce-e8c709823530.",
+    # A JSON body's flags must be the JSON values true or false. Query flags are words, and
+    # pydantic also reads 1, 0, yes, no, on and off there.
+    "bool_type": "Send true or false.",
+    "bool_parsing": "Use true or false.",
 }
 
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"

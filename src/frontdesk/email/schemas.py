@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StrictBool
 
 
 class OutboxMessage(BaseModel):
@@ -105,8 +105,8 @@ class ProviderSettingsIn(BaseModel):
         "signing key, Resend's whsec_ secret, Postmark's 'user:password', or the SNS topic ARN "
         "for SES. Left out: unchanged; empty: removed.",
     )
-    track_opens: bool = False
-    track_clicks: bool = False
+    track_opens: StrictBool = False
+    track_clicks: StrictBool = False
 
 
 class ProviderSettingsOut(BaseModel):
@@ -367,7 +367,7 @@ class MailboxIn(BaseModel):
         "verify_certificate, timeout_seconds. A password left out or sent as '********' keeps "
         "the stored one."
     )
-    import_existing: bool = Field(
+    import_existing: StrictBool = Field(
         default=False,
         description="Turn the mail already in the mailbox into enquiries too; by default only "
         "mail that arrives from now on does.",

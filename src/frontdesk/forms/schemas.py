@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from frontdesk.contacts.normalize import SINGLE_LINE_CHECK, MultilineText, SingleLineText
 from frontdesk.storage.schemas import ContentTypePattern
@@ -96,7 +96,7 @@ class FieldDefinition(BaseModel):
     key: str = Field(description="Unique in the form; matches ^[a-z][a-z0-9_]{0,62}$.")
     type: FieldType
     label: Label
-    required: bool = False
+    required: StrictBool = False
     help: MultilineText | None = Field(default=None, max_length=2000)
     options: list[FieldOption] | None = None
     validation: FieldValidation | None = None
@@ -110,7 +110,7 @@ class FormCreate(BaseModel):
 
     name: Name
     fields: list[FieldDefinition]
-    published: bool = True
+    published: StrictBool = True
     language: SingleLineText = Field(
         default="en", description="en, fr, de, es, nl, pt or it; region allowed."
     )
@@ -131,7 +131,7 @@ class FormUpdate(BaseModel):
 
     name: Name | None = None
     fields: list[FieldDefinition] | None = None
-    published: bool | None = None
+    published: StrictBool | None = None
     language: SingleLineText | None = None
     redirect_url: SingleLineText | None = None
     success_message: MultilineText | None = Field(default=None, max_length=2000)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep
@@ -54,7 +54,7 @@ class PlanUpdate(BaseModel):
     interval_count: int | None = Field(default=None, ge=1, le=52)
     trial_days: int | None = Field(default=None, ge=0, le=MAX_TRIAL_DAYS)
     tax_rate: str | None = Field(default=None, max_length=20)
-    archived: bool | None = None
+    archived: StrictBool | None = None
 
 
 @router.get("", responses=_ERRORS)

@@ -21,6 +21,7 @@ from pydantic import (
     EmailStr,
     Field,
     PlainSerializer,
+    StrictBool,
     ValidationInfo,
     field_validator,
 )
@@ -213,7 +214,7 @@ class ManualPaymentCreate(BaseModel):
         default="succeeded",
         description="pending records money announced but not yet arrived, e.g. an uncleared cheque.",
     )
-    allow_overpayment: bool = Field(
+    allow_overpayment: StrictBool = Field(
         default=False, description="Accept an amount above the amount due."
     )
 

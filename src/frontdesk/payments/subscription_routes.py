@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.core.api import UowDep
@@ -57,14 +57,14 @@ class SubscriptionCreate(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at_period_end: bool = False
+    at_period_end: StrictBool = False
 
 
 class ChangePlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     plan_id: uuid.UUID
-    proration: bool = True
+    proration: StrictBool = True
 
 
 @router.get("", responses=_ERRORS)

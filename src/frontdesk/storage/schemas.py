@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from frontdesk.core.db import MAX_SQL_INTEGER
 
@@ -106,7 +106,7 @@ class ObjectTransfer(BaseModel):
     bucket_id: uuid.UUID | None = Field(
         default=None, description="Destination bucket; the object's own bucket by default."
     )
-    overwrite: bool = False
+    overwrite: StrictBool = False
 
 
 class Usage(BaseModel):
