@@ -547,10 +547,14 @@ async def test_post_message_rejects_bad_input(client: httpx.AsyncClient, runtime
         "attachments.0": await _post(client, staff, cid, body="x", attachments=[str(uuid.uuid4())]),
         "extra": await _post(client, staff, cid, body="x", extra=1),
     }
+    # Zero-width space and byte order mark: nothing a reader would see.
+    invisible = await _post(client, staff, cid, body="\u200b\ufeff ")
 
     for name, response in cases.items():
         assert response.status_code == 422, f"{name}: {response.text}"
         assert name in _fields(response), f"{name}: {response.text}"
+    assert invisible.status_code == 422, invisible.text
+    assert invisible.json()["errors"][0]["code"] == "empty_message"
     assert await _snapshot(runtime) == before
 
 

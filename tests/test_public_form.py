@@ -296,6 +296,31 @@ async def test_control_characters_removed(client: httpx.AsyncClient) -> None:
     assert answers == {"name": "Ada L", "message": "line one\nline two"}
 
 
+async def test_unicode_line_breaks_normalized(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    form = await create_form(client, staff)
+    answers = {"name": "Ada\u2028Lovelace\x85", "message": "one\u2028two\u2029three\x85four\x9b"}
+
+    await submit_ok(client, form, answers)
+
+    stored = (await enquiries(client, staff))["items"][0]["answers"]
+    assert stored["name"] == "Ada Lovelace"
+    assert stored["message"] == "one\ntwo\nthree\nfour"
+
+
+async def test_invisible_answer_counts_as_missing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    form = await create_form(client, staff)
+
+    response = await submit(client, form, {"name": "\u200b\ufeff\u2060 ", "phone": "\u200b"})
+
+    assert response.status_code == 422
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("name", "required")]
+    assert await count_rows(runtime, Enquiry) == 0
+
+
 async def test_catastrophic_pattern_is_fast(client: httpx.AsyncClient, runtime: Runtime) -> None:
     staff = await owner(client)
     form = await create_form(

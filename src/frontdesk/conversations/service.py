@@ -32,6 +32,7 @@ from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import decode_cursor, encode_cursor
+from frontdesk.core.text import is_blank
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
 from frontdesk.workspaces.models import Membership
@@ -535,7 +536,7 @@ async def post_message(
         raise ValidationFailed("kind", "Use kind message or note.", "invalid_kind")
     check_body(body)
     check_client_message_id(client_message_id)
-    if kind != "system" and not body.strip() and not attachments:
+    if kind != "system" and is_blank(body) and not attachments:
         raise ValidationFailed("body", "Write some text or attach a file.", "empty_message")
     if len(attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
         raise ValidationFailed(
@@ -1009,7 +1010,7 @@ async def edit_message(
     _check_author(message, editor_id)
     _check_not_deleted(message)
     check_body(body)
-    if not body.strip() and not message.attachments:
+    if is_blank(body) and not message.attachments:
         raise ValidationFailed(
             "body", "Write some text; the message has no files.", "empty_message"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 # Python's json module turns an escape such as "\ud800" into a lone UTF-16 surrogate. Such a
@@ -52,3 +53,9 @@ def _first_match(value: Any, pattern: re.Pattern[str], path: str) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def is_blank(text: str) -> bool:
+    """Return whether ``text`` has nothing a reader would see: only whitespace and invisible
+    format characters such as the zero-width space (U+200B) and the byte order mark."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)

@@ -19,6 +19,7 @@ import re2
 
 from frontdesk.contacts.normalize import InvalidValue, normalize_email, normalize_phone
 from frontdesk.core.errors import FieldError
+from frontdesk.core.text import is_blank
 from frontdesk.forms.i18n import error_message, normalize_language
 from frontdesk.forms.schemas import (
     MAX_ALLOWED_ORIGINS,
@@ -39,8 +40,11 @@ _VALIDATION_KEYS_BY_TYPE = {
 }
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMBER_PATTERN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-# C0 control characters other than tab and newline, and DEL; Postgres rejects NUL in text.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 control characters other than tab and newline, DEL, and the C1 control characters other
+# than NEL. PostgreSQL rejects NUL in text.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f]")
+# Line breaks other than LF: CR LF, CR, NEL, and the line and paragraph separators.
+_LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
 _RE2_MAX_MEMORY = 8 << 20
 
 
@@ -429,7 +433,7 @@ def _answer(definition: Mapping[str, Any], value: Any, default_country: str) -> 
             return None
         return chosen
 
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and is_blank(value)):
         if required:
             raise _AnswerError("required")
         return None
@@ -439,8 +443,8 @@ def _answer(definition: Mapping[str, Any], value: Any, default_country: str) -> 
     if not isinstance(value, str):
         raise _AnswerError("invalid_type")
     text = _clean_text(value, multiline=kind == "long_text")
-    if not text:
-        # Only control characters, which the cleaning removed: as empty as blank text.
+    if is_blank(text):
+        # Only control and invisible characters: as empty as blank text.
         if required:
             raise _AnswerError("required")
         return None
@@ -484,7 +488,7 @@ def _upload_tokens(definition: Mapping[str, Any], value: Any) -> list[str] | Non
 
 
 def _clean_text(value: str, *, multiline: bool) -> str:
-    text = value.replace("\r\n", "\n").replace("\r", "\n")
+    text = _LINE_BREAKS.sub("\n", value)
     text = _CONTROL_CHARACTERS.sub("", text)
     if not multiline:
         text = text.replace("\n", " ")
