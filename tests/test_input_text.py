@@ -1,4 +1,6 @@
-"""JSON text with unpaired surrogates and integers too large for a column get a 422."""
+"""Request input that cannot be stored as sent gets a 422 naming the field: JSON text with
+unpaired surrogates, integers too large for a column, flags that are not JSON booleans and
+query text that is not UTF-8."""
 
 from __future__ import annotations
 
@@ -183,3 +185,33 @@ async def test_query_flag_invalid_word(client: httpx.AsyncClient) -> None:
 
     assert_invalid(response, "overwrite", "bool_parsing")
     assert response.json()["errors"][0]["message"] == "Use true or false."
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "code"),
+    [
+        ("q=%ff%fe", "q", "string_unicode"),
+        # "café" in Latin-1, percent-encoded.
+        ("q=caf%e9", "q", "string_unicode"),
+        ("limit=5&%ff=1", "query", "string_unicode"),
+    ],
+)
+async def test_query_text_not_utf8_rejected(
+    client: httpx.AsyncClient, query: str, field: str, code: str
+) -> None:
+    staff = await owner(client)
+    url = httpx.URL("/api/v1/conversations/search").copy_with(query=query.encode())
+
+    response = await client.get(url, headers=staff.headers)
+
+    assert_invalid(response, field, code)
+
+
+async def test_query_text_utf8_accepted(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.get(
+        "/api/v1/conversations/search?q=caf%C3%A9+%E2%9C%93", headers=staff.headers
+    )
+
+    assert response.status_code == 200, response.text

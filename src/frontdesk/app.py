@@ -23,7 +23,7 @@ from frontdesk.conversations.widget_routes import router as chat_widget_router
 from frontdesk.core.clock import Clock
 from frontdesk.core.errors import install_error_handlers
 from frontdesk.core.health import router as health_router
-from frontdesk.core.http import BodySizeLimitMiddleware, JsonTextMiddleware
+from frontdesk.core.http import BodySizeLimitMiddleware, RequestTextMiddleware
 from frontdesk.core.jobs import Worker
 from frontdesk.core.logging import RequestLogMiddleware
 from frontdesk.core.routing import skip_unmatchable_routers
@@ -108,7 +108,7 @@ def create_app(
     install_error_handlers(app)
     # Added first, so it runs inside BodySizeLimitMiddleware and reads bodies through the
     # size limit.
-    app.add_middleware(JsonTextMiddleware)
+    app.add_middleware(RequestTextMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -1,4 +1,5 @@
-"""HTTP helpers: the client address behind trusted proxies and the request body limit."""
+"""HTTP helpers: the client address behind trusted proxies, the request body limit and the
+checks on request text."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import collections
 import json
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_address
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +16,7 @@ from frontdesk.core.errors import FieldError, problem_response
 from frontdesk.core.text import (
     NUL_MESSAGE,
     SURROGATE_MESSAGE,
+    URL_ENCODING_MESSAGE,
     nul_path,
     unpaired_surrogate_path,
 )
@@ -149,25 +152,40 @@ class _BodyTooLarge(BaseException):
 _TEXT_HINT = re.compile(rb"\\[uU][dD][89a-fA-F]|\\u0000|\xed[\xa0-\xbf]")
 
 
-def _is_json(headers: dict[bytes, bytes]) -> bool:
-    content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+def _content_type(headers: dict[bytes, bytes]) -> bytes:
+    return headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+
+
+def _is_json(content_type: bytes) -> bool:
     return content_type == b"application/json" or content_type.endswith(b"+json")
 
 
-class JsonTextMiddleware:
-    """Reject with 422 a JSON body whose text contains an unpaired UTF-16 surrogate or NUL.
+class RequestTextMiddleware:
+    """Reject with 422, naming the field, request text that could not be stored or echoed.
 
-    JSON allows the escape "\\ud800" alone, and Python's json module decodes it into a
-    string that cannot be encoded as UTF-8. PostgreSQL cannot store NUL ("\\u0000") in text.
-    Such text would fail when stored or echoed, so it is rejected here, naming the field,
-    before any route reads it.
+    - JSON text with an unpaired UTF-16 surrogate or NUL. JSON allows the escape "\\ud800"
+      alone, and Python's json module decodes it into a string that cannot be encoded as
+      UTF-8. PostgreSQL cannot store NUL ("\\u0000") in text.
+    - A query string whose names or values are not UTF-8 once percent-decoded. Starlette
+      would decode the bytes with replacement characters (U+FFFD) and pass them on as if
+      the client had sent them.
+
+    Bodies of other types are passed on unread. Form posts are left to their routes: an
+    email provider's webhook must not lose a delivery over its encoding.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(dict(scope.get("headers") or [])):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        error = url_encoded_error(scope.get("query_string") or b"", location="query")
+        if error is not None:
+            await _reject(scope, receive, send, error)
+            return
+        if not _is_json(_content_type(dict(scope.get("headers") or []))):
             await self.app(scope, receive, send)
             return
         messages: collections.deque[Message] = collections.deque()
@@ -182,15 +200,7 @@ class JsonTextMiddleware:
                 break
         error = _unstorable_text(bytes(body))
         if error is not None:
-            response = problem_response(
-                Request(scope),
-                status=422,
-                code="validation_failed",
-                title="Validation failed",
-                detail=f"Invalid value for '{error.field}': {error.message}",
-                errors=[error],
-            )
-            await response(scope, receive, send)
+            await _reject(scope, receive, send, error)
             return
 
         async def replay() -> Message:
@@ -199,6 +209,48 @@ class JsonTextMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _reject(scope: Scope, receive: Receive, send: Send, error: FieldError) -> None:
+    response = problem_response(
+        Request(scope),
+        status=422,
+        code="validation_failed",
+        title="Validation failed",
+        detail=f"Invalid value for '{error.field}': {error.message}",
+        errors=[error],
+    )
+    await response(scope, receive, send)
+
+
+# A percent-escape of a byte outside ASCII, or a raw byte outside ASCII: data without any is
+# ASCII text and needs no check.
+_URL_TEXT_HINT = re.compile(rb"%[89a-fA-F][0-9a-fA-F]|[\x80-\xff]")
+
+
+def url_encoded_error(data: bytes, *, location: str) -> FieldError | None:
+    """Return the error for the first name or value of URL-encoded ``data`` that is not UTF-8
+    once percent-decoded, or None.
+
+    The field is the parameter's name, or ``location`` (such as "query") when the name
+    itself is the bad part. NUL is left to each route: search takes any text, and the
+    other parameters reject control characters with their own rules.
+    """
+    if _URL_TEXT_HINT.search(data) is None:
+        return None
+    for pair in data.split(b"&"):
+        raw_name, _, raw_value = pair.partition(b"=")
+        try:
+            name = unquote_to_bytes(raw_name.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return FieldError(field=location, message=URL_ENCODING_MESSAGE, code="string_unicode")
+        try:
+            unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return FieldError(
+                field=name or location, message=URL_ENCODING_MESSAGE, code="string_unicode"
+            )
+    return None
 
 
 def _unstorable_text(body: bytes) -> FieldError | None:

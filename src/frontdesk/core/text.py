@@ -21,6 +21,10 @@ _NUL = re.compile("\x00")
 
 NUL_MESSAGE = "The text contains a NUL character (\\u0000), which cannot be stored; remove it."
 
+URL_ENCODING_MESSAGE = (
+    "The text is not UTF-8 once percent-decoded; encode it as UTF-8 before percent-encoding."
+)
+
 
 def unpaired_surrogate_path(value: Any) -> str | None:
     """Return the dotted path of the first string in ``value`` that contains a lone surrogate,
