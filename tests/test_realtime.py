@@ -34,7 +34,12 @@ from frontdesk.core.events import prune_events, sequence_pending_events
 from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.realtime.gateway import Gateway
-from frontdesk.realtime.protocol import MAX_FRAME_BYTES, REPLAY_LIMIT
+from frontdesk.realtime.protocol import (
+    MAX_FRAME_BYTES,
+    REPLAY_LIMIT,
+    FrameError,
+    parse_client_frame,
+)
 from frontdesk.runtime import Runtime, build_runtime
 from frontdesk.workspaces.models import Membership, Workspace
 from live_server import (
@@ -825,6 +830,13 @@ async def test_bad_frames_get_errors(server: Server) -> None:
     )
     assert (await receive(ws))["id"] == str(marker)
     await ws.close()
+
+
+def test_auth_frame_bad_last_event_id_named() -> None:
+    error = parse_client_frame(json.dumps({"type": "auth", "token": "t", "last_event_id": [1]}))
+
+    assert isinstance(error, FrameError)
+    assert (error.code, error.field) == ("invalid_frame", "last_event_id")
 
 
 async def test_many_invalid_frames_close(server: Server) -> None:

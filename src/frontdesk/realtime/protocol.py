@@ -285,7 +285,9 @@ def _parse_auth(frame: dict[str, Any]) -> AuthFrame | FrameError:
     elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
         last_event_id = str(raw_id)
     else:
-        return FrameError("invalid_frame", "last_event_id must be a string or null.")
+        return FrameError(
+            "invalid_frame", "last_event_id must be a string or null.", "last_event_id"
+        )
     return AuthFrame(token=token, last_event_id=last_event_id)
 
 
