@@ -465,6 +465,17 @@ async def test_cors_preflight_allowed(client: httpx.AsyncClient) -> None:
     assert invalid.headers["access-control-allow-origin"] == "https://studio.example"
 
 
+async def test_cors_origin_with_default_port(client: httpx.AsyncClient) -> None:
+    # Browsers leave the scheme's default port out of the Origin header.
+    _staff, form = await _rich_form(client, allowed_origins=["https://studio.example:443/"])
+
+    posted = await submit(client, form, VALID, headers={"Origin": "https://studio.example"})
+
+    assert form["allowed_origins"] == ["https://studio.example"]
+    assert posted.status_code == 201
+    assert posted.headers["access-control-allow-origin"] == "https://studio.example"
+
+
 async def test_cors_preflight_rejected(client: httpx.AsyncClient) -> None:
     _staff, form = await _rich_form(client, allowed_origins=["https://studio.example"])
     for origin in ("https://evil.example", "http://studio.example", "https://studio.example.evil"):

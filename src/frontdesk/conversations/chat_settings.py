@@ -6,7 +6,6 @@ import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import structlog
@@ -15,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from frontdesk.conversations.models import ChatSettings
 from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import new_token
+from frontdesk.core.origins import normalize_origin
 from frontdesk.core.uow import UnitOfWork
 
 log = structlog.get_logger()
@@ -119,27 +119,6 @@ def check_theme(theme: dict[str, Any]) -> dict[str, str]:
     if errors:
         raise ValidationFailed.many(errors)
     return checked
-
-
-def normalize_origin(value: str) -> str:
-    """Return ``scheme://host[:port]`` in lower case, or raise ValueError with the reason."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("Use an origin like https://www.example.com.")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError("An origin has no path, query or user; use only scheme://host[:port].")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError("The port is not a number from 1 to 65535.") from exc
-    if port == 0:
-        raise ValueError("The port is not a number from 1 to 65535.")
-    default_port = {"http": 80, "https": 443}[parts.scheme]
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    suffix = f":{port}" if port is not None and port != default_port else ""
-    return f"{parts.scheme}://{host}{suffix}"
 
 
 def check_origins(origins: Sequence[str]) -> list[str]:

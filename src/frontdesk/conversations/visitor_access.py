@@ -19,6 +19,7 @@ from frontdesk.conversations import chat_service, chat_settings
 from frontdesk.conversations.models import ChatSettings, ChatVisitor
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Forbidden, NotFound, ProblemError
+from frontdesk.core.origins import normalize_origin
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
 
@@ -71,7 +72,7 @@ _bearer = HTTPBearer(auto_error=False, description="Visitor token from POST /cha
 
 def _own_origin(uow: UnitOfWork) -> str | None:
     try:
-        return chat_settings.normalize_origin(uow.settings.resolved_public_url)
+        return normalize_origin(uow.settings.resolved_public_url)
     except ValueError:
         return None
 
@@ -79,7 +80,7 @@ def _own_origin(uow: UnitOfWork) -> str | None:
 def request_origin(request: Request) -> str | None:
     """Return the origin the request was sent to, as a browser would write it."""
     try:
-        return chat_settings.normalize_origin(f"{request.url.scheme}://{request.url.netloc}")
+        return normalize_origin(f"{request.url.scheme}://{request.url.netloc}")
     except ValueError:
         return None
 
@@ -95,7 +96,7 @@ def origin_allowed(
     if not settings.allowed_origins:
         return True
     try:
-        normalized = chat_settings.normalize_origin(origin)
+        normalized = normalize_origin(origin)
     except ValueError:
         return False
     return normalized in settings.allowed_origins or normalized in (

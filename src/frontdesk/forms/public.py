@@ -24,6 +24,7 @@ from frontdesk.core.errors import (
     RateLimited,
     ValidationFailed,
 )
+from frontdesk.core.origins import normalize_origin
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.forms.i18n import error_message, texts_for
@@ -41,7 +42,6 @@ from frontdesk.forms.spam import (
 )
 from frontdesk.forms.submissions import submit_form
 from frontdesk.forms.uploads import file_field, store_upload
-from frontdesk.forms.validation import normalize_origin
 from frontdesk.storage import sniffing
 from frontdesk.storage.service import blob_path
 

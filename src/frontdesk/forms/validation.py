@@ -19,6 +19,7 @@ import re2
 
 from frontdesk.contacts.normalize import InvalidValue, normalize_email, normalize_phone
 from frontdesk.core.errors import FieldError
+from frontdesk.core.origins import normalize_origin
 from frontdesk.core.text import is_blank
 from frontdesk.forms.i18n import error_message, normalize_language
 from frontdesk.forms.schemas import (
@@ -263,33 +264,6 @@ def normalize_redirect_url(value: str) -> str:
     ):
         raise ValueError("Use an absolute http or https URL of at most 2000 characters.")
     return url
-
-
-def normalize_origin(value: str) -> str:
-    """Return an origin as scheme://host[:port], lower-cased; raise ValueError otherwise."""
-    raw = value.strip()
-    parts = urlsplit(raw)
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError("The port is invalid; use a number from 1 to 65535.") from exc
-    if port == 0:
-        raise ValueError("The port is invalid; use a number from 1 to 65535.")
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.path not in ("",)
-        or parts.query
-        or parts.fragment
-        or any(ch.isspace() for ch in raw)
-    ):
-        raise ValueError(
-            "Use an exact origin: scheme, host and optional port, with no path or trailing "
-            "slash, like 'https://studio.example'."
-        )
-    origin = f"{parts.scheme}://{parts.hostname.lower()}"
-    return f"{origin}:{port}" if port is not None else origin
 
 
 def normalize_settings(

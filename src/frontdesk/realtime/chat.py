@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.conversations import chat_service, service
 from frontdesk.conversations.attachments import resolve_attachments
-from frontdesk.conversations.chat_settings import normalize_origin
 from frontdesk.conversations.models import (
     ChatSettings,
     ChatVisitor,
@@ -24,6 +23,7 @@ from frontdesk.conversations.models import (
     ConversationParticipant,
 )
 from frontdesk.core.errors import NotFound, ValidationFailed
+from frontdesk.core.origins import normalize_origin
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.realtime.connection import Connection
 from frontdesk.realtime.protocol import (
