@@ -14,7 +14,7 @@ from factories import Staff, count_rows, events_named, owner
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments import payments
-from frontdesk.payments.models import Payment
+from frontdesk.payments.models import Invoice, Payment
 from frontdesk.payments.schemas import PaymentStatus
 from frontdesk.runtime import Runtime
 
@@ -361,3 +361,55 @@ async def test_lists_use_fixed_query_count(client: httpx.AsyncClient, runtime: R
 
 def test_schema_lists_every_payment_status() -> None:
     assert set(get_args(PaymentStatus)) == set(payments.TRANSITIONS)
+
+
+async def test_void_with_pending_payment_conflicts(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff)
+    pending = await pay(client, staff, invoice["id"], amount=4000, status="pending")
+    assert pending.status_code == 201, pending.text
+    url = f"{API}/invoices/{invoice['id']}/void"
+
+    refused = await client.post(url, headers=staff.headers)
+    canceled = await client.post(
+        f"{API}/payments/{pending.json()['id']}/cancel", headers=staff.headers
+    )
+    voided = await client.post(url, headers=staff.headers)
+
+    problem(refused, 409, code="payment_pending")
+    assert canceled.status_code == 200, canceled.text
+    assert voided.status_code == 200, voided.text
+
+
+async def test_void_partially_credited_conflicts(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff)
+    credited = await client.post(
+        f"{API}/invoices/{invoice['id']}/credit-notes", json={"amount": 1000}, headers=staff.headers
+    )
+    assert credited.status_code == 201, credited.text
+
+    response = await client.post(f"{API}/invoices/{invoice['id']}/void", headers=staff.headers)
+
+    problem(response, 409, code="invoice_partially_paid")
+    assert (await invoice_of(client, staff, invoice["id"]))["status"] == "partially_paid"
+
+
+async def test_confirm_on_void_invoice_conflicts(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff)
+    pending = await pay(client, staff, invoice["id"], amount=4000, status="pending")
+    # A void invoice with a pending payment, as voiding allowed before it checked payments.
+    async with unit_of_work(runtime) as uow:
+        stored = await uow.session.get(Invoice, uuid.UUID(invoice["id"]))
+        assert stored is not None
+        stored.status = "void"
+
+    response = await client.post(
+        f"{API}/payments/{pending.json()['id']}/confirm", json={}, headers=staff.headers
+    )
+
+    problem(response, 409, code="invoice_void")
+    assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0

@@ -578,6 +578,19 @@ async def void(uow: UnitOfWork, invoice: Invoice, *, actor_id: uuid.UUID | None)
             "payments or issue a credit note instead.",
             code="invoice_partially_paid",
         )
+    if invoice.amount_credited > 0:
+        raise Conflict(
+            f"The invoice is partially credited ({invoice.amount_credited} minor units); "
+            "issue a credit note for the rest instead.",
+            code="invoice_partially_paid",
+        )
+    pending = await pending_payment_total(uow, invoice)
+    if pending > 0:
+        raise Conflict(
+            f"Payments of {pending} minor units are pending on the invoice; confirm or cancel "
+            "them first.",
+            code="payment_pending",
+        )
 
     before = invoice.status
     now = uow.now()
@@ -595,6 +608,17 @@ async def void(uow: UnitOfWork, invoice: Invoice, *, actor_id: uuid.UUID | None)
     )
     await _recover_subscription(uow, invoice)
     return invoice
+
+
+async def pending_payment_total(uow: UnitOfWork, invoice: Invoice) -> int:
+    """Return the sum of the invoice's payments that are pending or processing."""
+    total = await uow.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Payment.amount), 0)).where(
+            Payment.invoice_id == invoice.id,
+            Payment.status.in_(("pending", "processing")),
+        )
+    )
+    return int(total or 0)
 
 
 async def mark_uncollectible(

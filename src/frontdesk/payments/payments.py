@@ -275,15 +275,8 @@ async def record_manual_payment(
         raise ValidationFailed(
             "paid_on", f"The date is in the future; use {today.isoformat()} or earlier.", "future"
         )
-    pending = (
-        await uow.session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(Payment.amount), 0)).where(
-                Payment.invoice_id == invoice.id,
-                Payment.status.in_(("pending", "processing")),
-            )
-        )
-    ).scalar_one()
-    available = max(0, invoices.amount_due(invoice) - int(pending))
+    pending = await invoices.pending_payment_total(uow, invoice)
+    available = max(0, invoices.amount_due(invoice) - pending)
     if body.amount > available and not body.allow_overpayment:
         raise ValidationFailed(
             "amount",
@@ -344,6 +337,14 @@ async def confirm_payment(
             f"Only pending manual payments can be confirmed; this one is {payment.gateway} "
             f"and {payment.status}.",
             code="payment_not_pending",
+        )
+    invoice = (
+        None if payment.invoice_id is None else await uow.session.get(Invoice, payment.invoice_id)
+    )
+    if invoice is not None and invoice.status == "void":
+        raise Conflict(
+            "The invoice is void, so it takes no payments; cancel this payment instead.",
+            code="invoice_void",
         )
     today = uow.now().date()
     received = paid_on or today
