@@ -152,6 +152,14 @@ class TestPrivateHosts:
             ("smtp", {"host": "127.0.0.1"}, "config.host"),
             ("smtp", {"host": "localhost"}, "config.host"),
             ("smtp", {"host": "10.1.2.3"}, "config.host"),
+            # Written the ways that once slipped past the check.
+            ("smtp", {"host": "[127.0.0.1]"}, "config.host"),
+            ("smtp", {"host": "[::1]"}, "config.host"),
+            ("smtp", {"host": "[::ffff:127.0.0.1]"}, "config.host"),
+            ("smtp", {"host": "[fe80::1]"}, "config.host"),
+            ("smtp", {"host": "127.0.0.1."}, "config.host"),
+            ("smtp", {"host": "localhost."}, "config.host"),
+            ("smtp", {"host": "ex ample.com"}, "config.host"),
             (
                 "postmark",
                 {"server_token": "x", "api_base_url": "https://169.254.169.254"},

@@ -40,10 +40,20 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from frontdesk.core.hosts import normalize_host
 
 log = structlog.get_logger()
 
@@ -70,7 +80,7 @@ class ImapSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(min_length=1, max_length=253)
+    host: Annotated[str, AfterValidator(normalize_host)] = Field(min_length=1, max_length=253)
     # Filled in by ``security`` when left out: 993 for implicit TLS, 143 otherwise.
     port: int | None = Field(default=None, ge=1, le=65535)
     # "none" sends the password unencrypted, so it suits only a server on a trusted network.

@@ -6,11 +6,14 @@ network failures are temporary.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import aiosmtplib
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 
 from frontdesk.config import SmtpSecurity
+from frontdesk.core.hosts import normalize_host
 from frontdesk.email.mime import OutgoingEmail, build_mime, parse_address, parse_recipients
 from frontdesk.email.providers.base import ProviderConfig, SendResult
 from frontdesk.email.transports import (
@@ -25,7 +28,7 @@ DEFAULT_PORTS = {SmtpSecurity.none: 25, SmtpSecurity.starttls: 587, SmtpSecurity
 
 
 class SmtpConfig(ProviderConfig):
-    host: str = Field(min_length=1, max_length=253)
+    host: Annotated[str, AfterValidator(normalize_host)] = Field(min_length=1, max_length=253)
     # Default: 25 without security, 587 for STARTTLS, 465 for implicit TLS.
     port: int | None = Field(default=None, ge=1, le=65535)
     security: SmtpSecurity = SmtpSecurity.starttls
