@@ -17,6 +17,7 @@ from frontdesk.core.origins import normalize_origin
         ("https://studio.example:8443", "https://studio.example:8443"),
         ("http://[::1]:8080", "http://[::1]:8080"),
         ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
+        ("https://Bücher.example", "https://xn--bcher-kva.example"),
     ],
 )
 def test_origin_normalized_like_browser(value: str, expected: str) -> None:
@@ -37,6 +38,7 @@ def test_origin_normalized_like_browser(value: str, expected: str) -> None:
         "https://studio.example:99999",
         "https://studio\x00.example",
         "https://studio .example",
+        "https://a..example",
     ],
 )
 def test_origin_invalid_raises(value: str) -> None:

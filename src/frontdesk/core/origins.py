@@ -10,8 +10,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def normalize_origin(value: str) -> str:
     """Return ``value`` as a browser writes its origin, or raise ValueError with the fix.
 
-    The result is ``scheme://host[:port]`` in lower case, without the scheme's default port
-    and with an IPv6 host in brackets, so that it compares equal to an Origin header. One
+    The result is ``scheme://host[:port]`` in lower case, without the scheme's default port,
+    with an IPv6 host in brackets and a domain name in punycode, so that it compares equal
+    to an Origin header. One
     trailing slash is allowed and dropped.
     """
     raw = value.strip()
@@ -31,5 +32,11 @@ def normalize_origin(value: str) -> str:
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
+    else:
+        try:
+            # Browsers send an internationalized domain name in its ASCII (punycode) form.
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError("The host is not a valid domain name.") from exc
     suffix = f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else ""
     return f"{parts.scheme}://{host}{suffix}"
