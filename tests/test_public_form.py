@@ -321,6 +321,38 @@ async def test_invisible_answer_counts_as_missing(
     assert await count_rows(runtime, Enquiry) == 0
 
 
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (9007199254740993, "too_large"),
+        ("9007199254740993", "too_large"),
+        (-(10**30), "too_small"),
+        ("1" * 5000, "too_large"),
+    ],
+)
+async def test_inexact_whole_number_rejected(
+    client: httpx.AsyncClient, runtime: Runtime, answer: object, code: str
+) -> None:
+    staff = await owner(client)
+    form = await create_form(client, staff, [field("big", "number")])
+
+    response = await submit(client, form, {"big": answer})
+
+    assert response.status_code == 422, response.text
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("big", code)]
+    assert await count_rows(runtime, Enquiry) == 0
+
+
+async def test_largest_exact_number_kept(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    form = await create_form(client, staff, [field("big", "number")])
+
+    await submit_ok(client, form, {"big": 9007199254740991})
+
+    stored = (await enquiries(client, staff))["items"][0]["answers"]
+    assert stored["big"] == 9007199254740991
+
+
 async def test_catastrophic_pattern_is_fast(client: httpx.AsyncClient, runtime: Runtime) -> None:
     staff = await owner(client)
     form = await create_form(

@@ -41,6 +41,9 @@ _VALIDATION_KEYS_BY_TYPE = {
 }
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMBER_PATTERN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
+# The largest whole number that a double, and so a JavaScript number, holds exactly.
+MAX_EXACT_INTEGER = 2**53 - 1
 # C0 control characters other than tab and newline, DEL, and the C1 control characters other
 # than NEL. PostgreSQL rejects NUL in text.
 _CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f]")
@@ -489,16 +492,27 @@ def _number(value: Any, rules: Mapping[str, Any]) -> int | float:
         text = value.strip()
         if not _NUMBER_PATTERN.match(text):
             raise _AnswerError("invalid_number")
-        number: int | float = float(text)
+        if _INTEGER_PATTERN.match(text) and len(text) <= 30:
+            number: int | float = int(text)
+        elif _INTEGER_PATTERN.match(text):
+            # Too many digits to be exact; int() would also refuse over 4,300 of them.
+            raise _AnswerError(
+                "too_small" if text.startswith("-") else "too_large",
+                min=str(-MAX_EXACT_INTEGER),
+                max=str(MAX_EXACT_INTEGER),
+            )
+        else:
+            number = float(text)
     elif isinstance(value, (int, float)):
         number = value
     else:
         raise _AnswerError("invalid_type")
-    if isinstance(number, int) and abs(number) >= 2**53:
-        try:
-            number = float(number)
-        except OverflowError as exc:
-            raise _AnswerError("invalid_number") from exc
+    # A whole number past what a double holds exactly would come back changed from storage
+    # or from a JavaScript client, so it is refused rather than rounded.
+    if isinstance(number, int) and number > MAX_EXACT_INTEGER:
+        raise _AnswerError("too_large", max=str(MAX_EXACT_INTEGER))
+    if isinstance(number, int) and number < -MAX_EXACT_INTEGER:
+        raise _AnswerError("too_small", min=str(-MAX_EXACT_INTEGER))
     if not math.isfinite(number):
         raise _AnswerError("invalid_number")
     if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
