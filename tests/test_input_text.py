@@ -215,3 +215,30 @@ async def test_query_text_utf8_accepted(client: httpx.AsyncClient) -> None:
     )
 
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("seq", [True, "5", 5.0])
+async def test_read_seq_must_be_json_integer(client: httpx.AsyncClient, seq: object) -> None:
+    staff = await owner(client)
+    created = await client.post(
+        "/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers
+    )
+    url = f"/api/v1/conversations/{created.json()['id']}/read"
+
+    response = await client.post(url, json={"seq": seq}, headers=staff.headers)
+
+    assert_invalid(response, "seq", "int_type")
+    assert response.json()["errors"][0]["message"].startswith("Send a whole number")
+
+
+async def test_form_length_rule_must_be_json_integer(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    fields = [field("name", validation={"min_length": True, "max": "9"})]
+
+    response = await client.post(
+        "/api/v1/forms", json={"name": "Booking", "fields": fields}, headers=staff.headers
+    )
+
+    assert response.status_code == 422, response.text
+    codes = {error["field"]: error["code"] for error in response.json()["errors"]}
+    assert codes["fields.0.validation.min_length"] == "int_type"

@@ -126,6 +126,12 @@ async def test_plan_validation(client: httpx.AsyncClient) -> None:
         ({"tax_rate": "7.12345"}, "tax_rate"),
         ({"trial_days": 731}, "trial_days"),
         ({"name": "   "}, "name"),
+        # Whole numbers must be JSON integers.
+        ({"amount": True}, "amount"),
+        ({"amount": "3000"}, "amount"),
+        ({"amount": 3000.0}, "amount"),
+        ({"interval_count": True}, "interval_count"),
+        ({"trial_days": "7"}, "trial_days"),
     ]
     for values, field in cases:
         response = await client.post(

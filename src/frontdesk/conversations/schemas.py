@@ -60,7 +60,7 @@ class MessageEdit(_Body):
 
 class ReadIn(_Body):
     # The seq of the newest message read; a position never moves back.
-    seq: int = Field(ge=0, le=MAX_SQL_INTEGER)
+    seq: int = Field(strict=True, ge=0, le=MAX_SQL_INTEGER)
 
 
 class CannedResponseCreate(_Body):

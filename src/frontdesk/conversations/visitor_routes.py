@@ -128,7 +128,9 @@ class MessageIn(BaseModel):
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seq: int = Field(ge=0, le=MAX_SQL_INTEGER, description="The seq of the newest message read.")
+    seq: int = Field(
+        strict=True, ge=0, le=MAX_SQL_INTEGER, description="The seq of the newest message read."
+    )
 
 
 class ReadOut(BaseModel):

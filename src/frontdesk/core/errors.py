@@ -187,6 +187,9 @@ _VALIDATION_MESSAGES = {
     # pydantic also reads 1, 0, yes, no, on and off there.
     "bool_type": "Send true or false.",
     "bool_parsing": "Use true or false.",
+    # Whole numbers in a JSON body must be JSON numbers without a fraction.
+    "int_type": "Send a whole number, such as 5, not text or true and false.",
+    "float_type": "Send a number, such as 2.5, not text or true and false.",
 }
 
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"

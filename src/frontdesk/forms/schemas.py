@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
 
 from frontdesk.contacts.normalize import SINGLE_LINE_CHECK, MultilineText, SingleLineText
 from frontdesk.storage.schemas import ContentTypePattern
@@ -60,10 +68,10 @@ class FieldValidation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_length: int | None = Field(default=None, ge=0, le=MAX_LENGTH_LIMIT)
-    max_length: int | None = Field(default=None, ge=1, le=MAX_LENGTH_LIMIT)
-    min: int | float | None = None
-    max: int | float | None = None
+    min_length: int | None = Field(default=None, strict=True, ge=0, le=MAX_LENGTH_LIMIT)
+    max_length: int | None = Field(default=None, strict=True, ge=1, le=MAX_LENGTH_LIMIT)
+    min: StrictInt | StrictFloat | None = None
+    max: StrictInt | StrictFloat | None = None
     pattern: SingleLineText | None = Field(
         default=None,
         max_length=1000,

@@ -42,7 +42,7 @@ _VALIDATION_KEYS_BY_TYPE = {
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMBER_PATTERN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
-# The largest whole number that a double, and so a JavaScript number, holds exactly.
+# The largest whole number that a double, and so a JavaScript number, represents exactly.
 MAX_EXACT_INTEGER = 2**53 - 1
 # C0 control characters other than tab and newline, DEL, and the C1 control characters other
 # than NEL. PostgreSQL rejects NUL in text.
@@ -507,7 +507,7 @@ def _number(value: Any, rules: Mapping[str, Any]) -> int | float:
         number = value
     else:
         raise _AnswerError("invalid_type")
-    # A whole number past what a double holds exactly would come back changed from storage
+    # A whole number past what a double represents exactly would come back changed from storage
     # or from a JavaScript client, so it is refused rather than rounded.
     if isinstance(number, int) and number > MAX_EXACT_INTEGER:
         raise _AnswerError("too_large", max=str(MAX_EXACT_INTEGER))

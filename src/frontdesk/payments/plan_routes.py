@@ -36,11 +36,15 @@ class PlanCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    amount: int = Field(gt=0, le=MAX_AMOUNT, description="Price per period in minor units.")
+    amount: int = Field(
+        strict=True, gt=0, le=MAX_AMOUNT, description="Price per period in minor units."
+    )
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code, like EUR.")
     interval: Interval
-    interval_count: int = Field(default=1, ge=1, le=52, description="At most 3 for years.")
-    trial_days: int = Field(default=0, ge=0, le=MAX_TRIAL_DAYS)
+    interval_count: int = Field(
+        default=1, strict=True, ge=1, le=52, description="At most 3 for years."
+    )
+    trial_days: int = Field(default=0, strict=True, ge=0, le=MAX_TRIAL_DAYS)
     tax_rate: str = Field(default="0", max_length=20, description='Percent, like "20".')
 
 
@@ -48,11 +52,11 @@ class PlanUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
+    amount: int | None = Field(default=None, strict=True, gt=0, le=MAX_AMOUNT)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     interval: Interval | None = None
-    interval_count: int | None = Field(default=None, ge=1, le=52)
-    trial_days: int | None = Field(default=None, ge=0, le=MAX_TRIAL_DAYS)
+    interval_count: int | None = Field(default=None, strict=True, ge=1, le=52)
+    trial_days: int | None = Field(default=None, strict=True, ge=0, le=MAX_TRIAL_DAYS)
     tax_rate: str | None = Field(default=None, max_length=20)
     archived: StrictBool | None = None
 

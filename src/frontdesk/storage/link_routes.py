@@ -60,6 +60,7 @@ _LINK_ERRORS: dict[int | str, dict[str, object]] = {
 ExpiresIn = Annotated[
     int,
     Field(
+        strict=True,
         ge=links.MIN_EXPIRES_IN,
         le=links.MAX_EXPIRES_IN,
         description="Seconds until the link expires: 60 to 604800 (7 days).",
@@ -80,6 +81,7 @@ class UploadLinkCreate(BaseModel):
     expires_in: ExpiresIn = 3600
     max_bytes: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=MAX_SQL_INTEGER,
         description="Upload size limit; the bucket's limit by default.",
