@@ -242,3 +242,25 @@ async def test_form_length_rule_must_be_json_integer(client: httpx.AsyncClient) 
     assert response.status_code == 422, response.text
     codes = {error["field"]: error["code"] for error in response.json()["errors"]}
     assert codes["fields.0.validation.min_length"] == "int_type"
+
+
+async def test_utf16_json_body_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    body = '{"full_name": "Robin"}'.encode("utf-16")
+
+    response = await client.patch("/api/v1/me", content=body, headers=JSON | staff.headers)
+
+    assert_invalid(response, "body", "json_invalid")
+    me = await client.get("/api/v1/me", headers=staff.headers)
+    assert me.json()["full_name"] != "Robin"
+
+
+async def test_json_without_content_type_is_415(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.patch(
+        "/api/v1/me", content=b'{"full_name": "Robin"}', headers=staff.headers
+    )
+
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/problem+json"

@@ -234,11 +234,16 @@ _HTTP_CODES = {
 
 
 def _is_body_not_json(request: Request, errors: list[FieldError]) -> bool:
-    """True when a JSON endpoint received a body of another content type (a form post)."""
+    """True when a JSON endpoint received a body of another content type (a form post), or
+    a body without any content type, which FastAPI does not read as JSON."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not content_type or content_type == "application/json" or content_type.endswith("+json"):
+    if content_type == "application/json" or content_type.endswith("+json"):
         return False
-    return any(error.field == "body" for error in errors)
+    body_errors = [error for error in errors if error.field == "body"]
+    if not content_type:
+        # No body at all stays a 422 for the missing body.
+        return any(error.code != "missing" for error in body_errors)
+    return bool(body_errors)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.core.errors import FieldError, problem_response
 from frontdesk.core.text import (
+    NOT_UTF8_MESSAGE,
     NUL_MESSAGE,
     SURROGATE_MESSAGE,
     URL_ENCODING_MESSAGE,
@@ -163,7 +164,7 @@ def _is_json(content_type: bytes) -> bool:
 class RequestTextMiddleware:
     """Reject with 422, naming the field, request text that could not be stored or echoed.
 
-    - JSON text with an unpaired UTF-16 surrogate or NUL. JSON allows the escape "\\ud800"
+    - A JSON body that is not UTF-8, and JSON text with an unpaired UTF-16 surrogate or NUL. JSON allows the escape "\\ud800"
       alone, and Python's json module decodes it into a string that cannot be encoded as
       UTF-8. PostgreSQL cannot store NUL ("\\u0000") in text.
     - A query string whose names or values are not UTF-8 once percent-decoded. Starlette
@@ -254,7 +255,14 @@ def url_encoded_error(data: bytes, *, location: str) -> FieldError | None:
 
 
 def _unstorable_text(body: bytes) -> FieldError | None:
-    """Return the error for the first text of the body that contains a lone surrogate or NUL."""
+    """Return the error for a body that is not UTF-8, or for the first text of the body that
+    contains a lone surrogate or NUL."""
+    try:
+        # Surrogates encoded as UTF-8 bytes pass here, so the check below names their field.
+        body.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        # Python's json module would also read UTF-16 and UTF-32, which JSON over HTTP is not.
+        return FieldError(field="body", message=NOT_UTF8_MESSAGE, code="json_invalid")
     if _TEXT_HINT.search(body) is None:
         return None
     try:

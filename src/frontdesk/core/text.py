@@ -21,6 +21,8 @@ _NUL = re.compile("\x00")
 
 NUL_MESSAGE = "The text contains a NUL character (\\u0000), which cannot be stored; remove it."
 
+NOT_UTF8_MESSAGE = "The body is not UTF-8 text; send JSON encoded as UTF-8."
+
 URL_ENCODING_MESSAGE = (
     "The text is not UTF-8 once percent-decoded; encode it as UTF-8 before percent-encoding."
 )
