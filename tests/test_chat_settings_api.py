@@ -173,3 +173,19 @@ async def test_rotate_key_ends_old_key(client: httpx.AsyncClient) -> None:
     assert old.status_code == 404
     assert old.json()["code"] == "chat_not_found"
     assert (await client.get(f"/chat/{new_key}/config")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["enabled", "theme", "allowed_origins"])
+async def test_put_null_field_rejected(client: httpx.AsyncClient, name: str) -> None:
+    staff = await owner(client)
+    before = await get_settings(client, staff.headers)
+
+    response = await client.put(
+        "/api/v1/chat/settings",
+        headers=staff.headers,
+        json={name: None, "theme": {"title": "Changed"}} if name != "theme" else {name: None},
+    )
+
+    assert response.status_code == 422, response.text
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [(name, "null")]
+    assert await get_settings(client, staff.headers) == before
