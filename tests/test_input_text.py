@@ -264,3 +264,26 @@ async def test_json_without_content_type_is_415(client: httpx.AsyncClient) -> No
 
     assert response.status_code == 415, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/enquiries", {"contact": {"name": "\u200b\u200b"}}, "contact.name"),
+        ("/api/v1/enquiries", {"contact": {"name": "Zoe"}, "message": "\u200b"}, "message"),
+        (
+            "/api/v1/canned-responses",
+            {"shortcut": "hi", "title": "\u200b", "body": "Hi"},
+            "title",
+        ),
+    ],
+)
+async def test_invisible_only_text_rejected(
+    client: httpx.AsyncClient, path: str, body: dict[str, object], field: str
+) -> None:
+    staff = await owner(client)
+
+    response = await client.post(path, json=body, headers=staff.headers)
+
+    assert response.status_code == 422, response.text
+    assert field in [error["field"] for error in response.json()["errors"]]

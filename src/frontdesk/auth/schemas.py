@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from pydantic_core import PydanticCustomError
 
 from frontdesk.core.errors import Problem
+from frontdesk.core.text import is_blank
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256
@@ -44,7 +45,7 @@ def _check_password(value: str) -> str:
 
 def _clean_name(value: str) -> str:
     value = value.strip()
-    if not value:
+    if is_blank(value):
         raise PydanticCustomError("blank", "This field must not be blank.")
     if len(value) > NAME_MAX_LENGTH:
         raise PydanticCustomError(

@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator
 
 from frontdesk.core.errors import ValidationFailed
+from frontdesk.core.text import is_blank
 
 
 class InvalidValue(ValueError):
@@ -61,6 +62,9 @@ def fold_text(value: str) -> str:
 def _reject_controls(value: str, allowed: str) -> str:
     if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
         raise ValueError("Remove the control characters (such as NUL) from this text.")
+    if value and not value.isspace() and is_blank(value):
+        # Only invisible characters such as the zero-width space: the text looks empty.
+        raise ValueError("The text has no visible character; enter some or leave it out.")
     return value
 
 

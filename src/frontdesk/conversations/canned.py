@@ -19,6 +19,7 @@ from frontdesk.contacts.models import Contact
 from frontdesk.conversations.models import CannedResponse, ChatVisitor, Conversation
 from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
+from frontdesk.core.text import is_blank
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email import templating
 from frontdesk.workspaces.models import Workspace
@@ -185,7 +186,7 @@ async def create_canned(
 
 def _check_title(title: str) -> str:
     title = title.strip()
-    if not title:
+    if is_blank(title):
         raise ValidationFailed("title", "The title cannot be blank.", "missing")
     return title
 

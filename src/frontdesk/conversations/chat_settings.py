@@ -15,6 +15,7 @@ from frontdesk.conversations.models import ChatSettings
 from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import new_token
 from frontdesk.core.origins import normalize_origin
+from frontdesk.core.text import is_blank
 from frontdesk.core.uow import UnitOfWork
 
 log = structlog.get_logger()
@@ -96,7 +97,7 @@ def check_theme(theme: dict[str, Any]) -> dict[str, str]:
             )
         elif not isinstance(value, str):
             errors.append(FieldError(field=field, message="Use a string.", code="invalid_type"))
-        elif name in limits and not (0 < len(value.strip()) <= limits[name]):
+        elif name in limits and (is_blank(value) or len(value.strip()) > limits[name]):
             errors.append(
                 FieldError(
                     field=field,
