@@ -534,6 +534,16 @@ async def test_post_message_note_and_dedupe(client: httpx.AsyncClient, runtime: 
     assert await count_rows(runtime, ConversationMessage) == 2
 
 
+async def test_post_message_removes_control_characters(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    conversation = await _create(client, staff)
+
+    response = await _post(client, staff, conversation["id"], body="a\u0007b\u001bc\r\nd\te")
+
+    assert response.status_code == 201, response.text
+    assert response.json()["body"] == "abc\nd\te"
+
+
 async def test_post_message_rejects_bad_input(client: httpx.AsyncClient, runtime: Runtime) -> None:
     staff = await owner(client)
     conversation = await _create(client, staff)

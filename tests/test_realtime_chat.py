@@ -676,7 +676,7 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     )
     number_id = await client.frame("error")
     # The longest body fits in one frame even when every character is escaped in JSON.
-    longest = await client.send_message(conversation, "\x01" * 10_000, client_message_id="max")
+    longest = await client.send_message(conversation, "é" * 10_000, client_message_id="max")
     # json.dumps writes the lone surrogate as the escape \ud800, as a client may.
     surrogate = await client.send_message(conversation, "hi \ud800", client_message_id="lone")
     # Nested deeper than Python's JSON parser goes, well under the frame size limit.

@@ -8,6 +8,7 @@ visitor may see it, a visitor event shaped for customers.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -444,6 +445,15 @@ async def _next_seq(
     return int(seq)
 
 
+# Control characters other than tab and line feed. CR LF and CR become line feeds first.
+_BODY_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_body(body: str) -> str:
+    """Return a message body with its line breaks as LF and no other control characters."""
+    return _BODY_CONTROLS.sub("", body.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def check_body(body: str, *, field: str = "body") -> str:
     if len(body) > MAX_BODY_CHARS:
         raise ValidationFailed(
@@ -535,6 +545,7 @@ async def post_message(
     if kind == "system" and author.type != "system":
         raise ValidationFailed("kind", "Use kind message or note.", "invalid_kind")
     check_body(body)
+    body = clean_body(body)
     check_client_message_id(client_message_id)
     if kind != "system" and is_blank(body) and not attachments:
         raise ValidationFailed("body", "Write some text or attach a file.", "empty_message")
@@ -1010,6 +1021,7 @@ async def edit_message(
     _check_author(message, editor_id)
     _check_not_deleted(message)
     check_body(body)
+    body = clean_body(body)
     if is_blank(body) and not message.attachments:
         raise ValidationFailed(
             "body", "Write some text; the message has no files.", "empty_message"
