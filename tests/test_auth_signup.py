@@ -169,6 +169,7 @@ async def test_signup_duplicate_email_is_conflict(
 
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "email_taken"
+    assert [error["field"] for error in response.json()["errors"]] == ["email"]
     assert await count_rows(runtime, User) == 1
     assert await count_rows(runtime, Workspace) == 1
     assert await count_rows(runtime, AuthSession) == 1

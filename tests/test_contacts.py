@@ -219,6 +219,7 @@ async def test_update_email_taken_is_409(client: httpx.AsyncClient, runtime: Run
     )
     assert response.status_code == 409
     assert response.json()["code"] == "email_taken"
+    assert [error["field"] for error in response.json()["errors"]] == ["email"]
     reloaded, _ = await _contacts(runtime)
     assert (reloaded.name, reloaded.email) == ("Ada", "ada@example.com")
 

@@ -18,7 +18,7 @@ from frontdesk.auth.models import OneTimeToken, User
 from frontdesk.auth.schemas import ProfileUpdate, SignupRequest, WorkspaceRef
 from frontdesk.auth.sessions import ClientInfo, IssuedTokens
 from frontdesk.auth.tokens import ExpiredToken, InvalidToken, hash_token
-from frontdesk.core.errors import Conflict, NotFound, ValidationFailed
+from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import new_token
 from frontdesk.core.ratelimit import Limit
 from frontdesk.core.uow import UnitOfWork
@@ -112,8 +112,10 @@ async def sign_up(uow: UnitOfWork, body: SignupRequest, client: ClientInfo) -> I
 
 
 def _email_taken() -> Conflict:
+    message = "An account with this email address already exists; log in or reset its password."
     return Conflict(
-        "An account with this email address already exists; log in or reset its password.",
+        message,
+        errors=[FieldError(field="email", message=message, code="email_taken")],
         code="email_taken",
     )
 

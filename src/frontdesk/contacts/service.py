@@ -18,7 +18,7 @@ from frontdesk.contacts.normalize import (
     normalize_phone,
 )
 from frontdesk.contacts.schemas import ContactUpdate
-from frontdesk.core.errors import Conflict, NotFound, ValidationFailed
+from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from frontdesk.core.pagination import fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
 
@@ -55,6 +55,17 @@ async def get_contact(
     if contact is None or contact.workspace_id != workspace_id:
         raise NotFound(f"No contact with id {contact_id} in this workspace.")
     return contact
+
+
+def _email_taken() -> Conflict:
+    message = (
+        "Another contact of this workspace has this email; edit or merge that contact instead."
+    )
+    return Conflict(
+        message,
+        errors=[FieldError(field="email", message=message, code="email_taken")],
+        code="email_taken",
+    )
 
 
 async def find_contact_by_email(
@@ -207,11 +218,7 @@ async def update_contact(
     if "email" in values and values["email"] and values["email"] != contact.email:
         other = await find_contact_by_email(uow, workspace_id=workspace_id, email=values["email"])
         if other is not None and other.id != contact.id:
-            raise Conflict(
-                "Another contact of this workspace has this email; edit or merge that "
-                "contact instead.",
-                code="email_taken",
-            )
+            raise _email_taken()
     changed = {key: value for key, value in values.items() if getattr(contact, key) != value}
     if not changed:
         return contact
@@ -222,10 +229,7 @@ async def update_contact(
             contact.search_text = contact_search_text(contact)
             contact.updated_at = uow.now()
     except IntegrityError as exc:
-        raise Conflict(
-            "Another contact of this workspace has this email; edit or merge that contact instead.",
-            code="email_taken",
-        ) from exc
+        raise _email_taken() from exc
     log.info("contact.updated", contact_id=str(contact.id), fields=sorted(changed))
     return contact
 
