@@ -190,6 +190,8 @@ async def test_cursor_pages_have_no_gaps(client: httpx.AsyncClient, clock: Froze
         ({"contact_id": "1"}, "contact_id"),
         ({"q": "a\x00b"}, "q"),
         ({"source": "form\x00"}, "source"),
+        ({"source": "x"}, "source"),
+        ({"source": "email"}, None),
     ],
     ids=[
         "status",
@@ -203,6 +205,8 @@ async def test_cursor_pages_have_no_gaps(client: httpx.AsyncClient, clock: Froze
         "contact",
         "nul-q",
         "nul-source",
+        "unknown-source",
+        "email-source",
     ],
 )
 async def test_invalid_filters(

@@ -16,6 +16,7 @@ from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Pag
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.enquiries import queries, service
 from frontdesk.enquiries.schemas import (
+    SOURCES,
     STATUSES,
     ActivityOut,
     EnquiryCreate,
@@ -45,9 +46,7 @@ async def list_enquiries(
     assignee: Annotated[
         str | None, Query(description="A user id, 'me' or 'none' (unassigned).")
     ] = None,
-    source: Annotated[
-        str | None, Query(max_length=30, pattern="^[a-z_]+$", description="form or manual")
-    ] = None,
+    source: Annotated[str | None, Query(description="form, manual or email")] = None,
     created_after: Annotated[
         datetime | None, Query(description="ISO 8601; included. Without an offset: UTC.")
     ] = None,
@@ -67,6 +66,8 @@ async def list_enquiries(
     cursor: CursorQuery = None,
 ) -> Page[EnquiryOut]:
     """List the workspace's enquiries, newest first; pass `next_cursor` as `cursor` for more."""
+    if source is not None and source not in SOURCES:
+        raise ValidationFailed("source", f"Use one of: {', '.join(SOURCES)}.", "invalid_choice")
     normalized_tag = None
     if tag is not None:
         try:
