@@ -192,7 +192,11 @@ async def _tracked_message(
     return message, data
 
 
-@router.api_route("/e/o/{token}.gif", methods=["GET", "HEAD"], response_class=Response)
+# Links inside sent emails, not part of the API: left out of the OpenAPI document, where
+# the GET and HEAD of one route would share an operation id.
+@router.api_route(
+    "/e/o/{token}.gif", methods=["GET", "HEAD"], response_class=Response, include_in_schema=False
+)
 async def open_pixel(token: str, request: Request, uow: UowDep, ip: ClientIpDep) -> Response:
     """Return a transparent pixel and record an open; an invalid token still gets the pixel."""
     found = await _tracked_message(uow, token, "open")
@@ -210,7 +214,9 @@ async def open_pixel(token: str, request: Request, uow: UowDep, ip: ClientIpDep)
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
-@router.api_route("/e/c/{token}", methods=["GET", "HEAD"], response_class=Response)
+@router.api_route(
+    "/e/c/{token}", methods=["GET", "HEAD"], response_class=Response, include_in_schema=False
+)
 async def click_redirect(token: str, request: Request, uow: UowDep, ip: ClientIpDep) -> Response:
     """Redirect to the link's address and record a click; a token that does not verify is a 404."""
     found = await _tracked_message(uow, token, "click")
