@@ -68,3 +68,40 @@ async def test_cursor_pages_its_own_list(client: httpx.AsyncClient) -> None:
     assert error["message"] == (
         "The cursor belongs to another list; pass the next_cursor of a previous page of this list."
     )
+
+
+async def test_storage_and_dated_cursors_stay_apart(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    bucket = await client.post(
+        "/api/v1/storage/buckets", json={"name": "cursor-check"}, headers=staff.headers
+    )
+    objects = f"/api/v1/storage/buckets/{bucket.json()['id']}/objects"
+    for key in ("a.txt", "b.txt"):
+        stored = await client.post(
+            objects,
+            params={"key": key},
+            content=b"hello",
+            headers=staff.headers | {"Content-Type": "text/plain"},
+        )
+        assert stored.status_code == 201, stored.text
+    await client.post("/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers)
+    await client.post("/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers)
+    key_cursor = (await client.get(objects, params={"limit": 1}, headers=staff.headers)).json()[
+        "next_cursor"
+    ]
+    dated_cursor = (
+        await client.get("/api/v1/conversations", params={"limit": 1}, headers=staff.headers)
+    ).json()["next_cursor"]
+
+    to_inbox = await client.get(
+        "/api/v1/conversations", params={"cursor": key_cursor}, headers=staff.headers
+    )
+    to_objects = await client.get(objects, params={"cursor": dated_cursor}, headers=staff.headers)
+    own = await client.get(objects, params={"cursor": key_cursor}, headers=staff.headers)
+
+    for response in (to_inbox, to_objects):
+        assert response.status_code == 422, response.text
+        [error] = response.json()["errors"]
+        assert error["code"] == "invalid_cursor"
+        assert error["message"].startswith("The cursor belongs to another list")
+    assert [item["key"] for item in own.json()["items"]] == ["b.txt"]

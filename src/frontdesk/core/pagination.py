@@ -39,11 +39,25 @@ OTHER_LIST_MESSAGE = (
 )
 
 
-def _parse_cursor(cursor: str) -> tuple[str, datetime, uuid.UUID]:
-    """Return a cursor's list name and position; raise ValueError for a malformed one."""
+def cursor_parts(cursor: str) -> tuple[str, str, str]:
+    """Return the three strings of a cursor: the list that issued it and its position.
+
+    Raises ValueError for a cursor that no list issued.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        list_name, created_at, row_id = json.loads(raw)
+        parts = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(CURSOR_MESSAGE) from exc
+    if not (isinstance(parts, list) and len(parts) == 3 and all(isinstance(p, str) for p in parts)):
+        raise ValueError(CURSOR_MESSAGE)
+    return parts[0], parts[1], parts[2]
+
+
+def _parse_cursor(cursor: str) -> tuple[str, datetime, uuid.UUID]:
+    """Return a cursor's list name and position; raise ValueError for a malformed one."""
+    list_name, created_at, row_id = cursor_parts(cursor)
+    try:
         moment = datetime.fromisoformat(created_at)
         # Issued cursors always carry an offset, and the UTC columns reject naive times.
         if moment.tzinfo is None:
@@ -57,18 +71,20 @@ def decode_cursor(cursor: str, list_name: str) -> tuple[datetime, uuid.UUID]:
     """Return the position of a cursor that ``list_name`` issued; raise ValidationFailed for
     a malformed cursor or one of another list."""
     try:
-        issued_by, moment, row_id = _parse_cursor(cursor)
+        if cursor_parts(cursor)[0] != list_name:
+            raise ValidationFailed("cursor", OTHER_LIST_MESSAGE, "invalid_cursor")
+        _issued_by, moment, row_id = _parse_cursor(cursor)
     except ValueError as exc:
         raise ValidationFailed("cursor", CURSOR_MESSAGE, "invalid_cursor") from exc
-    if issued_by != list_name:
-        raise ValidationFailed("cursor", OTHER_LIST_MESSAGE, "invalid_cursor")
     return moment, row_id
 
 
 def _check_cursor(value: str | None) -> str | None:
+    # Only the form is checked here; the list checks that the cursor is its own and reads
+    # the position.
     if value is not None:
         try:
-            _parse_cursor(value)
+            cursor_parts(value)
         except ValueError:
             raise PydanticCustomError("invalid_cursor", CURSOR_MESSAGE) from None
     return value

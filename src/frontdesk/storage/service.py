@@ -19,6 +19,7 @@ import structlog
 
 from frontdesk.core.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from frontdesk.core.ids import uuid7
+from frontdesk.core.pagination import CURSOR_MESSAGE, OTHER_LIST_MESSAGE, cursor_parts
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.storage.backends.base import BlobNotFound
 from frontdesk.storage.keys import normalize_key, validate_metadata
@@ -254,24 +255,26 @@ async def find_object_by_key(uow: UnitOfWork, bucket: Bucket, key: str) -> Store
     return stored
 
 
+# The list name in the cursors of a bucket's objects, which are ordered by key.
+_OBJECTS_LIST = "storage_objects"
+
+
 def encode_key_cursor(key: str, object_id: uuid.UUID) -> str:
-    raw = json.dumps([key, str(object_id)]).encode()
+    raw = json.dumps([_OBJECTS_LIST, key, str(object_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_key_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key, object_id = json.loads(raw)
-        if not isinstance(key, str):
-            raise TypeError("the cursor's key is not a string")
-        return key, uuid.UUID(str(object_id))
-    except (ValueError, TypeError) as exc:
-        raise ValidationFailed(
-            "cursor",
-            "The cursor is invalid; pass the next_cursor of a previous page.",
-            "invalid_cursor",
-        ) from exc
+        list_name, key, object_id = cursor_parts(cursor)
+    except ValueError as exc:
+        raise ValidationFailed("cursor", CURSOR_MESSAGE, "invalid_cursor") from exc
+    if list_name != _OBJECTS_LIST:
+        raise ValidationFailed("cursor", OTHER_LIST_MESSAGE, "invalid_cursor")
+    try:
+        return key, uuid.UUID(object_id)
+    except ValueError as exc:
+        raise ValidationFailed("cursor", CURSOR_MESSAGE, "invalid_cursor") from exc
 
 
 async def list_objects(
