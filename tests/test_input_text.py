@@ -287,3 +287,18 @@ async def test_invisible_only_text_rejected(
 
     assert response.status_code == 422, response.text
     assert field in [error["field"] for error in response.json()["errors"]]
+
+
+async def test_text_too_long_counts_characters(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.post(
+        "/api/v1/enquiries",
+        json={"contact": {"name": "Zoe"}, "message": "Hi", "subject": "s" * 301},
+        headers=staff.headers,
+    )
+
+    assert response.status_code == 422, response.text
+    errors = {error["field"]: error for error in response.json()["errors"]}
+    assert errors["subject"]["code"] == "too_long"
+    assert errors["subject"]["message"] == "Use at most 300 characters."

@@ -211,6 +211,13 @@ def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
             # Pydantic's message is "Value error, " and then the validator's own message,
             # which already states the fix.
             message = str(reason)
+        context = item.get("ctx") or {}
+        if kind in ("too_long", "too_short") and isinstance(item.get("input"), str):
+            # A length checked after a validator is reported in items, whatever the type.
+            if kind == "too_long":
+                message = f"Use at most {context.get('max_length')} characters."
+            else:
+                message = f"Use at least {context.get('min_length')} characters."
         if message.startswith("value is not a valid email address"):
             # email-validator's own reason is technical; the field name already says which.
             message = EMAIL_MESSAGE

@@ -950,8 +950,7 @@ def _analyze_part(kind: str, field: str, source: str, original: str) -> _Analysi
                 TemplateError(
                     field,
                     "forbidden_tag",
-                    f"Line {node.lineno}: the {tag} tag is not allowed in email templates. "
-                    "Remove it.",
+                    f"Line {node.lineno}: the {tag} tag is not allowed in templates. Remove it.",
                     line=node.lineno,
                 )
             )
@@ -1040,6 +1039,9 @@ def _error_line(trace: TracebackType | None, filename: str) -> int | None:
     return line
 
 
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _render_error(field: str, error: Exception) -> TemplateError:
     line = _error_line(error.__traceback__, f"<{field}>")
     where = f"Line {line}: " if line is not None else ""
@@ -1049,7 +1051,10 @@ def _render_error(field: str, error: Exception) -> TemplateError:
         return TemplateError(
             field,
             "unsafe_operation",
-            f"{where}the template tried something the sandbox does not allow ({error}). "
+            # Jinja's reason can name a function with its memory address, which says nothing
+            # to the template's author.
+            f"{where}the template tried something the sandbox does not allow "
+            f"({_MEMORY_ADDRESS.sub('', str(error))}). "
             "Use only variables, filters and the documented functions.",
             line=line,
         )
