@@ -302,3 +302,19 @@ async def test_text_too_long_counts_characters(client: httpx.AsyncClient) -> Non
     errors = {error["field"]: error for error in response.json()["errors"]}
     assert errors["subject"]["code"] == "too_long"
     assert errors["subject"]["message"] == "Use at most 300 characters."
+
+
+async def test_date_as_number_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    created = await client.post(
+        "/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers
+    )
+    url = f"/api/v1/conversations/{created.json()['id']}"
+
+    response = await client.patch(
+        url, json={"status": "snoozed", "snoozed_until": 0}, headers=staff.headers
+    )
+
+    assert_invalid(response, "snoozed_until", "datetime_type")
+    read = await client.get(url, headers=staff.headers)
+    assert read.json()["status"] == "open"

@@ -413,3 +413,14 @@ async def test_confirm_on_void_invoice_conflicts(
 
     problem(response, 409, code="invoice_void")
     assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0
+
+
+async def test_paid_on_as_number_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff)
+
+    response = await pay(client, staff, invoice["id"], amount=100, paid_on=0)
+
+    problem(response, 422, field="paid_on", code="validation_failed")
+    assert response.json()["errors"][0]["code"] == "date_type"
+    assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +13,7 @@ from frontdesk.conversations.service import (
     MAX_CLIENT_MESSAGE_ID_CHARS,
 )
 from frontdesk.core.db import MAX_SQL_INTEGER
+from frontdesk.core.fields import DateTimeText
 
 Channel = Literal["chat", "email", "instagram", "form"]
 Status = Literal["open", "pending", "resolved", "snoozed"]
@@ -39,7 +39,7 @@ class ConversationUpdate(_Body):
 
     status: Status | None = None
     # Required with status "snoozed": when the conversation reopens. Without an offset: UTC.
-    snoozed_until: datetime | None = None
+    snoozed_until: DateTimeText | None = None
     # A member's user id, or null to unassign.
     assignee_id: uuid.UUID | None = None
     subject: str | None = Field(default=None, max_length=300)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem
+from frontdesk.core.fields import DateText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.payments import subscriptions
 from frontdesk.payments.subscriptions import subscription_dict
@@ -51,7 +51,7 @@ class SubscriptionCreate(BaseModel):
     contact_id: uuid.UUID
     plan_id: uuid.UUID
     gateway: Literal["manual", "stripe"] = "manual"
-    start_date: date | None = None
+    start_date: DateText | None = None
 
 
 class CancelIn(BaseModel):
