@@ -406,6 +406,8 @@ BAD_KEYS = [
     ("tab\tkey", "key_control_character"),
     ("nul\x00key", "key_control_character"),
     ("del\x7fkey", "key_control_character"),
+    ("invoice\u202efdp.exe", "key_bidi_character"),
+    ("isolate\u2066key", "key_bidi_character"),
     ("c1\x85key", "key_control_character"),
     ("line\nbreak", "key_control_character"),
     ("a//b", "key_empty_segment"),

@@ -16,6 +16,11 @@ def _is_control(character: str) -> bool:
     return unicodedata.category(character) == "Cc"
 
 
+# The bidirectional embedding, override and isolate controls. They reorder the characters
+# that follow, so "invoice\u202efdp.exe" shows as "invoiceexe.pdf".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def normalize_key(key: str, field: str = "key") -> str:
     """Return the key in Unicode NFC form, or raise ValidationFailed naming ``field``.
 
@@ -33,6 +38,13 @@ def normalize_key(key: str, field: str = "key") -> str:
     if any(_is_control(character) for character in key):
         raise ValidationFailed(
             field, "The key contains a control character; remove it.", "key_control_character"
+        )
+    if any(character in _BIDI_CONTROLS for character in key):
+        raise ValidationFailed(
+            field,
+            "The key contains a bidirectional control character (U+202A to U+202E or U+2066 to "
+            "U+2069), which can make a name look like another; remove it.",
+            "key_bidi_character",
         )
     if "\\" in key:
         raise ValidationFailed(
