@@ -48,14 +48,17 @@ log = structlog.get_logger()
 
 def normalize_tag(raw: str) -> str:
     """Return a tag trimmed and lower-cased; raise ValueError if it is empty, too long or
-    contains control characters."""
+    contains characters that do not print (control, invisible or separator characters)."""
     tag = raw.strip().lower()
     if not tag:
         raise ValueError("A tag cannot be empty.")
     if len(tag) > MAX_TAG_LENGTH:
         raise ValueError(f"A tag has at most {MAX_TAG_LENGTH} characters.")
     if not tag.isprintable():
-        raise ValueError("A tag cannot contain control characters.")
+        raise ValueError(
+            "A tag cannot contain characters that do not print, such as control characters, "
+            "zero-width spaces or line separators; remove them."
+        )
     return tag
 
 
