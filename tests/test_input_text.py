@@ -318,3 +318,17 @@ async def test_date_as_number_rejected(client: httpx.AsyncClient) -> None:
     assert_invalid(response, "snoozed_until", "datetime_type")
     read = await client.get(url, headers=staff.headers)
     assert read.json()["status"] == "open"
+
+
+async def test_enquiry_errors_listed_together(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.post(
+        "/api/v1/enquiries",
+        json={"contact": {"name": "Zoe", "phone": "12"}, "message": "Hi", "tags": ["\u200b"]},
+        headers=staff.headers,
+    )
+
+    assert response.status_code == 422, response.text
+    fields = sorted(error["field"] for error in response.json()["errors"])
+    assert fields == ["contact.phone", "tags.0"]

@@ -385,9 +385,14 @@ async def create_manual_enquiry(
         errors.append(
             FieldError(field="message", message="The message cannot be blank.", code="missing")
         )
+    tags: list[str] = []
+    try:
+        tags = _normalize_tags(data.tags, "tags")
+    except ValidationFailed as exc:
+        # Reported with the contact's and message's errors, not after they are fixed.
+        errors.extend(exc.errors)
     if errors:
         raise ValidationFailed.many(errors)
-    tags = _normalize_tags(data.tags, "tags")
     if data.assignee_id is not None:
         await ensure_member(
             uow, workspace_id=workspace_id, user_id=data.assignee_id, field="assignee_id"
