@@ -896,3 +896,19 @@ async def test_list_and_search_query_counts_are_fixed(
     counts_with_eight = (await measure(API), await measure(f"{API}/search", q="estimate"))
 
     assert counts_with_eight == counts_with_two
+
+
+async def test_invisible_subject_stored_as_null(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    created = await _create(client, staff, subject="\u200b ")
+    renamed = await client.patch(
+        f"{API}/{created['id']}", json={"subject": "  Wedding  "}, headers=staff.headers
+    )
+    cleared = await client.patch(
+        f"{API}/{created['id']}", json={"subject": "\ufeff"}, headers=staff.headers
+    )
+
+    assert created["subject"] is None
+    assert renamed.json()["subject"] == "Wedding"
+    assert cleared.json()["subject"] is None

@@ -192,7 +192,7 @@ async def create_conversation(
         contact_id=contact_id,
         enquiry_id=enquiry_id,
         visitor_id=visitor_id,
-        subject=subject,
+        subject=_clean_subject(subject),
         last_seq=0,
         created_at=now,
         updated_at=now,
@@ -447,6 +447,13 @@ async def _next_seq(
 
 # Control characters other than tab and line feed. CR LF and CR become line feeds first.
 _BODY_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean_subject(subject: str | None) -> str | None:
+    """Return a subject trimmed, or None for one with no visible character."""
+    if subject is None or is_blank(subject):
+        return None
+    return subject.strip()
 
 
 def clean_body(body: str) -> str:
@@ -933,7 +940,7 @@ async def update_conversation(
             await _ensure_member(uow, conversation.workspace_id, assignee_id)
     subject = conversation.subject
     if "subject" in changes.sent:
-        subject = (changes.subject or "").strip() or None
+        subject = _clean_subject(changes.subject)
 
     by = str(actor_id)
     events: list[dict[str, Any]] = []
