@@ -160,6 +160,29 @@ class TestPrivateHosts:
             ("smtp", {"host": "127.0.0.1."}, "config.host"),
             ("smtp", {"host": "localhost."}, "config.host"),
             ("smtp", {"host": "ex ample.com"}, "config.host"),
+            # IPv6 addresses that carry a loopback IPv4 address (NAT64, 6to4).
+            ("smtp", {"host": "64:ff9b::127.0.0.1"}, "config.host"),
+            ("smtp", {"host": "2002:7f00:1::"}, "config.host"),
+            (
+                "postmark",
+                {"server_token": "x", "api_base_url": "https://LOCALHOST./"},
+                "config.api_base_url",
+            ),
+            (
+                "postmark",
+                {"server_token": "x", "api_base_url": "https://\uff11\uff12\uff17.0.0.1/"},
+                "config.api_base_url",
+            ),
+            (
+                "postmark",
+                {"server_token": "x", "api_base_url": "https://[::1/"},
+                "config.api_base_url",
+            ),
+            (
+                "postmark",
+                {"server_token": "x", "api_base_url": "https://api.example:99999/"},
+                "config.api_base_url",
+            ),
             (
                 "postmark",
                 {"server_token": "x", "api_base_url": "https://169.254.169.254"},

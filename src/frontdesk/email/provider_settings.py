@@ -8,7 +8,6 @@ row copied to another workspace does not decrypt. Responses never contain a secr
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import socket
 import uuid
@@ -20,6 +19,7 @@ import structlog
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from frontdesk.core.errors import FieldError, NotFound, ProblemError, ValidationFailed
+from frontdesk.core.hosts import is_private_address
 from frontdesk.core.ids import new_token
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.email.mime import OutgoingEmail, parse_address
@@ -121,8 +121,7 @@ def _config_errors(exc: ValidationError) -> list[FieldError]:
 
 
 def _is_private(address: str) -> bool:
-    parsed = ipaddress.ip_address(address)
-    return not parsed.is_global
+    return is_private_address(address)
 
 
 async def host_is_private(host: str) -> bool:

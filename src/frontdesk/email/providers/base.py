@@ -15,10 +15,12 @@ import math
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from frontdesk.core.hosts import normalize_host
 from frontdesk.email.mime import OutgoingEmail
 from frontdesk.email.transports import (
     DeliveryError,
@@ -58,10 +60,36 @@ class HttpProviderConfig(ProviderConfig):
     def _check_base_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        url = httpx.URL(value)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("must be an http or https URL")
-        return value.rstrip("/")
+        return normalize_base_url(value)
+
+
+_BASE_URL_MESSAGE = "Use an http or https URL such as https://api.example.com."
+
+
+def normalize_base_url(value: str) -> str:
+    """Return a provider's base URL with its host as it will be connected to, or raise
+    ValueError. The host is normalized like an SMTP host, so the private host check treats
+    "LOCALHOST." as localhost."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(_BASE_URL_MESSAGE) from exc
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or port == 0
+    ):
+        raise ValueError(_BASE_URL_MESSAGE)
+    # urlsplit drops an IPv6 address's brackets and lower-cases the name.
+    host = normalize_host(parts.hostname)
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
