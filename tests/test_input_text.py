@@ -244,9 +244,10 @@ async def test_form_length_rule_must_be_json_integer(client: httpx.AsyncClient) 
     assert codes["fields.0.validation.min_length"] == "int_type"
 
 
-async def test_utf16_json_body_rejected(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32-le"])
+async def test_utf16_json_body_rejected(client: httpx.AsyncClient, encoding: str) -> None:
     staff = await owner(client)
-    body = '{"full_name": "Robin"}'.encode("utf-16")
+    body = '{"full_name": "Robin"}'.encode(encoding)
 
     response = await client.patch("/api/v1/me", content=body, headers=JSON | staff.headers)
 

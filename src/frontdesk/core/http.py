@@ -257,11 +257,16 @@ def url_encoded_error(data: bytes, *, location: str) -> FieldError | None:
 def _unstorable_text(body: bytes) -> FieldError | None:
     """Return the error for a body that is not UTF-8, or for the first text of the body that
     contains a lone surrogate or NUL."""
+    # Python's json module would also read UTF-16 and UTF-32, which JSON over HTTP is not.
+    # Without a byte order mark those are ASCII with NUL bytes between, and JSON in UTF-8
+    # never has a NUL byte (NUL in a string is the escape \u0000).
     try:
         # Surrogates encoded as UTF-8 bytes pass here, so the check below names their field.
         body.decode("utf-8", "surrogatepass")
+        utf8 = b"\x00" not in body
     except UnicodeDecodeError:
-        # Python's json module would also read UTF-16 and UTF-32, which JSON over HTTP is not.
+        utf8 = False
+    if not utf8:
         return FieldError(field="body", message=NOT_UTF8_MESSAGE, code="json_invalid")
     if _TEXT_HINT.search(body) is None:
         return None

@@ -507,14 +507,14 @@ def _number(value: Any, rules: Mapping[str, Any]) -> int | float:
         number = value
     else:
         raise _AnswerError("invalid_type")
-    # A whole number past what a double represents exactly would come back changed from storage
-    # or from a JavaScript client, so it is refused rather than rounded.
-    if isinstance(number, int) and number > MAX_EXACT_INTEGER:
-        raise _AnswerError("too_large", max=str(MAX_EXACT_INTEGER))
-    if isinstance(number, int) and number < -MAX_EXACT_INTEGER:
-        raise _AnswerError("too_small", min=str(-MAX_EXACT_INTEGER))
     if not math.isfinite(number):
         raise _AnswerError("invalid_number")
+    # Past 2^53 - 1 a double no longer holds every whole number, so such an answer would come
+    # back changed from storage or from a JavaScript client: it is refused, not rounded.
+    if number > MAX_EXACT_INTEGER:
+        raise _AnswerError("too_large", max=str(MAX_EXACT_INTEGER))
+    if number < -MAX_EXACT_INTEGER:
+        raise _AnswerError("too_small", min=str(-MAX_EXACT_INTEGER))
     if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
         number = int(number)
     minimum, maximum = rules.get("min"), rules.get("max")
