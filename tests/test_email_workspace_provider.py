@@ -426,3 +426,22 @@ async def test_smtp_has_no_webhooks(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["events_webhook_url"] is None
     assert response.json()["inbound_webhook_url"] is None
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"host": "smtp.example.org", "port": "587"}, "config.port"),
+        ({"host": "smtp.example.org", "verify_certificate": "yes"}, "config.verify_certificate"),
+        ({"host": "smtp.example.org", "timeout_seconds": True}, "config.timeout_seconds"),
+    ],
+)
+async def test_smtp_config_types_strict(
+    client: httpx.AsyncClient, config: dict[str, Any], field: str
+) -> None:
+    staff = await owner(client)
+
+    response = await set_provider(client, staff, "smtp", config)
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]

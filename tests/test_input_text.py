@@ -333,3 +333,31 @@ async def test_enquiry_errors_listed_together(client: httpx.AsyncClient) -> None
     assert response.status_code == 422, response.text
     fields = sorted(error["field"] for error in response.json()["errors"])
     assert fields == ["contact.phone", "tags.0"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/storage/buckets", {"name": "b1", "max_object_bytes": True}, "max_object_bytes"),
+        ("/api/v1/storage/buckets", {"name": "b2", "max_object_bytes": "5"}, "max_object_bytes"),
+        (
+            "/api/v1/forms",
+            {
+                "name": "F",
+                "fields": [
+                    {"key": "cv", "type": "file", "label": "CV", "file": {"max_files": True}}
+                ],
+            },
+            "fields.0.file.max_files",
+        ),
+    ],
+)
+async def test_more_whole_numbers_strict(
+    client: httpx.AsyncClient, path: str, body: dict[str, object], field: str
+) -> None:
+    staff = await owner(client)
+
+    response = await client.post(path, json=body, headers=staff.headers)
+
+    assert response.status_code == 422, response.text
+    assert field in [error["field"] for error in response.json()["errors"]]

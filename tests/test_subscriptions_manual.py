@@ -132,6 +132,7 @@ async def test_plan_validation(client: httpx.AsyncClient) -> None:
         ({"amount": 3000.0}, "amount"),
         ({"interval_count": True}, "interval_count"),
         ({"trial_days": "7"}, "trial_days"),
+        ({"name": "\u200b"}, "name"),
     ]
     for values, field in cases:
         response = await client.post(

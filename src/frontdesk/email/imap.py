@@ -49,6 +49,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -82,14 +83,14 @@ class ImapSettings(BaseModel):
 
     host: Annotated[str, AfterValidator(normalize_host)] = Field(min_length=1, max_length=253)
     # Filled in by ``security`` when left out: 993 for implicit TLS, 143 otherwise.
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: int | None = Field(default=None, strict=True, ge=1, le=65535)
     # "none" sends the password unencrypted, so it suits only a server on a trusted network.
     security: ImapSecurity = "tls"
     username: str = Field(min_length=1, max_length=320)
     password: SecretStr = Field(min_length=1, max_length=1024)
     mailbox: str = Field(default="INBOX", min_length=1, max_length=1000)
-    verify_certificate: bool = True
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    verify_certificate: StrictBool = True
+    timeout_seconds: float = Field(default=30.0, strict=True, gt=0, le=300)
 
     @field_validator("host", "username", "mailbox")
     @classmethod

@@ -84,8 +84,9 @@ class FileOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_files: int = Field(default=1, ge=1, le=MAX_FILES_PER_FIELD)
+    max_files: int = Field(default=1, strict=True, ge=1, le=MAX_FILES_PER_FIELD)
     max_bytes: int = Field(
+        strict=True,
         default=DEFAULT_FILE_BYTES,
         ge=1,
         description="Largest accepted file in bytes; at most the instance's storage limit.",

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from frontdesk.core.errors import Conflict, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
+from frontdesk.core.text import is_blank
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.payments import money
 from frontdesk.payments.models import Plan, Subscription
@@ -73,7 +74,7 @@ def check_terms(interval: str, interval_count: int, trial_days: int, amount: int
 
 def _check_name(name: str) -> str:
     cleaned = name.strip()
-    if not cleaned:
+    if is_blank(cleaned):
         raise ValidationFailed("name", "The name cannot be empty.", "blank")
     return cleaned
 

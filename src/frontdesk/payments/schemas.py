@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from frontdesk.core.errors import ValidationFailed
 from frontdesk.core.fields import DateText
+from frontdesk.core.text import is_blank
 from frontdesk.payments import money
 from frontdesk.payments.numbering import check_pattern
 
@@ -128,7 +129,7 @@ class LineIn(BaseModel):
     @field_validator("description")
     @classmethod
     def _description(cls, value: str) -> str:
-        if not value.strip():
+        if is_blank(value):
             raise PydanticCustomError("blank", "Describe the line; it cannot be blank.")
         return value.strip()
 

@@ -41,7 +41,7 @@ class BucketCreate(BaseModel):
         description="Unique in the workspace: lowercase letters, digits and '-', 2-63 characters."
     )
     visibility: Visibility = "private"
-    max_object_bytes: int | None = Field(default=None, ge=1, le=MAX_SQL_INTEGER)
+    max_object_bytes: int | None = Field(default=None, strict=True, ge=1, le=MAX_SQL_INTEGER)
     allowed_content_types: list[ContentTypePattern] | None = Field(
         default=None, max_length=MAX_ALLOWED_TYPES
     )
@@ -51,7 +51,7 @@ class BucketUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     visibility: Visibility | None = None
-    max_object_bytes: int | None = Field(default=None, ge=1, le=MAX_SQL_INTEGER)
+    max_object_bytes: int | None = Field(default=None, strict=True, ge=1, le=MAX_SQL_INTEGER)
     allowed_content_types: list[ContentTypePattern] | None = Field(
         default=None, max_length=MAX_ALLOWED_TYPES
     )

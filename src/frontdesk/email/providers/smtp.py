@@ -10,7 +10,7 @@ from typing import Annotated
 
 import aiosmtplib
 import structlog
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, StrictBool
 
 from frontdesk.config import SmtpSecurity
 from frontdesk.core.hosts import normalize_host
@@ -30,12 +30,12 @@ DEFAULT_PORTS = {SmtpSecurity.none: 25, SmtpSecurity.starttls: 587, SmtpSecurity
 class SmtpConfig(ProviderConfig):
     host: Annotated[str, AfterValidator(normalize_host)] = Field(min_length=1, max_length=253)
     # Default: 25 without security, 587 for STARTTLS, 465 for implicit TLS.
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: int | None = Field(default=None, strict=True, ge=1, le=65535)
     security: SmtpSecurity = SmtpSecurity.starttls
     username: str | None = None
     password: SecretStr | None = None
-    verify_certificate: bool = True
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    verify_certificate: StrictBool = True
+    timeout_seconds: float = Field(default=30.0, strict=True, gt=0, le=300)
 
 
 def _reply_error(code: int, text: str) -> DeliveryError:
