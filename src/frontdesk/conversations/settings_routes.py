@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.conversations import chat_settings
 from frontdesk.core.api import UowDep
-from frontdesk.core.errors import FieldError, Problem, ValidationFailed
+from frontdesk.core.errors import Problem, check_not_null
 
 router = APIRouter(prefix="/chat/settings", tags=["chat"])
 
@@ -67,16 +67,7 @@ async def get_settings(uow: UowDep, actor: AgentDep) -> ChatSettingsOut:
 @router.put("", response_model=ChatSettingsOut, responses=_ERRORS)
 async def put_settings(uow: UowDep, actor: AdminDep, body: ChatSettingsUpdate) -> ChatSettingsOut:
     """Change whether the chat is on, its look and the sites allowed to use it."""
-    nulls = [name for name in sorted(body.model_fields_set) if getattr(body, name) is None]
-    if nulls:
-        raise ValidationFailed.many(
-            [
-                FieldError(
-                    field=name, message=f"'{name}' cannot be null; omit it to keep it.", code="null"
-                )
-                for name in nulls
-            ]
-        )
+    check_not_null(body, sorted(body.model_fields_set))
     settings = await chat_settings.update_settings(
         uow,
         actor.workspace_id,

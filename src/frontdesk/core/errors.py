@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -227,6 +228,18 @@ def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
             location = ("body",)
         errors.append(FieldError(field=_field_name(location), message=message, code=kind))
     return errors
+
+
+def check_not_null(body: Any, names: Iterable[str]) -> None:
+    """Raise ValidationFailed naming each of ``names`` that ``body`` (a pydantic model of a
+    change) sets to null, for fields whose value null cannot clear."""
+    errors = [
+        FieldError(field=name, message=f"'{name}' cannot be null; omit it to keep it.", code="null")
+        for name in names
+        if name in body.model_fields_set and getattr(body, name) is None
+    ]
+    if errors:
+        raise ValidationFailed.many(errors)
 
 
 _HTTP_CODES = {

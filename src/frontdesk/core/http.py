@@ -164,7 +164,8 @@ def _is_json(content_type: bytes) -> bool:
 class RequestTextMiddleware:
     """Reject with 422, naming the field, request text that could not be stored or echoed.
 
-    - A JSON body that is not UTF-8, and JSON text with an unpaired UTF-16 surrogate or NUL. JSON allows the escape "\\ud800"
+    - A JSON body that is not UTF-8.
+    - JSON text with an unpaired UTF-16 surrogate or NUL. JSON allows the escape "\\ud800"
       alone, and Python's json module decodes it into a string that cannot be encoded as
       UTF-8. PostgreSQL cannot store NUL ("\\u0000") in text.
     - A query string whose names or values are not UTF-8 once percent-decoded. Starlette

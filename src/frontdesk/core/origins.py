@@ -12,8 +12,7 @@ def normalize_origin(value: str) -> str:
 
     The result is ``scheme://host[:port]`` in lower case, without the scheme's default port,
     with an IPv6 host in brackets and a domain name in punycode, so that it compares equal
-    to an Origin header. One
-    trailing slash is allowed and dropped.
+    to an Origin header. One trailing slash is allowed and dropped.
     """
     raw = value.strip()
     if any(char.isspace() or not char.isprintable() for char in raw):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import structlog
 
 from frontdesk.config import Settings
-from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
+from frontdesk.core.errors import FieldError, NotFound, ValidationFailed, check_not_null
 from frontdesk.core.ids import new_token, uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.forms.models import Form, FormVersion
@@ -192,13 +192,7 @@ async def update_form(
     so does a form that becomes published with content different from its latest version."""
     form = await get_form(uow, workspace_id=workspace_id, form_id=form_id)
     sent = changes.model_fields_set
-    null_errors = [
-        FieldError(field=name, message=f"'{name}' cannot be null; omit it to keep it.", code="null")
-        for name in _NOT_NULL
-        if name in sent and getattr(changes, name) is None
-    ]
-    if null_errors:
-        raise ValidationFailed.many(null_errors)
+    check_not_null(changes, _NOT_NULL)
     settings = _check_definition(
         changes.fields if "fields" in sent else None,
         language=changes.language if "language" in sent else None,
