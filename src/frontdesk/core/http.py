@@ -7,6 +7,7 @@ import collections
 import json
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from starlette.requests import HTTPConnection, Request
@@ -132,14 +133,15 @@ class BodySizeLimitMiddleware:
                 await self._reject(scope, receive, send, limit)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = problem_response(
-            Request(scope),
+        await _send_problem(
+            scope,
+            receive,
+            send,
             status=413,
             code="payload_too_large",
             title="Payload too large",
             detail=f"The request body is larger than the limit of {limit} bytes.",
         )
-        await response(scope, receive, send)
 
 
 class _BodyTooLarge(BaseException):
@@ -214,14 +216,21 @@ class RequestTextMiddleware:
 
 
 async def _reject(scope: Scope, receive: Receive, send: Send, error: FieldError) -> None:
-    response = problem_response(
-        Request(scope),
+    await _send_problem(
+        scope,
+        receive,
+        send,
         status=422,
         code="validation_failed",
         title="Validation failed",
         detail=f"Invalid value for '{error.field}': {error.message}",
         errors=[error],
     )
+
+
+async def _send_problem(scope: Scope, receive: Receive, send: Send, **problem: Any) -> None:
+    """Send a problem+json response to the request before any route has run."""
+    response = problem_response(Request(scope), **problem)
     await response(scope, receive, send)
 
 
