@@ -370,13 +370,13 @@ async def test_void_with_pending_payment_conflicts(client: httpx.AsyncClient) ->
     assert pending.status_code == 201, pending.text
     url = f"{API}/invoices/{invoice['id']}/void"
 
-    refused = await client.post(url, headers=staff.headers)
+    rejected = await client.post(url, headers=staff.headers)
     canceled = await client.post(
         f"{API}/payments/{pending.json()['id']}/cancel", headers=staff.headers
     )
     voided = await client.post(url, headers=staff.headers)
 
-    problem(refused, 409, code="payment_pending")
+    problem(rejected, 409, code="payment_pending")
     assert canceled.status_code == 200, canceled.text
     assert voided.status_code == 200, voided.text
 

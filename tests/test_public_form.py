@@ -328,7 +328,7 @@ async def test_invisible_answer_counts_as_missing(
         ("9007199254740993", "too_large"),
         (-(10**30), "too_small"),
         ("1" * 5000, "too_large"),
-        # Written with a fraction or an exponent, still past what a double holds exactly.
+        # Written with a fraction or an exponent, still past what a double represents exactly.
         (9007199254740993.0, "too_large"),
         (1e16, "too_large"),
         ("1e16", "too_large"),

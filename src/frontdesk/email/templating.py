@@ -1051,7 +1051,7 @@ def _render_error(field: str, error: Exception) -> TemplateError:
         return TemplateError(
             field,
             "unsafe_operation",
-            # Jinja's reason can name a function with its memory address, which says nothing
+            # Jinja's reason can name a function with its memory address, which means nothing
             # to the template's author.
             f"{where}the template tried something the sandbox does not allow "
             f"({_MEMORY_ADDRESS.sub('', str(error))}). "

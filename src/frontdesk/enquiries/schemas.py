@@ -13,7 +13,7 @@ from frontdesk.contacts.schemas import ContactSummary
 
 EnquiryStatus = Literal["new", "open", "awaiting_customer", "won", "lost", "closed"]
 STATUSES: tuple[str, ...] = get_args(EnquiryStatus)
-# Where enquiries come from: public forms, staff entering one by hand, and inbound email.
+# Enquiry sources: public forms, staff entering one by hand, and inbound email.
 SOURCES = ("form", "manual", "email")
 
 MAX_TAG_LENGTH = 50

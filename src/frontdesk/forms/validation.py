@@ -509,8 +509,8 @@ def _number(value: Any, rules: Mapping[str, Any]) -> int | float:
         raise _AnswerError("invalid_type")
     if not math.isfinite(number):
         raise _AnswerError("invalid_number")
-    # Past 2^53 - 1 a double no longer holds every whole number, so such an answer would come
-    # back changed from storage or from a JavaScript client: it is refused, not rounded.
+    # Past 2^53 - 1 a double cannot represent every whole number, so such an answer would come
+    # back changed from storage or from a JavaScript client. It is rejected, not rounded.
     if number > MAX_EXACT_INTEGER:
         raise _AnswerError("too_large", max=str(MAX_EXACT_INTEGER))
     if number < -MAX_EXACT_INTEGER:
