@@ -347,3 +347,40 @@ async def test_enquiry_errors_listed_together(client: httpx.AsyncClient) -> None
     assert response.status_code == 422, response.text
     fields = sorted(error["field"] for error in response.json()["errors"])
     assert fields == ["contact.phone", "tags.0"]
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter", "value"),
+    [
+        ("/api/v1/enquiries", "created_after", "1700000000"),
+        ("/api/v1/enquiries", "created_before", "-5"),
+        ("/api/v1/conversations/search?q=hello", "from", "1700000000.5"),
+        ("/api/v1/email/analytics?to=2026-02-01T00:00:00Z", "from", "1700000000"),
+    ],
+)
+async def test_time_in_query_is_iso_text(
+    client: httpx.AsyncClient, path: str, parameter: str, value: str
+) -> None:
+    staff = await owner(client)
+    separator = "&" if "?" in path else "?"
+
+    response = await client.get(f"{path}{separator}{parameter}={value}", headers=staff.headers)
+
+    assert_invalid(response, parameter, "datetime_parsing")
+    assert "ISO 8601" in response.json()["errors"][0]["message"]
+
+
+async def test_date_as_digits_text_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    created = await client.post(
+        "/api/v1/conversations", json={"channel": "chat"}, headers=staff.headers
+    )
+    url = f"/api/v1/conversations/{created.json()['id']}"
+
+    response = await client.patch(
+        url, json={"status": "snoozed", "snoozed_until": "1900000000"}, headers=staff.headers
+    )
+
+    assert_invalid(response, "snoozed_until", "datetime_parsing")
+    read = await client.get(url, headers=staff.headers)
+    assert read.json()["status"] == "open"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -26,6 +25,7 @@ from frontdesk.conversations.schemas import (
 from frontdesk.core.api import UowDep
 from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
+from frontdesk.core.fields import DateTimeText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.core.uow import UnitOfWork
@@ -139,11 +139,11 @@ async def search_messages(
     contact_id: uuid.UUID | None = None,
     channel: Channel | None = None,
     created_from: Annotated[
-        datetime | None,
+        DateTimeText | None,
         Query(alias="from", description="ISO 8601; included. Without an offset: UTC."),
     ] = None,
     created_to: Annotated[
-        datetime | None,
+        DateTimeText | None,
         Query(alias="to", description="ISO 8601; excluded. Without an offset: UTC."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,

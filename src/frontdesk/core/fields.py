@@ -1,28 +1,38 @@
-"""Field types for request bodies that pydantic's lax mode would read too freely."""
+"""Field types for request values that pydantic's lax mode would read too freely."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
+# An ISO 8601 date or date and time starts with the full date. Lax mode would also read
+# digits alone ("1700000000", "-5") as a Unix time.
+_ISO_DATE_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+DATE_MESSAGE = "Send the date as ISO 8601 text, such as 2026-05-20."
+DATETIME_MESSAGE = "Send the time as ISO 8601 text, such as 2026-05-20T09:30:00Z."
+
 
 def _date_text(value: Any) -> Any:
-    # Lax mode reads a number as a Unix time, so 0 would become 1970-01-01.
     if not isinstance(value, str):
-        raise PydanticCustomError("date_type", "Send the date as text, such as 2026-05-20.")
+        raise PydanticCustomError("date_type", DATE_MESSAGE)
+    if not _ISO_DATE_START.match(value):
+        raise PydanticCustomError("date_parsing", DATE_MESSAGE)
     return value
 
 
 def _datetime_text(value: Any) -> Any:
     if not isinstance(value, str):
-        raise PydanticCustomError(
-            "datetime_type", "Send the time as ISO 8601 text, such as 2026-05-20T09:30:00Z."
-        )
+        raise PydanticCustomError("datetime_type", DATETIME_MESSAGE)
+    if not _ISO_DATE_START.match(value):
+        raise PydanticCustomError("datetime_parsing", DATETIME_MESSAGE)
     return value
 
 
+# For JSON bodies and query strings alike.
 DateText = Annotated[date, BeforeValidator(_date_text)]
 DateTimeText = Annotated[datetime, BeforeValidator(_datetime_text)]

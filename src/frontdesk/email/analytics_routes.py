@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response
 from frontdesk.auth.dependencies import AdminDep
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
+from frontdesk.core.fields import DateTimeText
 from frontdesk.email import analytics
 from frontdesk.email.schemas import AnalyticsOut, AnalyticsRow, EmailEventList, EmailEventOut
 
@@ -39,8 +40,10 @@ def _aware(value: datetime, field: str) -> datetime:
 async def email_analytics(
     uow: UowDep,
     actor: AdminDep,
-    start: Annotated[datetime, Query(alias="from", description="Start, inclusive, with offset.")],
-    end: Annotated[datetime, Query(alias="to", description="End, exclusive, with offset.")],
+    start: Annotated[
+        DateTimeText, Query(alias="from", description="Start, inclusive, with offset.")
+    ],
+    end: Annotated[DateTimeText, Query(alias="to", description="End, exclusive, with offset.")],
     group_by: analytics.GroupBy = "day",
     template: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
     format: Literal["json", "csv"] = "json",

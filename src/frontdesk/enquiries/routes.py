@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,6 +11,7 @@ from frontdesk.auth.dependencies import AgentDep
 from frontdesk.contacts.normalize import check_query_text
 from frontdesk.core.api import UowDep
 from frontdesk.core.errors import Problem, ValidationFailed
+from frontdesk.core.fields import DateTimeText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
 from frontdesk.enquiries import queries, service
@@ -48,10 +48,10 @@ async def list_enquiries(
     ] = None,
     source: Annotated[str | None, Query(description="form, manual or email")] = None,
     created_after: Annotated[
-        datetime | None, Query(description="ISO 8601; included. Without an offset: UTC.")
+        DateTimeText | None, Query(description="ISO 8601; included. Without an offset: UTC.")
     ] = None,
     created_before: Annotated[
-        datetime | None, Query(description="ISO 8601; excluded. Without an offset: UTC.")
+        DateTimeText | None, Query(description="ISO 8601; excluded. Without an offset: UTC.")
     ] = None,
     q: Annotated[
         str | None,
