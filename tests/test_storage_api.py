@@ -393,6 +393,9 @@ GOOD_KEYS = [
     "日本語/ファイル.txt",
     "a" * 1024,
     "trailing space ",
+    # Zero width non-joiner and joiner, which Persian words and emoji sequences need.
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt",
+    "family \U0001f468\u200d\U0001f469\u200d\U0001f467.jpg",
 ]
 BAD_KEYS = [
     ("", "key_empty"),
@@ -408,6 +411,10 @@ BAD_KEYS = [
     ("del\x7fkey", "key_control_character"),
     ("invoice\u202efdp.exe", "key_bidi_character"),
     ("isolate\u2066key", "key_bidi_character"),
+    ("a\u200b.pdf", "key_invisible_character"),
+    ("mark\u200fkey", "key_invisible_character"),
+    ("\ufeffbom.txt", "key_invisible_character"),
+    ("soft\u00adhyphen", "key_invisible_character"),
     ("c1\x85key", "key_control_character"),
     ("line\nbreak", "key_control_character"),
     ("a//b", "key_empty_segment"),

@@ -20,6 +20,13 @@ def _is_control(character: str) -> bool:
 # that follow, so "invoice\u202efdp.exe" shows as "invoiceexe.pdf".
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
+# Characters that show nothing and that no script needs, so "a\u200b.pdf" looks like
+# "a.pdf": the soft hyphen, the zero width space, the direction marks (U+200E, U+200F,
+# U+061C), the word joiner and invisible operators (U+2060 to U+2064) and U+FEFF. The zero
+# width joiner and non-joiner stay allowed: Persian, Indic scripts and emoji sequences use
+# them.
+_INVISIBLE = frozenset("\u00ad\u200b\u200e\u200f\u061c\u2060\u2061\u2062\u2063\u2064\ufeff")
+
 
 def normalize_key(key: str, field: str = "key") -> str:
     """Return the key in Unicode NFC form, or raise ValidationFailed naming ``field``.
@@ -45,6 +52,14 @@ def normalize_key(key: str, field: str = "key") -> str:
             "The key contains a bidirectional control character (U+202A to U+202E or U+2066 to "
             "U+2069), which can make a name look like another; remove it.",
             "key_bidi_character",
+        )
+    invisible = next((character for character in key if character in _INVISIBLE), None)
+    if invisible is not None:
+        raise ValidationFailed(
+            field,
+            f"The key contains U+{ord(invisible):04X}, a character that does not show, which "
+            "can make a name look like another; remove it.",
+            "key_invisible_character",
         )
     if "\\" in key:
         raise ValidationFailed(
