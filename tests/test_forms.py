@@ -142,6 +142,18 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "not_applicable",
     ),
     (
+        "min as text",
+        {"name": "F", "fields": _fields_with(field("n", "number", validation={"min": "5"}))},
+        "fields.2.validation.min",
+        "number_type",
+    ),
+    (
+        "max as flag",
+        {"name": "F", "fields": _fields_with(field("n", "number", validation={"max": True}))},
+        "fields.2.validation.max",
+        "number_type",
+    ),
+    (
         "pattern on number",
         {"name": "F", "fields": _fields_with(field("n", "number", validation={"pattern": "1"}))},
         "fields.2.validation.pattern",

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StrictFloat, StrictInt
 from pydantic_core import PydanticCustomError
 
 # An ISO 8601 date or date and time starts with the full date. Lax mode would also read
@@ -36,3 +36,16 @@ def _datetime_text(value: Any) -> Any:
 # For JSON bodies and query strings alike.
 DateText = Annotated[date, BeforeValidator(_date_text)]
 DateTimeText = Annotated[datetime, BeforeValidator(_datetime_text)]
+
+
+def _json_number(value: Any) -> Any:
+    # Checked before the union, whose members would each report the value (".int", ".float").
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "number_type", "Send a number, such as 5 or 2.5, not text or true and false."
+        )
+    return value
+
+
+# A JSON number, whole or not, kept as the client sent it.
+JsonNumber = Annotated[StrictInt | StrictFloat, BeforeValidator(_json_number)]

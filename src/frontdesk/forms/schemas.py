@@ -11,12 +11,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     StringConstraints,
 )
 
 from frontdesk.contacts.normalize import SINGLE_LINE_CHECK, MultilineText, SingleLineText
+from frontdesk.core.fields import JsonNumber
 from frontdesk.storage.schemas import ContentTypePattern
 
 FieldType = Literal[
@@ -70,8 +69,8 @@ class FieldValidation(BaseModel):
 
     min_length: int | None = Field(default=None, strict=True, ge=0, le=MAX_LENGTH_LIMIT)
     max_length: int | None = Field(default=None, strict=True, ge=1, le=MAX_LENGTH_LIMIT)
-    min: StrictInt | StrictFloat | None = None
-    max: StrictInt | StrictFloat | None = None
+    min: JsonNumber | None = None
+    max: JsonNumber | None = None
     pattern: SingleLineText | None = Field(
         default=None,
         max_length=1000,
