@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,3 +157,21 @@ async def enquiries(client: httpx.AsyncClient, staff: Staff, **params: Any) -> d
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@contextmanager
+def cursor_listener(runtime: Runtime, listener: Callable[..., None]) -> Iterator[None]:
+    """Attach a ``before_cursor_execute`` listener to the write and read engines.
+
+    GET routes marked read-only run on the read engine, which on PostgreSQL is the same one.
+    """
+    engines = list(
+        {id(e.sync_engine): e.sync_engine for e in (runtime.engine, runtime.read_engine)}.values()
+    )
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            sa.event.remove(engine, "before_cursor_execute", listener)

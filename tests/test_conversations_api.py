@@ -10,10 +10,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from conftest import run_jobs
-from factories import Staff, count_rows, events_named, member, owner
+from factories import Staff, count_rows, cursor_listener, events_named, member, owner
 from frontdesk.contacts.models import Contact
 from frontdesk.conversations import service
 from frontdesk.conversations.jobs import WAKE_JOB
@@ -877,11 +876,8 @@ async def test_list_and_search_query_counts_are_fixed(
 
     async def measure(path: str, **params: Any) -> int:
         statements.clear()
-        event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with cursor_listener(runtime, count):
             response = await client.get(path, params=params, headers=staff.headers)
-        finally:
-            event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
         assert response.status_code == 200, response.text
         return len(statements)
 

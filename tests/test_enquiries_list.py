@@ -7,9 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
-from factories import Staff, create_form, enquiries, member, owner, submit_ok
+from factories import Staff, create_form, cursor_listener, enquiries, member, owner, submit_ok
 from frontdesk.core.clock import FrozenClock
 from frontdesk.runtime import Runtime
 
@@ -239,11 +238,8 @@ async def test_list_query_count_is_fixed(client: httpx.AsyncClient, runtime: Run
 
     async def measure(path: str) -> int:
         statements.clear()
-        event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with cursor_listener(runtime, count):
             response = await client.get(path, headers=staff.headers)
-        finally:
-            event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
         assert response.status_code == 200
         return len(statements)
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from auth_support import add_member, refresh, verified_owner
 from conftest import bearer, signup
+from factories import cursor_listener
 from frontdesk.core.models import Event
 from frontdesk.runtime import Runtime
 
@@ -66,11 +67,8 @@ def count_queries(runtime: Runtime) -> Iterator[list[str]]:
         if asyncio.current_task() is task:
             statements.append(statement)
 
-    sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with cursor_listener(runtime, record):
         yield statements
-    finally:
-        sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_any_member_lists_members(

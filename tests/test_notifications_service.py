@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from factories import cursor_listener
 from frontdesk.auth.models import User
 from frontdesk.core.models import Event, Job
 from frontdesk.core.uow import unit_of_work
@@ -230,13 +231,10 @@ async def test_created_query_count(runtime: Runtime) -> None:
 
     async with unit_of_work(runtime) as uow:
         # Only the statements of the call count, not those of the commit and event publishing.
-        sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
-        try:
+        with cursor_listener(runtime, record):
             await service.notify_enquiry_created(
                 uow, workspace_id=team.workspace_id, enquiry=enquiry
             )
-        finally:
-            sa.event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
 
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     # The members with their users and the workspace name, and the workspace's email provider

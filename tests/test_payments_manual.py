@@ -8,9 +8,8 @@ from typing import Any, get_args
 
 import httpx
 import pytest
-from sqlalchemy import event
 
-from factories import Staff, count_rows, events_named, owner
+from factories import Staff, count_rows, cursor_listener, events_named, owner
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments import payments
@@ -328,11 +327,8 @@ async def test_lists_use_fixed_query_count(client: httpx.AsyncClient, runtime: R
 
     async def measure(path: str) -> int:
         statements.clear()
-        event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with cursor_listener(runtime, count):
             response = await client.get(path, headers=staff.headers)
-        finally:
-            event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
         assert response.status_code == 200, response.text
         return len(statements)
 

@@ -170,7 +170,7 @@ async def test_lock_released_after_error(engine: AsyncEngine) -> None:
 async def test_lock_wait_times_out(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'timeout.db'}"
     engine = create_async_engine(url, module=one_trip_dbapi(lock_timeout_seconds=0.1))
-    configure_sqlite(engine, begin="BEGIN IMMEDIATE")
+    configure_sqlite(engine)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(ITEMS.metadata.create_all)

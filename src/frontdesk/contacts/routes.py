@@ -11,7 +11,7 @@ from frontdesk.auth.dependencies import AgentDep
 from frontdesk.contacts import service
 from frontdesk.contacts.normalize import check_query_text
 from frontdesk.contacts.schemas import ContactDetail, ContactOut, ContactUpdate
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
 from frontdesk.enquiries.service import count_enquiries_by_contact
@@ -26,6 +26,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 
 @router.get("", response_model=Page[ContactOut], responses=_ERRORS)
+@read_only
 async def list_contacts(
     uow: UowDep,
     actor: AgentDep,
@@ -51,6 +52,7 @@ async def list_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactDetail, responses=_ERRORS)
+@read_only
 async def get_contact(uow: UowDep, actor: AgentDep, contact_id: uuid.UUID) -> ContactDetail:
     """Read a contact with the number of its enquiries (list them with /enquiries?contact_id=)."""
     contact = await service.get_contact(uow, workspace_id=actor.workspace_id, contact_id=contact_id)

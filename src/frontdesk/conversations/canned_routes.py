@@ -15,7 +15,7 @@ from frontdesk.conversations.schemas import (
     CannedResponseUpdate,
     RenderIn,
 )
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import NotFound, Problem, ValidationFailed
 
 router = APIRouter(prefix="/canned-responses", tags=["canned responses"])
@@ -31,6 +31,7 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", responses=_ERRORS)
+@read_only
 async def list_canned_responses(
     uow: UowDep,
     actor: AgentDep,
@@ -61,6 +62,7 @@ async def create_canned_response(
 
 
 @router.get("/{canned_response_id}", responses=_ERRORS)
+@read_only
 async def get_canned_response(
     uow: UowDep, actor: AgentDep, canned_response_id: uuid.UUID
 ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from frontdesk.conversations.schemas import (
     MessageEdit,
     ReadIn,
 )
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
@@ -81,6 +81,7 @@ async def _load(uow: UnitOfWork, actor: Actor, conversation_id: uuid.UUID) -> Co
 
 
 @router.get("", responses=_ERRORS)
+@read_only
 async def list_conversations(
     uow: UowDep,
     actor: AgentDep,
@@ -122,6 +123,7 @@ async def list_conversations(
 
 
 @router.get("/unread")
+@read_only
 async def unread_totals(uow: UowDep, actor: AgentDep) -> dict[str, int]:
     """Count your unread messages in the workspace and the conversations that hold them."""
     total, conversations = await service.unread_totals(
@@ -131,6 +133,7 @@ async def unread_totals(uow: UowDep, actor: AgentDep) -> dict[str, int]:
 
 
 @router.get("/search", responses=_ERRORS)
+@read_only
 async def search_messages(
     uow: UowDep,
     actor: AgentDep,
@@ -214,6 +217,7 @@ async def create_conversation(
 
 
 @router.get("/{conversation_id}", responses=_ERRORS)
+@read_only
 async def get_conversation(
     uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID
 ) -> dict[str, Any]:
@@ -262,6 +266,7 @@ def _parse_around(value: str) -> int | uuid.UUID:
 
 
 @router.get("/{conversation_id}/messages", responses=_ERRORS)
+@read_only
 async def list_messages(
     uow: UowDep,
     actor: AgentDep,
@@ -405,6 +410,7 @@ async def delete_message(
 
 
 @router.get("/{conversation_id}/messages/{message_id}/revisions", responses=_ERRORS)
+@read_only
 async def list_revisions(
     uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, message_id: uuid.UUID
 ) -> dict[str, Any]:

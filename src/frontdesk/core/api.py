@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
@@ -11,6 +12,10 @@ from starlette.requests import HTTPConnection
 from frontdesk.core.http import client_ip
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.runtime import Runtime
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_READ_ONLY = "_frontdesk_read_only"
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 
 # The dependencies below are ``async def`` although they do not await: FastAPI runs a plain
@@ -35,9 +40,28 @@ async def get_uow(connection: HTTPConnection) -> UnitOfWork:
             "version is not supported, install the version that pyproject.toml allows."
         )
     runtime: Runtime = connection.app.state.runtime
-    uow = UnitOfWork(runtime, runtime.sessionmaker())
+    sessionmaker = runtime.read_sessionmaker if _reads_only(connection) else runtime.sessionmaker
+    uow = UnitOfWork(runtime, sessionmaker())
     stack.push_async_exit(uow.finish)
     return uow
+
+
+def read_only(endpoint: _Endpoint) -> _Endpoint:
+    """Mark a GET route whose handler only reads, so its unit of work takes no write lock.
+
+    On SQLite the request then reads in a deferred transaction, on connections that reject
+    writes (``query_only``), so a long read such as a search or a report neither waits for
+    the process's writers nor blocks them. Without the mark a request's transaction starts
+    with ``BEGIN IMMEDIATE`` and may write. PostgreSQL uses one engine for both.
+    """
+    setattr(endpoint, _READ_ONLY, True)
+    return endpoint
+
+
+def _reads_only(connection: HTTPConnection) -> bool:
+    if connection.scope.get("method") not in _READ_METHODS:
+        return False
+    return getattr(connection.scope.get("endpoint"), _READ_ONLY, False) is True
 
 
 async def get_client_ip(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> str:

@@ -98,13 +98,19 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
             module=one_trip_dbapi(lock_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS),
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
         )
-        configure_sqlite(engine, begin="BEGIN" if read_only else "BEGIN IMMEDIATE")
+        configure_sqlite(engine, read_only=read_only)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
-    """Set the pragmas on every new connection and start transactions with ``begin``."""
+def configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
+    """Set the pragmas on every new connection and start the engine's transactions.
+
+    A ``read_only`` engine starts deferred transactions and its connections have
+    ``query_only`` set, so a statement that would write raises instead of writing outside
+    the process's write lock.
+    """
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -117,6 +123,8 @@ def configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

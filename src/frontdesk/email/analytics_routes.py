@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from frontdesk.auth.dependencies import AdminDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
 from frontdesk.email import analytics
@@ -37,6 +37,7 @@ def _aware(value: datetime, field: str) -> datetime:
     response_model=AnalyticsOut,
     responses={**_ERRORS, 200: {"content": {"text/csv": {}}, "description": "JSON, or CSV."}},
 )
+@read_only
 async def email_analytics(
     uow: UowDep,
     actor: AdminDep,
@@ -73,6 +74,7 @@ async def email_analytics(
 
 
 @router.get("/messages/{email_id}/events", response_model=EmailEventList, responses=_ERRORS)
+@read_only
 async def message_events(uow: UowDep, actor: AdminDep, email_id: uuid.UUID) -> EmailEventList:
     """The delivery and engagement events of one message, oldest first."""
     events = await analytics.message_events(uow, workspace_id=actor.workspace_id, email_id=email_id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.requests import ClientDisconnect
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import BadRequest, NotFound, PayloadTooLarge, Problem
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, fetch_newest_first
 from frontdesk.email.inbound import parse_message
@@ -63,6 +63,7 @@ async def upload_raw(uow: UowDep, actor: AdminDep, request: Request) -> InboundO
 
 
 @router.get("", response_model=InboundPage, responses=_ERRORS)
+@read_only
 async def list_inbound(
     uow: UowDep,
     actor: AgentDep,
@@ -83,6 +84,7 @@ async def list_inbound(
 
 
 @router.get("/{inbound_id}", response_model=InboundOut, responses=_ERRORS)
+@read_only
 async def get_inbound(uow: UowDep, actor: AgentDep, inbound_id: uuid.UUID) -> InboundOut:
     inbound = await uow.session.scalar(
         sa.select(InboundEmail).where(

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from frontdesk.auth.dependencies import AdminDep, InstanceAdminDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.email import outbox
@@ -49,6 +49,7 @@ def _detail(message: object) -> OutboxMessageDetail:
 
 
 @router.get("/outbox", response_model=OutboxPage, responses=_ERRORS)
+@read_only
 async def list_outbox(
     uow: UowDep,
     actor: AdminDep,
@@ -76,6 +77,7 @@ async def list_outbox(
     response_model_by_alias=True,
     responses=_ERRORS,
 )
+@read_only
 async def get_outbox_message(
     uow: UowDep, actor: AdminDep, email_id: uuid.UUID
 ) -> OutboxMessageDetail:
@@ -84,6 +86,7 @@ async def get_outbox_message(
 
 
 @router.get("/admin/outbox", response_model=OutboxPage, responses=_ERRORS)
+@read_only
 async def list_all_outbox(
     uow: UowDep,
     admin: InstanceAdminDep,
@@ -105,6 +108,7 @@ async def list_all_outbox(
     response_model_by_alias=True,
     responses=_ERRORS,
 )
+@read_only
 async def get_any_outbox_message(
     uow: UowDep, admin: InstanceAdminDep, email_id: uuid.UUID
 ) -> OutboxMessageDetail:
@@ -113,6 +117,7 @@ async def get_any_outbox_message(
 
 
 @router.get("/jobs", response_model=JobPage, responses=_ERRORS)
+@read_only
 async def list_workspace_jobs(
     uow: UowDep,
     actor: AdminDep,
@@ -140,6 +145,7 @@ async def retry_workspace_job(uow: UowDep, actor: AdminDep, job_id: uuid.UUID) -
 
 
 @router.get("/admin/jobs", response_model=JobPage, responses=_ERRORS)
+@read_only
 async def list_all_jobs(
     uow: UowDep,
     admin: InstanceAdminDep,

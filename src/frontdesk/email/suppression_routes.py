@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from frontdesk.auth.dependencies import AdminDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.email import suppressions
@@ -28,6 +28,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 
 @router.get("", response_model=SuppressionPage, responses=_ERRORS)
+@read_only
 async def list_suppressions(
     uow: UowDep,
     actor: AdminDep,

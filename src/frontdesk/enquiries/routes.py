@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.contacts.normalize import check_query_text
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
@@ -36,6 +36,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 
 @router.get("", response_model=Page[EnquiryOut], responses=_ERRORS)
+@read_only
 async def list_enquiries(
     uow: UowDep,
     actor: AgentDep,
@@ -110,6 +111,7 @@ async def create_enquiry(uow: UowDep, actor: AgentDep, body: EnquiryCreate) -> E
 
 
 @router.get("/{enquiry_id}", response_model=EnquiryOut, responses=_ERRORS)
+@read_only
 async def get_enquiry(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID) -> EnquiryOut:
     """Read an enquiry with its contact, assignee and tags."""
     enquiry = await queries.get_enquiry(uow, workspace_id=actor.workspace_id, enquiry_id=enquiry_id)
@@ -155,6 +157,7 @@ async def remove_tag(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID, tag: s
 
 
 @router.get("/{enquiry_id}/timeline", response_model=Timeline, responses=_ERRORS)
+@read_only
 async def get_timeline(uow: UowDep, actor: AgentDep, enquiry_id: uuid.UUID) -> Timeline:
     """List the enquiry's activities, oldest first."""
     enquiry = await queries.get_enquiry(uow, workspace_id=actor.workspace_id, enquiry_id=enquiry_id)

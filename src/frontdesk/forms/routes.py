@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Response
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
 from frontdesk.forms import service
 from frontdesk.forms.public import public_router
@@ -42,6 +42,7 @@ async def create_form(uow: UowDep, actor: AdminDep, body: FormCreate) -> FormOut
 
 
 @router.get("", response_model=FormList, responses=_ERRORS)
+@read_only
 async def list_forms(uow: UowDep, actor: AgentDep) -> FormList:
     """List the workspace's forms, newest first."""
     forms = await service.list_forms(uow, workspace_id=actor.workspace_id)
@@ -49,6 +50,7 @@ async def list_forms(uow: UowDep, actor: AgentDep) -> FormList:
 
 
 @router.get("/{form_id}", response_model=FormOut, responses=_ERRORS)
+@read_only
 async def get_form(uow: UowDep, actor: AgentDep, form_id: uuid.UUID) -> FormOut:
     form = await service.get_form(uow, workspace_id=actor.workspace_id, form_id=form_id)
     return service.form_view(uow.settings, form)
@@ -79,6 +81,7 @@ async def delete_form(uow: UowDep, actor: AdminDep, form_id: uuid.UUID) -> Respo
 
 
 @router.get("/{form_id}/versions", response_model=FormVersionList, responses=_ERRORS)
+@read_only
 async def list_versions(uow: UowDep, actor: AgentDep, form_id: uuid.UUID) -> FormVersionList:
     """List the published versions of a form, newest first."""
     versions = await service.list_versions(uow, workspace_id=actor.workspace_id, form_id=form_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
 from frontdesk.core.query_params import parse_statuses
@@ -40,6 +40,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 
 @router.get("", response_model=Page[InvoiceSummary], responses=_ERRORS)
+@read_only
 async def list_invoices(
     uow: UowDep,
     actor: AgentDep,
@@ -100,6 +101,7 @@ async def create_invoice_from_enquiry(
 
 
 @router.get("/{invoice_id}", response_model=InvoiceOut, responses=_ERRORS)
+@read_only
 async def get_invoice(uow: UowDep, actor: AgentDep, invoice_id: uuid.UUID) -> InvoiceOut:
     """Read an invoice with its lines, tax breakdown and amounts."""
     invoice = await invoices.get_invoice(uow, actor.workspace_id, invoice_id)
@@ -151,6 +153,7 @@ async def mark_uncollectible(uow: UowDep, actor: AdminDep, invoice_id: uuid.UUID
 
 
 @router.get("/{invoice_id}/timeline", response_model=InvoiceTimeline, responses=_ERRORS)
+@read_only
 async def get_timeline(uow: UowDep, actor: AgentDep, invoice_id: uuid.UUID) -> InvoiceTimeline:
     """List the invoice's activities, oldest first."""
     invoice = await invoices.get_invoice(uow, actor.workspace_id, invoice_id)
@@ -171,6 +174,7 @@ async def create_credit_note(
 
 
 @router.get("/{invoice_id}/credit-notes", response_model=CreditNoteList, responses=_ERRORS)
+@read_only
 async def list_credit_notes(uow: UowDep, actor: AgentDep, invoice_id: uuid.UUID) -> CreditNoteList:
     """List the invoice's credit notes, oldest first."""
     invoice = await invoices.get_invoice(uow, actor.workspace_id, invoice_id)

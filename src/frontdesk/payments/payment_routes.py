@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from frontdesk.auth.dependencies import AgentDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
 from frontdesk.payments import invoices, payments
 from frontdesk.payments.schemas import (
@@ -43,6 +43,7 @@ async def record_payment(
 
 
 @router.get("/invoices/{invoice_id}/payments", response_model=PaymentList, responses=_ERRORS)
+@read_only
 async def list_payments(uow: UowDep, actor: AgentDep, invoice_id: uuid.UUID) -> PaymentList:
     """List the invoice's payments of every gateway, oldest first."""
     invoice = await invoices.get_invoice(uow, actor.workspace_id, invoice_id)
@@ -51,6 +52,7 @@ async def list_payments(uow: UowDep, actor: AgentDep, invoice_id: uuid.UUID) -> 
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, responses=_ERRORS)
+@read_only
 async def get_payment(uow: UowDep, actor: AgentDep, payment_id: uuid.UUID) -> PaymentOut:
     """Read a payment with its status transitions and refunds."""
     payment = await payments.get_payment(uow, actor.workspace_id, payment_id)

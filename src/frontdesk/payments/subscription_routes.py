@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from frontdesk.auth.dependencies import AgentDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
 from frontdesk.core.fields import DateText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
@@ -68,6 +68,7 @@ class ChangePlanIn(BaseModel):
 
 
 @router.get("", responses=_ERRORS)
+@read_only
 async def list_subscriptions(
     uow: UowDep,
     actor: AgentDep,
@@ -108,6 +109,7 @@ async def create_subscription(
 
 
 @router.get("/{subscription_id}", responses=_ERRORS)
+@read_only
 async def get_subscription(
     uow: UowDep, actor: AgentDep, subscription_id: uuid.UUID
 ) -> dict[str, Any]:

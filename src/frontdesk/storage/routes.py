@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
-from frontdesk.core.api import UowDep
+from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import BadRequest, Problem
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from frontdesk.storage import scanning, service
@@ -68,12 +68,14 @@ async def create_bucket(uow: UowDep, actor: AdminDep, body: BucketCreate) -> Buc
 
 
 @router.get("/buckets", response_model=BucketList, responses=_ERRORS)
+@read_only
 async def list_buckets(uow: UowDep, actor: AgentDep) -> BucketList:
     buckets = await service.list_buckets(uow, workspace_id=actor.workspace_id)
     return BucketList(items=[service.bucket_view(bucket) for bucket in buckets])
 
 
 @router.get("/buckets/{bucket_id}", response_model=BucketOut, responses=_ERRORS)
+@read_only
 async def get_bucket(uow: UowDep, actor: AgentDep, bucket_id: uuid.UUID) -> BucketOut:
     bucket = await service.get_bucket(uow, workspace_id=actor.workspace_id, bucket_id=bucket_id)
     return service.bucket_view(bucket)
@@ -142,6 +144,7 @@ async def upload(
 
 
 @router.get("/buckets/{bucket_id}/objects", response_model=ObjectList, responses=_ERRORS)
+@read_only
 async def list_objects(
     uow: UowDep,
     actor: AgentDep,
@@ -161,6 +164,7 @@ async def list_objects(
 
 
 @router.get("/objects/{object_id}", response_model=ObjectOut, responses=_ERRORS)
+@read_only
 async def get_object(uow: UowDep, actor: AgentDep, object_id: uuid.UUID) -> ObjectOut:
     stored, bucket = await service.get_object(
         uow, workspace_id=actor.workspace_id, object_id=object_id
@@ -246,6 +250,7 @@ async def download(
 
 
 @router.get("/usage", response_model=Usage, responses=_ERRORS)
+@read_only
 async def usage(uow: UowDep, actor: AgentDep) -> Usage:
     """Return the workspace's stored bytes, object count and quota."""
     return await service.usage(uow, workspace_id=actor.workspace_id)

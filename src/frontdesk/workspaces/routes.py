@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep, OwnerDep, UserDep
 from frontdesk.auth.schemas import OpaqueToken, WorkspaceRef, problem_responses
-from frontdesk.core.api import ClientIpDep, UowDep
+from frontdesk.core.api import ClientIpDep, UowDep, read_only
 from frontdesk.workspaces import invitations, service
 from frontdesk.workspaces.schemas import (
     InvitationAccept,
@@ -60,6 +60,7 @@ async def transfer_ownership(body: OwnershipTransfer, actor: OwnerDep, uow: UowD
 
 
 @router.get("/members", responses=problem_responses(401, 403), tags=["members"])
+@read_only
 async def list_members(actor: AgentDep, uow: UowDep) -> list[MemberOut]:
     return await service.list_members(uow, actor)
 
