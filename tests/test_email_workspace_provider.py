@@ -128,6 +128,17 @@ async def test_same_kind_keeps_secret(
             },
             "config.colour",
         ),
+        *(
+            (
+                {
+                    "kind": "postmark",
+                    "config": {"server_token": "x", "message_stream": stream},
+                    "from_address": FROM,
+                },
+                "config.message_stream",
+            )
+            for stream in ("", "my stream", "s" * 101)
+        ),
     ],
 )
 async def test_invalid_settings_rejected(

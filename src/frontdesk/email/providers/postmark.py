@@ -10,7 +10,7 @@ import base64
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from frontdesk.email.mime import (
     OutgoingEmail,
@@ -32,9 +32,9 @@ POSTMARK_API = "https://api.postmarkapp.com"
 
 class PostmarkConfig(HttpProviderConfig):
     server_token: SecretStr
-    # The message stream id; Postmark uses "outbound" (the default transactional stream)
-    # when it is absent.
-    message_stream: str | None = None
+    # The message stream id, such as "outbound" or "my-stream-id"; Postmark uses "outbound"
+    # (the default transactional stream) when it is absent. Ids are short and have no spaces.
+    message_stream: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,100}$")
     api_base_url: str = POSTMARK_API
 
 
