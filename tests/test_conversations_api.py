@@ -651,6 +651,13 @@ async def test_history_both_ways_and_around(client: httpx.AsyncClient) -> None:
     assert (seqs(newer), newer["has_before"], newer["has_after"]) == ([3, 4], True, True)
     assert seqs(around_seq) == [3, 4, 5]
     assert seqs(around_id) == [3, 4, 5]
+    only = await _get(client, staff, path, around=4, limit=1)
+    assert (seqs(only), only["has_before"], only["has_after"]) == ([4], True, True)
+    assert seqs(await _get(client, staff, path, around=4, limit=2)) == [4, 5]
+    last = await _get(client, staff, path, around=7, limit=3)
+    assert (seqs(last), last["has_before"], last["has_after"]) == ([5, 6, 7], True, False)
+    first = await _get(client, staff, path, around=1, limit=3)
+    assert (seqs(first), first["has_before"], first["has_after"]) == ([1, 2, 3], False, True)
 
     two = await client.get(path, params={"before": 3, "after": 1}, headers=staff.headers)
     bad_around = await client.get(path, params={"around": "x"}, headers=staff.headers)

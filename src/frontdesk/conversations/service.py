@@ -804,9 +804,14 @@ async def history(
         has_before = await _exists(uow, base.where(seq <= after))
         return HistoryPage(items, has_before, has_after)
     if around is not None:
-        half = max(limit // 2, 1)
-        head, has_before = await older(around, half)
+        # The message at ``around`` (or the next one shown) starts the newer part, so even a
+        # page of one holds it. Each side fills what the other cannot near an end.
+        head, has_before = await older(around, (limit - 1) // 2)
         tail, has_after = await newer(around - 1, limit - len(head))
+        missing = limit - len(head) - len(tail)
+        if missing > 0 and has_before:
+            extra, has_before = await older(head[0].seq if head else around, missing)
+            head = extra + head
         return HistoryPage(head + tail, has_before, has_after)
     below = before if before is not None else conversation.last_seq + 1
     items, has_before = await older(below, limit)
