@@ -835,11 +835,14 @@ async def test_upload_rejections_store_nothing(client: httpx.AsyncClient, runtim
     archive = await upload(
         client, chat, visitor, b"PK\x03\x04" + b"\0" * 200, content_type="image/png"
     )
+    empty = await upload(client, chat, visitor, b"", filename="empty.pdf")
 
     assert_problem(too_large, 413)
     assert str(UPLOAD_MAX) in too_large.json()["detail"]
     assert_problem(executable, 415)
     assert_problem(archive, 415)
+    assert_problem(empty, 422)
+    assert empty.json()["errors"][0]["code"] == "file_empty"
     assert await count_rows(runtime, StoredObject) == 0
     assert [path async for path in runtime.storage.list_paths()] == []
 

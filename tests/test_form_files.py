@@ -230,6 +230,21 @@ async def test_upload_lying_about_type(client: httpx.AsyncClient, runtime: Runti
     assert await count_rows(runtime, FormUpload) == 0
 
 
+async def test_empty_upload_rejected(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    _staff, form = await file_form(client)
+    response = await upload(client, form, "photos", b"", content_type="image/png")
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {
+            "field": "body",
+            "message": "The file is empty; send a file with content.",
+            "code": "file_empty",
+        }
+    ]
+    assert await count_rows(runtime, StoredObject) == 0
+    assert await count_rows(runtime, FormUpload) == 0
+
+
 async def test_oversized_upload_leaves_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
     _staff, form = await file_form(client)
     response = await upload(client, form, "photos", png_bytes() + b"\0" * 60_000)

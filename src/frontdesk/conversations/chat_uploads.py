@@ -166,6 +166,7 @@ async def store_visitor_upload(
         overwrite=False,
         claimed_type=claimed_type,
         chunks=reject_markup(chunks),
+        allow_empty=False,
         owner_id=None,
         max_bytes=uow.settings.chat_upload_max_bytes,
         allowed_types=UPLOAD_TYPES,

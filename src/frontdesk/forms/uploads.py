@@ -116,6 +116,7 @@ async def store_upload(
         owner_id=None,
         max_bytes=options.get("max_bytes"),
         allowed_types=options.get("content_types"),
+        allow_empty=False,
     )
     token = new_token(24)
     upload = FormUpload(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 
-from frontdesk.core.errors import PayloadTooLarge
+from frontdesk.core.errors import PayloadTooLarge, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.storage import service
@@ -59,11 +59,13 @@ async def upload_object(
     release_read_transaction: bool = False,
     max_bytes: int | None = None,
     allowed_types: list[str] | None = None,
+    allow_empty: bool = True,
 ) -> tuple[StoredObject, Bucket]:
     """Store a streamed upload as a new object of the bucket.
 
     ``max_bytes`` and ``allowed_types`` narrow the bucket's own limits for this upload, as a
-    form's file field does.
+    form's file field does. Without ``allow_empty`` an upload of no bytes gets 422
+    ``file_empty``.
 
     With ``release_read_transaction`` the caller promises that its unit of work has written
     nothing yet: the transaction that did the checks ends before the bytes stream and a new
@@ -91,6 +93,8 @@ async def upload_object(
 
     stream = aiter(chunks)
     head, complete = await _read_head(stream)
+    if not head and not allow_empty:
+        raise ValidationFailed("body", "The file is empty; send a file with content.", "file_empty")
     content_type = sniff_type(
         head[:SNIFF_BYTES],
         complete=complete and len(head) <= SNIFF_BYTES,
