@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from starlette.requests import Request
 
 from frontdesk.core.http import client_ip
@@ -81,6 +82,27 @@ async def test_metrics_exposed(client: httpx.AsyncClient) -> None:
         'frontdesk_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}'
         in response.text
     )
+
+
+async def test_unhandled_error_counted_as_500(app: FastAPI) -> None:
+    async def fail() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/test-failure", fail)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://frontdesk.test") as http:
+        response = await http.get("/test-failure", headers={"X-Request-ID": "trace-500"})
+        metrics = await http.get("/metrics")
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert response.json()["request_id"] == "trace-500"
+    assert response.headers["x-request-id"] == "trace-500"
+    assert (
+        'frontdesk_http_request_duration_seconds_count{method="GET",route="/test-failure",'
+        'status="500"}' in metrics.text
+    )
+    assert 'route="/test-failure",status="0"' not in metrics.text
 
 
 async def test_openapi_and_docs_served(client: httpx.AsyncClient) -> None:

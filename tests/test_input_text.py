@@ -356,6 +356,8 @@ async def test_enquiry_errors_listed_together(client: httpx.AsyncClient) -> None
         ("/api/v1/enquiries", "created_before", "-5"),
         ("/api/v1/conversations/search?q=hello", "from", "1700000000.5"),
         ("/api/v1/email/analytics?to=2026-02-01T00:00:00Z", "from", "1700000000"),
+        ("/api/v1/enquiries", "created_after", "2026-13-45"),
+        ("/api/v1/enquiries", "created_before", "2026-12-05T25:00:00Z"),
     ],
 )
 async def test_time_in_query_is_iso_text(
@@ -384,3 +386,48 @@ async def test_date_as_digits_text_rejected(client: httpx.AsyncClient) -> None:
     assert_invalid(response, "snoozed_until", "datetime_parsing")
     read = await client.get(url, headers=staff.headers)
     assert read.json()["status"] == "open"
+
+
+async def test_query_offset_plus_explained(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    # An unencoded + reaches the server as a space.
+    response = await client.get(
+        "/api/v1/enquiries?created_after=2026-12-05T15:28:36+01:00", headers=staff.headers
+    )
+
+    assert_invalid(response, "created_after", "datetime_parsing")
+    assert "%2B" in response.json()["errors"][0]["message"]
+
+
+async def test_analytics_offset_past_year_9999(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.get(
+        "/api/v1/email/analytics",
+        params={"from": "9999-12-31T00:00:00Z", "to": "9999-12-31T23:59:59-14:00"},
+        headers=staff.headers,
+    )
+
+    assert_invalid(response, "to", "out_of_range")
+
+
+@pytest.mark.parametrize(
+    ("path", "start", "end"),
+    [
+        ("/api/v1/enquiries", "created_after", "created_before"),
+        ("/api/v1/conversations/search?q=hello", "from", "to"),
+    ],
+)
+async def test_empty_time_range_rejected(
+    client: httpx.AsyncClient, path: str, start: str, end: str
+) -> None:
+    staff = await owner(client)
+    separator = "&" if "?" in path else "?"
+
+    response = await client.get(
+        f"{path}{separator}{start}=2026-12-06T00:00:00Z&{end}=2026-12-01T00:00:00Z",
+        headers=staff.headers,
+    )
+
+    assert_invalid(response, end, "invalid_range")

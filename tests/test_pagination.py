@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import pytest
 
@@ -105,3 +107,46 @@ async def test_storage_and_dated_cursors_stay_apart(client: httpx.AsyncClient) -
         assert error["code"] == "invalid_cursor"
         assert error["message"].startswith("The cursor belongs to another list")
     assert [item["key"] for item in own.json()["items"]] == ["b.txt"]
+
+
+def _cursor(*parts: str) -> str:
+    # Written as JSON escapes, as a client tampering with a cursor could.
+    raw = "[" + ", ".join(f'"{part}"' for part in parts) + "]"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        _cursor("storage_objects", "\\ud800", "01a246d3-a1a4-70f8-be2f-4c078c07de16"),
+        _cursor("storage_objects", "a\\u0000b", "01a246d3-a1a4-70f8-be2f-4c078c07de16"),
+        _cursor("storage_objects", "/not/a/key", "01a246d3-a1a4-70f8-be2f-4c078c07de16"),
+    ],
+    ids=["empty", "lone-surrogate", "nul", "invalid-key"],
+)
+async def test_tampered_object_cursor_rejected(client: httpx.AsyncClient, cursor: str) -> None:
+    staff = await owner(client)
+    bucket = await client.post(
+        "/api/v1/storage/buckets", json={"name": "tampered"}, headers=staff.headers
+    )
+    objects = f"/api/v1/storage/buckets/{bucket.json()['id']}/objects"
+
+    response = await client.get(objects, params={"cursor": cursor}, headers=staff.headers)
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "cursor"
+    assert error["code"] == "invalid_cursor"
+
+
+async def test_dated_cursor_with_surrogate_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    cursor = _cursor("conversations", "\\ud800", "01a246d3-a1a4-70f8-be2f-4c078c07de16")
+
+    response = await client.get(
+        "/api/v1/conversations", params={"cursor": cursor}, headers=staff.headers
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["code"] == "invalid_cursor"

@@ -411,6 +411,19 @@ async def test_confirm_on_void_invoice_conflicts(
     assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0
 
 
+async def test_impossible_paid_on_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff)
+
+    response = await pay(client, staff, invoice["id"], amount=100, paid_on="2026-02-30")
+
+    problem(response, 422, field="paid_on", code="validation_failed")
+    [error] = response.json()["errors"]
+    assert error["code"] == "date_parsing"
+    assert error["message"] == "Send a valid date as ISO 8601 text, such as 2026-05-20."
+    assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0
+
+
 async def test_paid_on_as_number_rejected(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     invoice = await issued_invoice(client, staff)

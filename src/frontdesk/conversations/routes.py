@@ -27,7 +27,7 @@ from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
-from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
+from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses, time_range
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
 from frontdesk.enquiries.queries import get_enquiry
@@ -158,12 +158,13 @@ async def search_messages(
     word finds nothing. Each item is a message with `snippet`, HTML-escaped text around the
     first match with matches in `<mark>`.
     """
+    start, end = time_range(created_from, created_to, ("from", "to"))
     filters = search.SearchFilters(
         conversation_id=conversation_id,
         contact_id=contact_id,
         channel=channel,
-        created_from=as_utc(created_from, "from"),
-        created_to=as_utc(created_to, "to"),
+        created_from=start,
+        created_to=end,
     )
     page = await search.search_messages(
         uow,

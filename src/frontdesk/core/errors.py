@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from frontdesk.core.fields import DATE_MESSAGE, DATETIME_MESSAGE
 from frontdesk.core.routing import allowed_methods
 
 log = structlog.get_logger()
@@ -202,11 +204,32 @@ _UNREADABLE_BODY = (
 EMAIL_MESSAGE = "Enter a valid email address, like name@example.com."
 
 
+# Pydantic's parse errors of dates and times, reported with one code and message per kind:
+# its own messages ("unexpected extra characters at the end of the input") give no fix.
+_TIME_ERRORS = {
+    "date_parsing": ("date_parsing", DATE_MESSAGE),
+    "date_from_datetime_parsing": ("date_parsing", DATE_MESSAGE),
+    "date_from_datetime_inexact": ("date_parsing", DATE_MESSAGE),
+    "datetime_parsing": ("datetime_parsing", DATETIME_MESSAGE),
+    "datetime_from_date_parsing": ("datetime_parsing", DATETIME_MESSAGE),
+    "datetime_object_invalid": ("datetime_parsing", DATETIME_MESSAGE),
+}
+# A time whose "+01:00" offset arrived as " 01:00": a + in a query string decodes to a space.
+_DECODED_PLUS_OFFSET = re.compile(r"[0-9] [0-9]{2}(:?[0-9]{2})?$")
+
+
 def _request_validation_errors(exc: RequestValidationError) -> list[FieldError]:
     errors = []
     for item in exc.errors():
         kind = str(item.get("type", "invalid"))
         message = _VALIDATION_MESSAGES.get(kind) or str(item.get("msg", "Invalid value."))
+        if kind in _TIME_ERRORS:
+            kind, message = _TIME_ERRORS[kind]
+            value = item.get("input")
+            location = item.get("loc", ())
+            if location[:1] == ("query",) and isinstance(value, str):
+                if _DECODED_PLUS_OFFSET.search(value):
+                    message += " In a query string, write the + of the offset as %2B."
         reason = (item.get("ctx") or {}).get("error")
         if kind == "value_error" and reason is not None:
             # Pydantic's message is "Value error, " and then the validator's own message,
@@ -343,10 +366,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("request.failed", error=repr(exc), exc_info=exc)
+        request_id = getattr(request.state, "request_id", None)
+        # Starlette sends this response outside the middleware that adds the header to others.
+        headers = {"X-Request-ID": request_id} if request_id else None
         return problem_response(
             request,
             status=500,
             code="internal_error",
             title="Internal server error",
             detail="The server failed to handle this request; the error is logged with its request id.",
+            headers=headers,
         )

@@ -13,8 +13,8 @@ from pydantic_core import PydanticCustomError
 # digits alone ("1700000000", "-5") as a Unix time.
 _ISO_DATE_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-DATE_MESSAGE = "Send the date as ISO 8601 text, such as 2026-05-20."
-DATETIME_MESSAGE = "Send the time as ISO 8601 text, such as 2026-05-20T09:30:00Z."
+DATE_MESSAGE = "Send a valid date as ISO 8601 text, such as 2026-05-20."
+DATETIME_MESSAGE = "Send a valid time as ISO 8601 text, such as 2026-05-20T09:30:00Z."
 
 
 def _date_text(value: Any) -> Any:

@@ -89,6 +89,11 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The error handler outside this middleware answers 500 for an unhandled error.
+            if status == 0:
+                status = 500
+            raise
         finally:
             duration = time.perf_counter() - started
             if scope["type"] == "http":

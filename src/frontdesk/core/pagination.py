@@ -51,6 +51,15 @@ def cursor_parts(cursor: str) -> tuple[str, str, str]:
         raise ValueError(CURSOR_MESSAGE) from exc
     if not (isinstance(parts, list) and len(parts) == 3 and all(isinstance(p, str) for p in parts)):
         raise ValueError(CURSOR_MESSAGE)
+    for part in parts:
+        # JSON escapes can carry NUL or a lone surrogate, which no issued cursor holds and
+        # which the databases cannot take as a parameter.
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(CURSOR_MESSAGE) from exc
+        if "\x00" in part:
+            raise ValueError(CURSOR_MESSAGE)
     return parts[0], parts[1], parts[2]
 
 

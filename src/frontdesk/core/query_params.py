@@ -57,3 +57,18 @@ def as_utc(value: datetime | None, parameter: str) -> datetime | None:
             "The time is out of range once converted to UTC; use years 1 to 9999.",
             "out_of_range",
         ) from exc
+
+
+def time_range(
+    start: datetime | None, end: datetime | None, names: tuple[str, str]
+) -> tuple[datetime | None, datetime | None]:
+    """Read a range's two times as UTC; raise ValidationFailed naming the end when the range
+    is empty (the end is not after the start)."""
+    start_utc, end_utc = as_utc(start, names[0]), as_utc(end, names[1])
+    if start_utc is not None and end_utc is not None and end_utc <= start_utc:
+        raise ValidationFailed(
+            names[1],
+            f"'{names[1]}' must be after '{names[0]}'; the range is empty as sent.",
+            "invalid_range",
+        )
+    return start_utc, end_utc

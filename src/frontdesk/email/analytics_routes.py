@@ -13,6 +13,7 @@ from frontdesk.auth.dependencies import AdminDep
 from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
+from frontdesk.core.query_params import as_utc
 from frontdesk.email import analytics
 from frontdesk.email.schemas import AnalyticsOut, AnalyticsRow, EmailEventList, EmailEventOut
 
@@ -29,6 +30,8 @@ def _aware(value: datetime, field: str) -> datetime:
         raise ValidationFailed(
             field, "Give a time with its UTC offset, like 2027-03-01T00:00:00Z.", "timezone_missing"
         )
+    # Checks that the time stays within years 1 to 9999 in UTC, as the database stores it.
+    as_utc(value, field)
     return value
 
 

@@ -13,7 +13,7 @@ from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, Page
-from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses
+from frontdesk.core.query_params import parse_assignee, parse_statuses, time_range
 from frontdesk.enquiries import queries, service
 from frontdesk.enquiries.schemas import (
     SOURCES,
@@ -75,12 +75,13 @@ async def list_enquiries(
             normalized_tag = service.normalize_tag(tag)
         except ValueError as exc:
             raise ValidationFailed("tag", str(exc), "invalid_tag") from exc
+    after, before = time_range(created_after, created_before, ("created_after", "created_before"))
     filters = queries.EnquiryFilters(
         statuses=parse_statuses(status, STATUSES),
         assignee=parse_assignee(assignee),
         source=source or None,
-        created_after=as_utc(created_after, "created_after"),
-        created_before=as_utc(created_before, "created_before"),
+        created_after=after,
+        created_before=before,
         q=check_query_text(q, "q"),
         tag=normalized_tag,
         contact_id=contact_id,

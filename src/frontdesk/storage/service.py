@@ -272,8 +272,11 @@ def decode_key_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     if list_name != _OBJECTS_LIST:
         raise ValidationFailed("cursor", OTHER_LIST_MESSAGE, "invalid_cursor")
     try:
+        # The key of an issued cursor is a stored key, so it passes the key rules unchanged.
+        if normalize_key(key) != key:
+            raise ValueError(CURSOR_MESSAGE)
         return key, uuid.UUID(object_id)
-    except ValueError as exc:
+    except (ValueError, ValidationFailed) as exc:
         raise ValidationFailed("cursor", CURSOR_MESSAGE, "invalid_cursor") from exc
 
 
@@ -292,7 +295,7 @@ async def list_objects(
         # substr compares code points exactly on both databases; SQLite's LIKE ignores ASCII
         # case.
         query = query.where(sa.func.substr(StoredObject.key, 1, len(prefix)) == prefix)
-    if cursor:
+    if cursor is not None:
         after_key, after_id = decode_key_cursor(cursor)
         query = query.where(
             sa.or_(
