@@ -805,7 +805,7 @@ async def history(
         return HistoryPage(items, has_before, has_after)
     if around is not None:
         # The message at ``around`` (or the next one shown) starts the newer part, so even a
-        # page of one holds it. Each side fills what the other cannot near an end.
+        # page of one contains it. Each side fills what the other cannot near an end.
         head, has_before = await older(around, (limit - 1) // 2)
         tail, has_after = await newer(around - 1, limit - len(head))
         missing = limit - len(head) - len(tail)

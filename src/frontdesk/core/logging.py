@@ -90,7 +90,7 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            # The error handler outside this middleware answers 500 for an unhandled error.
+            # The error handler outside this middleware responds 500 to an unhandled error.
             if status == 0:
                 status = 500
             raise

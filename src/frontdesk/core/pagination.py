@@ -52,7 +52,7 @@ def cursor_parts(cursor: str) -> tuple[str, str, str]:
     if not (isinstance(parts, list) and len(parts) == 3 and all(isinstance(p, str) for p in parts)):
         raise ValueError(CURSOR_MESSAGE)
     for part in parts:
-        # JSON escapes can carry NUL or a lone surrogate, which no issued cursor holds and
+        # JSON escapes can carry NUL or a lone surrogate, which no issued cursor contains and
         # which the databases cannot take as a parameter.
         try:
             part.encode("utf-8")
