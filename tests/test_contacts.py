@@ -67,6 +67,23 @@ async def test_phone_normalized_with_country(client: httpx.AsyncClient, runtime:
     assert [item["answers"]["phone"] for item in items] == ["+442079460018"] * 2
 
 
+@pytest.mark.parametrize(
+    "query", ["(020) 7946-0018", "020 7946 0018", "02079460018", "020 7946", "+44 20 7946 0018"]
+)
+async def test_phone_search_national_form(
+    client: httpx.AsyncClient, runtime: Runtime, query: str
+) -> None:
+    staff, form = await _setup(client, runtime, country="GB")
+    await submit_ok(client, form, {"name": "Ada", "phone": "+44 20 7946 0018"})
+    await submit_ok(client, form, {"name": "Bob", "phone": "+44 161 496 0000"})
+
+    contacts = await client.get("/api/v1/contacts", params={"q": query}, headers=staff.headers)
+    found = await enquiries(client, staff, q=query)
+
+    assert [item["name"] for item in contacts.json()["items"]] == ["Ada"]
+    assert [item["contact"]["name"] for item in found["items"]] == ["Ada"]
+
+
 async def test_phone_country_comes_from_workspace(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import phonenumbers
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from frontdesk.contacts.schemas import ContactUpdate
 from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from frontdesk.core.pagination import fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
+from frontdesk.workspaces.models import Workspace
 
 log = structlog.get_logger()
 
@@ -31,20 +33,45 @@ def contact_search_text(contact: Contact) -> str:
 
 
 def search_condition(
-    column: ColumnElement[str] | InstrumentedAttribute[str], query: str
+    column: ColumnElement[str] | InstrumentedAttribute[str],
+    query: str,
+    default_country: str | None = None,
 ) -> sa.ColumnElement[bool]:
     """Build a case-insensitive substring test of ``query`` against a folded text column.
 
     LIKE wildcards in the query are escaped, so ``%`` and ``_`` match themselves. A query
     that looks like a phone number also matches its digits alone, so "+44 20 7946" finds
-    the stored E.164 "+442079460000".
+    the stored E.164 "+442079460000". With ``default_country`` a number written the
+    national way also matches without its trunk prefix, so "(020) 7946-0000" finds it in a
+    GB workspace.
     """
     folded = fold_text(query.strip())
     condition = column.contains(folded, autoescape=True)
     digits = "".join(ch for ch in folded if ch.isdigit())
-    if len(digits) >= 3 and digits != folded and all(ch in "0123456789+-(). " for ch in folded):
-        condition = sa.or_(condition, column.contains(digits, autoescape=True))
+    if len(digits) >= 3 and all(ch in "0123456789+-(). " for ch in folded):
+        candidates = {digits} - {folded}
+        prefix = _trunk_prefix(default_country) if default_country else None
+        if prefix and not folded.startswith("+") and digits.startswith(prefix):
+            national = digits[len(prefix) :]
+            if len(national) >= 3:
+                candidates.add(national)
+        for candidate in sorted(candidates):
+            condition = sa.or_(condition, column.contains(candidate, autoescape=True))
     return condition
+
+
+def _trunk_prefix(country: str) -> str | None:
+    """Return the digits that a country's national numbers start with, such as 0 in GB."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(country.upper())
+    return metadata.national_prefix if metadata is not None else None
+
+
+async def search_country(uow: UnitOfWork, workspace_id: uuid.UUID) -> str | None:
+    """Return the workspace's default country, which search uses to read national numbers."""
+    country: str | None = await uow.session.scalar(
+        sa.select(Workspace.default_country).where(Workspace.id == workspace_id)
+    )
+    return country
 
 
 async def get_contact(
@@ -191,7 +218,8 @@ async def list_contacts(
     """Return one page of contacts, newest first, and the cursor of the next page."""
     statement = sa.select(Contact).where(Contact.workspace_id == workspace_id)
     if q and q.strip():
-        statement = statement.where(search_condition(Contact.search_text, q))
+        country = await search_country(uow, workspace_id)
+        statement = statement.where(search_condition(Contact.search_text, q, country))
     rows, next_cursor = await fetch_newest_first(
         uow.session, statement, Contact, cursor=cursor, limit=limit
     )

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from frontdesk.auth.models import User
 from frontdesk.contacts.models import Contact
 from frontdesk.contacts.schemas import ContactSummary
-from frontdesk.contacts.service import search_condition
+from frontdesk.contacts.service import search_condition, search_country
 from frontdesk.core.errors import NotFound
 from frontdesk.core.pagination import Page, fetch_newest_first
 from frontdesk.core.uow import UnitOfWork
@@ -145,10 +145,11 @@ async def list_enquiries(
             sa.exists().where(EnquiryTag.enquiry_id == Enquiry.id, EnquiryTag.tag == filters.tag)
         )
     if filters.q and filters.q.strip():
+        country = await search_country(uow, workspace_id)
         statement = statement.outerjoin(Contact, Contact.id == Enquiry.contact_id).where(
             sa.or_(
-                search_condition(Enquiry.search_text, filters.q),
-                search_condition(Contact.search_text, filters.q),
+                search_condition(Enquiry.search_text, filters.q, country),
+                search_condition(Contact.search_text, filters.q, country),
             )
         )
     rows, next_cursor = await fetch_newest_first(
