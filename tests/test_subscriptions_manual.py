@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import run_jobs
 from factories import Staff, member, owner
-from frontdesk.core.clock import FrozenClock
+from frontdesk.core.clock import FrozenClock, iso_utc
 from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.email.models import EmailMessage
@@ -221,8 +221,8 @@ async def test_first_invoice_and_month_end_renewals(
     subscription = await subscribe(client, staff, plan["id"], contact_id)
 
     assert subscription["status"] == "active"
-    assert subscription["current_period_start"] == START.isoformat()
-    assert subscription["current_period_end"] == datetime(2026, 2, 28, 10, tzinfo=UTC).isoformat()
+    assert subscription["current_period_start"] == iso_utc(START)
+    assert subscription["current_period_end"] == iso_utc(datetime(2026, 2, 28, 10, tzinfo=UTC))
     first = await invoices_of(runtime, subscription["id"])
     assert len(first) == 1
     assert first[0].status == "open"
@@ -260,9 +260,9 @@ async def test_first_invoice_and_month_end_renewals(
     await run(runtime)
     await run(runtime)
     renewed = await fetch(client, staff, subscription["id"])
-    assert renewed["current_period_start"] == datetime(2026, 2, 28, 10, tzinfo=UTC).isoformat()
+    assert renewed["current_period_start"] == iso_utc(datetime(2026, 2, 28, 10, tzinfo=UTC))
     # Anchored to the 31st: March ends on the 31st again, not the 28th.
-    assert renewed["current_period_end"] == datetime(2026, 3, 31, 10, tzinfo=UTC).isoformat()
+    assert renewed["current_period_end"] == iso_utc(datetime(2026, 3, 31, 10, tzinfo=UTC))
     assert len(await invoices_of(runtime, subscription["id"])) == 2
 
     names = await event_names(runtime, staff.workspace_id)
@@ -284,7 +284,7 @@ async def test_missed_periods_each_invoiced(
     assert len(invoices) == 4
     assert len({invoice.number for invoice in invoices}) == 4
     current = await fetch(client, staff, subscription["id"])
-    assert current["current_period_start"] == (START + timedelta(weeks=6)).isoformat()
+    assert current["current_period_start"] == iso_utc(START + timedelta(weeks=6))
 
 
 async def test_trial_then_active(
@@ -294,7 +294,7 @@ async def test_trial_then_active(
     plan = await make_plan(client, staff, trial_days=14)
     subscription = await subscribe(client, staff, plan["id"], await make_contact(client, staff))
     assert subscription["status"] == "trialing"
-    assert subscription["trial_end"] == (START + timedelta(days=14)).isoformat()
+    assert subscription["trial_end"] == iso_utc(START + timedelta(days=14))
     assert await invoices_of(runtime, subscription["id"]) == []
 
     clock.set(START + timedelta(days=13))
@@ -305,7 +305,7 @@ async def test_trial_then_active(
     await run(runtime)
     active = await fetch(client, staff, subscription["id"])
     assert active["status"] == "active"
-    assert active["current_period_end"] == (datetime(2026, 3, 14, 10, tzinfo=UTC).isoformat())
+    assert active["current_period_end"] == iso_utc(datetime(2026, 3, 14, 10, tzinfo=UTC))
     assert len(await invoices_of(runtime, subscription["id"])) == 1
     assert "subscription.trial_ended" in await event_names(runtime, staff.workspace_id)
 
@@ -316,7 +316,7 @@ async def test_future_start_date(client: httpx.AsyncClient, runtime: Runtime) ->
     contact_id = await make_contact(client, staff)
     later = await subscribe(client, staff, plan["id"], contact_id, start_date="2026-02-10")
     assert later["status"] == "trialing"
-    assert later["trial_end"] == datetime(2026, 2, 10, tzinfo=UTC).isoformat()
+    assert later["trial_end"] == iso_utc(datetime(2026, 2, 10, tzinfo=UTC))
     for start_date in ("2026-01-30", "2028-01-01"):
         response = await client.post(
             "/api/v1/subscriptions",
@@ -353,7 +353,7 @@ async def test_cancel_at_period_end_and_now(
     await run(runtime)
     ended = await fetch(client, staff, later["id"])
     assert ended["status"] == "canceled"
-    assert ended["canceled_at"] == datetime(2026, 2, 28, 10, tzinfo=UTC).isoformat()
+    assert ended["canceled_at"] == iso_utc(datetime(2026, 2, 28, 10, tzinfo=UTC))
     assert len(await invoices_of(runtime, later["id"])) == 1
     assert len(await invoices_of(runtime, now["id"])) == 1
 
@@ -379,7 +379,7 @@ async def test_pause_skips_invoices_until_resumed(
     await run(runtime)
     assert len(await invoices_of(runtime, subscription["id"])) == 1
     assert (await fetch(client, staff, subscription["id"]))["current_period_end"] == (
-        datetime(2026, 3, 31, 10, tzinfo=UTC).isoformat()
+        iso_utc(datetime(2026, 3, 31, 10, tzinfo=UTC))
     )
 
     resumed = await client.post(f"{path}/resume", headers=staff.headers)
@@ -446,7 +446,7 @@ async def test_past_due_dunning_and_recovery(
     await run(runtime)
     current = await fetch(client, staff, subscription["id"])
     assert current["status"] == "past_due"
-    assert current["past_due_since"] == overdue_at.isoformat()
+    assert current["past_due_since"] == iso_utc(overdue_at)
     assert current["dunning_emails_sent"] == 0
 
     async def dunning_emails() -> list[EmailMessage]:
@@ -693,7 +693,7 @@ async def test_change_interval_restarts_period(
     old = await make_plan(client, staff, **case.old)
     new = await make_plan(client, staff, **case.new)
     subscription = await subscribe(client, staff, old["id"], await make_contact(client, staff))
-    assert subscription["billing_anchor"] == case.created.isoformat()
+    assert subscription["billing_anchor"] == iso_utc(case.created)
 
     clock.set(case.changed)
     response = await client.post(
@@ -704,9 +704,9 @@ async def test_change_interval_restarts_period(
     assert response.status_code == 200, response.text
     changed = response.json()
     assert changed["plan_id"] == new["id"]
-    assert changed["billing_anchor"] == case.changed.isoformat()
-    assert changed["current_period_start"] == case.changed.isoformat()
-    assert changed["current_period_end"] == case.ends[0].isoformat()
+    assert changed["billing_anchor"] == iso_utc(case.changed)
+    assert changed["current_period_start"] == iso_utc(case.changed)
+    assert changed["current_period_end"] == iso_utc(case.ends[0])
     invoices = await invoices_of(runtime, subscription["id"])
     assert [invoice.total for invoice in invoices] == case.totals
 
@@ -739,7 +739,7 @@ async def test_change_interval_without_proration(
     )
 
     assert response.status_code == 200, response.text
-    assert response.json()["current_period_end"] == (START + timedelta(days=10)).isoformat()
+    assert response.json()["current_period_end"] == iso_utc(START + timedelta(days=10))
     totals = [invoice.total for invoice in await invoices_of(runtime, subscription["id"])]
     assert totals == [3000, 700]
 
@@ -762,15 +762,15 @@ async def test_change_interval_keeps_trial(
     assert response.status_code == 200, response.text
     changed = response.json()
     assert changed["status"] == "trialing"
-    assert changed["current_period_end"] == trial_end.isoformat()
-    assert changed["billing_anchor"] == trial_end.isoformat()
+    assert changed["current_period_end"] == iso_utc(trial_end)
+    assert changed["billing_anchor"] == iso_utc(trial_end)
     assert await invoices_of(runtime, subscription["id"]) == []
 
     clock.set(trial_end)
     await run(runtime)
     active = await fetch(client, staff, subscription["id"])
     assert active["status"] == "active"
-    assert active["current_period_end"] == (trial_end + timedelta(weeks=1)).isoformat()
+    assert active["current_period_end"] == iso_utc(trial_end + timedelta(weeks=1))
     assert [invoice.total for invoice in await invoices_of(runtime, subscription["id"])] == [700]
 
 
@@ -794,8 +794,8 @@ async def test_change_interval_while_paused(
     assert response.status_code == 200, response.text
     changed = response.json()
     assert changed["status"] == "paused"
-    assert changed["billing_anchor"] == changed_at.isoformat()
-    assert changed["current_period_end"] == (changed_at + timedelta(weeks=1)).isoformat()
+    assert changed["billing_anchor"] == iso_utc(changed_at)
+    assert changed["current_period_end"] == iso_utc(changed_at + timedelta(weeks=1))
     assert len(await invoices_of(runtime, subscription["id"])) == 1
 
 

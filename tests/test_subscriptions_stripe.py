@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from conftest import run_jobs
 from factories import owner
-from frontdesk.core.clock import FrozenClock
+from frontdesk.core.clock import FrozenClock, iso_utc
 from frontdesk.core.models import Event
 from frontdesk.core.uow import unit_of_work
 from frontdesk.payments.models import Plan, StripeCustomer, Subscription
@@ -497,10 +497,10 @@ async def test_create_in_stripe_with_our_keys(
     trial_end = datetime.fromtimestamp(int(START.timestamp()) + 14 * 86400, tz=UTC)
     assert created["status"] == "trialing"
     assert created["stripe_subscription_id"].startswith("sub_")
-    assert created["trial_end"] == trial_end.isoformat()
-    assert created["current_period_start"] == START.isoformat()
+    assert created["trial_end"] == iso_utc(trial_end)
+    assert created["current_period_start"] == iso_utc(START)
     # Stripe's first period of a trialing subscription ends with the trial.
-    assert created["current_period_end"] == trial_end.isoformat()
+    assert created["current_period_end"] == iso_utc(trial_end)
 
     ws = workspace.workspace_id
     [customer] = fake_stripe.posts("/v1/customers")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from frontdesk.auth.models import User
 from frontdesk.contacts.models import Contact
 from frontdesk.conversations.models import CannedResponse, ChatVisitor, Conversation
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.text import is_blank
@@ -43,8 +44,8 @@ def canned_dict(canned: CannedResponse) -> dict[str, Any]:
         "title": canned.title,
         "body": canned.body,
         "created_by": str(canned.created_by) if canned.created_by else None,
-        "created_at": canned.created_at.isoformat(),
-        "updated_at": canned.updated_at.isoformat(),
+        "created_at": iso_utc(canned.created_at),
+        "updated_at": iso_utc(canned.updated_at),
     }
 
 

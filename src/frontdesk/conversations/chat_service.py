@@ -32,6 +32,7 @@ from frontdesk.conversations.visitors import (
     decode_visitor_token,
     issue_visitor_token,
 )
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.errors import NotFound, Unauthorized, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import fetch_newest_first
@@ -214,9 +215,9 @@ def visitor_conversation_dict(
         "visitor_read_seq": visitor_read_seq,
         "staff_read_seq": staff_read_seq,
         "last_message_at": (
-            conversation.last_message_at.isoformat() if conversation.last_message_at else None
+            iso_utc(conversation.last_message_at) if conversation.last_message_at else None
         ),
-        "created_at": conversation.created_at.isoformat(),
+        "created_at": iso_utc(conversation.created_at),
     }
 
 

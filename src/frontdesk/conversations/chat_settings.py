@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from frontdesk.conversations.models import ChatSettings
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import new_token
 from frontdesk.core.origins import normalize_origin
@@ -48,7 +49,7 @@ def settings_dict(settings: ChatSettings) -> dict[str, Any]:
         "enabled": settings.enabled,
         "theme": theme_of(settings),
         "allowed_origins": list(settings.allowed_origins),
-        "updated_at": settings.updated_at.isoformat(),
+        "updated_at": iso_utc(settings.updated_at),
     }
 
 

@@ -29,6 +29,7 @@ from frontdesk.conversations.models import (
     ConversationParticipant,
     MessageRevision,
 )
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
@@ -68,7 +69,7 @@ SYSTEM = Author(type="system")
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return iso_utc(value) if value is not None else None
 
 
 def conversation_dict(conversation: Conversation) -> dict[str, Any]:
@@ -85,8 +86,8 @@ def conversation_dict(conversation: Conversation) -> dict[str, Any]:
         "subject": conversation.subject,
         "last_seq": conversation.last_seq,
         "last_message_at": _iso(conversation.last_message_at),
-        "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
+        "created_at": iso_utc(conversation.created_at),
+        "updated_at": iso_utc(conversation.updated_at),
     }
 
 
@@ -111,7 +112,7 @@ def message_dict(message: ConversationMessage) -> dict[str, Any]:
         "attachments": message.attachments,
         "data": {k: v for k, v in message.data.items() if k != "author_name"},
         "client_message_id": message.client_message_id,
-        "created_at": message.created_at.isoformat(),
+        "created_at": iso_utc(message.created_at),
         "edited_at": _iso(message.edited_at),
         "deleted_at": _iso(message.deleted_at),
     }
@@ -134,7 +135,7 @@ def visitor_message_dict(message: ConversationMessage) -> dict[str, Any]:
             {k: v for k, v in item.items() if k != "bucket_id"} for item in message.attachments
         ],
         "client_message_id": message.client_message_id if own else None,
-        "created_at": message.created_at.isoformat(),
+        "created_at": iso_utc(message.created_at),
         "edited_at": _iso(message.edited_at),
         "deleted": message.deleted_at is not None,
     }
@@ -1096,7 +1097,7 @@ def revision_dict(revision: MessageRevision) -> dict[str, Any]:
         "body": revision.body,
         "attachments": revision.attachments,
         "actor_id": _str_or_none(revision.actor_user_id),
-        "created_at": revision.created_at.isoformat(),
+        "created_at": iso_utc(revision.created_at),
     }
 
 
@@ -1242,7 +1243,7 @@ async def participants_view(uow: UnitOfWork, conversation: Conversation) -> list
             "last_read_seq": p.last_read_seq,
             "last_delivered_seq": p.last_delivered_seq,
             "read_at": _iso(p.read_at),
-            "joined_at": p.joined_at.isoformat(),
+            "joined_at": iso_utc(p.joined_at),
         }
         for p in participants
     ]

@@ -29,3 +29,13 @@ class FrozenClock:
 
     def set(self, instant: datetime) -> None:
         self._now = instant
+
+
+def iso_utc(value: datetime) -> str:
+    """Write a time in UTC as ISO 8601 ending in Z, as the API's pydantic models write it.
+
+    A time without an offset is read as UTC.
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -15,6 +15,7 @@ import structlog
 from pydantic_core import to_jsonable_python
 
 from frontdesk.auth.models import User
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.errors import FieldError, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import fetch_newest_first
@@ -262,7 +263,7 @@ async def mark_all_read(uow: UnitOfWork, *, workspace_id: uuid.UUID, user_id: uu
     if updated:
         uow.record_event(
             "notification.read_all",
-            {"read_at": now.isoformat(), "updated": updated},
+            {"read_at": iso_utc(now), "updated": updated},
             workspace_id=workspace_id,
             user_id=user_id,
         )

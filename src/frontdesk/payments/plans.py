@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.errors import Conflict, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.text import is_blank
@@ -41,8 +42,8 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "archived": not plan.active,
         "stripe_product_id": plan.stripe_product_id,
         "stripe_price_id": plan.stripe_price_id,
-        "created_at": plan.created_at.isoformat(),
-        "updated_at": plan.updated_at.isoformat(),
+        "created_at": iso_utc(plan.created_at),
+        "updated_at": iso_utc(plan.updated_at),
     }
 
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import structlog
 
 from frontdesk.contacts.models import Contact
+from frontdesk.core.clock import iso_utc
 from frontdesk.core.errors import Conflict, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import fetch_newest_first
@@ -49,7 +50,7 @@ MAX_START_DAYS_AHEAD = 366
 
 def subscription_dict(subscription: Subscription) -> dict[str, Any]:
     def moment(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+        return iso_utc(value) if value else None
 
     return {
         "id": str(subscription.id),
@@ -67,8 +68,8 @@ def subscription_dict(subscription: Subscription) -> dict[str, Any]:
         "past_due_since": moment(subscription.past_due_since),
         "dunning_emails_sent": subscription.dunning_emails_sent,
         "stripe_subscription_id": subscription.stripe_subscription_id,
-        "created_at": subscription.created_at.isoformat(),
-        "updated_at": subscription.updated_at.isoformat(),
+        "created_at": iso_utc(subscription.created_at),
+        "updated_at": iso_utc(subscription.updated_at),
     }
 
 
