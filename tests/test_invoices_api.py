@@ -354,6 +354,25 @@ async def test_issue_date_past_year_9999(client: httpx.AsyncClient) -> None:
     assert stored.json()["status"] == "draft"
 
 
+async def test_issue_date_before_1900(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    contact_id = (await new_enquiry(client, staff))["contact"]["id"]
+    draft = await create_draft(client, staff, contact_id)
+
+    response = await client.post(
+        f"{API}/invoices/{draft['id']}/issue",
+        headers=staff.headers,
+        json={"issue_date": "0001-01-01"},
+    )
+    stored = await client.get(f"{API}/invoices/{draft['id']}", headers=staff.headers)
+
+    assert_problem(response, 422, "issue_date")
+    [error] = response.json()["errors"]
+    assert error["code"] == "out_of_range"
+    assert error["message"] == "Use a date from 1900-01-01 on."
+    assert stored.json()["status"] == "draft"
+
+
 async def test_issue_with_dates_and_checks(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     contact_id = (await new_enquiry(client, staff))["contact"]["id"]

@@ -424,6 +424,17 @@ async def test_impossible_paid_on_rejected(client: httpx.AsyncClient) -> None:
     assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0
 
 
+async def test_paid_on_before_1900_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    invoice = await issued_invoice(client, staff)
+
+    response = await pay(client, staff, invoice["id"], amount=100, paid_on="1899-12-31")
+
+    problem(response, 422, field="paid_on", code="validation_failed")
+    assert response.json()["errors"][0]["code"] == "out_of_range"
+    assert (await invoice_of(client, staff, invoice["id"]))["amount_paid"] == 0
+
+
 async def test_paid_on_as_number_rejected(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
     invoice = await issued_invoice(client, staff)

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StrictFloat, StrictInt
+from pydantic import AfterValidator, BeforeValidator, StrictFloat, StrictInt
 from pydantic_core import PydanticCustomError
 
 # An ISO 8601 date or date and time starts with the full date. Lax mode would also read
@@ -36,6 +36,21 @@ def _datetime_text(value: Any) -> Any:
 # For JSON bodies and query strings alike.
 DateText = Annotated[date, BeforeValidator(_date_text)]
 DateTimeText = Annotated[datetime, BeforeValidator(_datetime_text)]
+
+# The earliest date of a business record (an invoice, a payment, a subscription's start).
+# Year 1 is a valid ISO date but on an invoice it is a typing mistake.
+EARLIEST_RECORD_DATE = date(1900, 1, 1)
+
+
+def _record_date(value: date) -> date:
+    if value < EARLIEST_RECORD_DATE:
+        raise PydanticCustomError(
+            "out_of_range", f"Use a date from {EARLIEST_RECORD_DATE.isoformat()} on."
+        )
+    return value
+
+
+RecordDate = Annotated[DateText, AfterValidator(_record_date)]
 
 
 def _json_number(value: Any) -> Any:

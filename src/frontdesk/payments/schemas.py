@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from frontdesk.core.errors import ValidationFailed
-from frontdesk.core.fields import DateText
+from frontdesk.core.fields import RecordDate
 from frontdesk.core.text import is_blank
 from frontdesk.payments import money
 from frontdesk.payments.numbering import check_pattern
@@ -155,7 +155,7 @@ class InvoiceCreate(BaseModel):
     currency: Currency | None = Field(default=None, description="Default: the settings' currency.")
     lines: Annotated[list[LineIn], Field(max_length=MAX_LINES)] = []
     discount: DiscountIn | None = None
-    due_date: DateText | None = None
+    due_date: RecordDate | None = None
     notes: Annotated[str, Field(max_length=10_000)] = ""
     payment_terms: Annotated[str, Field(max_length=2000)] = ""
     customer_overrides: CustomerOverrides = CustomerOverrides()
@@ -167,7 +167,7 @@ class InvoiceFromEnquiry(BaseModel):
     currency: Currency | None = None
     lines: Annotated[list[LineIn], Field(max_length=MAX_LINES)] = []
     discount: DiscountIn | None = None
-    due_date: DateText | None = None
+    due_date: RecordDate | None = None
     notes: Annotated[str, Field(max_length=10_000)] = ""
     payment_terms: Annotated[str, Field(max_length=2000)] = ""
     customer_overrides: CustomerOverrides = CustomerOverrides()
@@ -183,7 +183,7 @@ class InvoiceUpdate(BaseModel):
     currency: Currency | None = None
     lines: Annotated[list[LineIn] | None, Field(max_length=MAX_LINES)] = None
     discount: DiscountIn | None = None
-    due_date: DateText | None = None
+    due_date: RecordDate | None = None
     notes: Annotated[str | None, Field(max_length=10_000)] = None
     payment_terms: Annotated[str | None, Field(max_length=2000)] = None
     customer_overrides: CustomerOverrides | None = None
@@ -192,8 +192,8 @@ class InvoiceUpdate(BaseModel):
 class InvoiceIssue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    issue_date: DateText | None = Field(default=None, description="Default: today in UTC.")
-    due_date: DateText | None = Field(
+    issue_date: RecordDate | None = Field(default=None, description="Default: today in UTC.")
+    due_date: RecordDate | None = Field(
         default=None, description="Default: the draft's due date, else issue date + terms."
     )
 
@@ -209,7 +209,7 @@ class ManualPaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: PositiveAmount
-    paid_on: DateText | None = Field(default=None, description="Default: today in UTC.")
+    paid_on: RecordDate | None = Field(default=None, description="Default: today in UTC.")
     method: Literal["bank_transfer", "cash", "card", "other"]
     reference: Annotated[str, Field(max_length=200)] = ""
     status: Literal["succeeded", "pending"] = Field(
@@ -502,4 +502,4 @@ class PaymentSettingsOut(BaseModel):
 class PaymentConfirm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    paid_on: DateText | None = Field(default=None, description="Default: today in UTC.")
+    paid_on: RecordDate | None = Field(default=None, description="Default: today in UTC.")

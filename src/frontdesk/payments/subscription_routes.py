@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool
 from frontdesk.auth.dependencies import AgentDep
 from frontdesk.core.api import UowDep, read_only
 from frontdesk.core.errors import Problem
-from frontdesk.core.fields import DateText
+from frontdesk.core.fields import RecordDate
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.payments import subscriptions
 from frontdesk.payments.subscriptions import subscription_dict
@@ -51,7 +51,7 @@ class SubscriptionCreate(BaseModel):
     contact_id: uuid.UUID
     plan_id: uuid.UUID
     gateway: Literal["manual", "stripe"] = "manual"
-    start_date: DateText | None = None
+    start_date: RecordDate | None = None
 
 
 class CancelIn(BaseModel):
