@@ -147,6 +147,10 @@ def test_demo_fills_workspace(tmp_path: Path) -> None:
     again = run_frontdesk("demo", env=command_env(data_dir), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "already has its sample data" in again.stdout
+    # The forms are listed in the same order on every run.
+    form_lines = [line for line in result.stdout.splitlines() if "/f/" in line]
+    assert len(form_lines) == 2
+    assert [line for line in again.stdout.splitlines() if "/f/" in line] == form_lines
     # The database contains personal data, so only its owner may read it.
     assert oct((data_dir / "frontdesk.db").stat().st_mode & 0o777) == "0o600"
     assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
