@@ -436,8 +436,14 @@ def test_filename_property_round_trips(filename: str) -> None:
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     parts = list(parsed.iter_attachments())
     assert len(parts) == 1
-    assert parts[0].get_filename() == filename.strip()
-    assert parts[0].get_param("name") == filename.strip()
+    expected = filename.strip()
+    shown = expected
+    if len(shown) > 1 and shown.startswith("<") and shown.endswith(">"):
+        # get_filename() unquotes the value twice, and the second email.utils.unquote also
+        # removes a pair of angle brackets, so "<a>" reads as "a" whatever the header contains.
+        shown = shown[1:-1].strip()
+    assert parts[0].get_filename() == shown
+    assert parts[0].get_param("name") == expected
     assert parts[0].get_content() == b"data"
 
 
