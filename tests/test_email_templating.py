@@ -458,6 +458,8 @@ def test_sandbox_has_no_framework_globals(body: str) -> None:
         ("{{ ('a b ' * 1000)|wordwrap(1, wrapstring='x' * 1000) }}", "value_too_large"),
         ("{{ 'a b'|wordwrap(0) }}", "unsafe_operation"),
         ("{{ {'a': 1}|tojson(indent=10**9) }}", "unsafe_operation"),
+        ("{{ 3|round(-1000000000) }}", "unsafe_operation"),
+        ("{{ 3.5|round(precision=10**9, method='ceil') }}", "unsafe_operation"),
         (
             "{% set ns = namespace(s='ab') %}{% for i in range(64) %}"
             "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",

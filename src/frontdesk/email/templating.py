@@ -717,6 +717,20 @@ def _check_tojson_filter(budget: _Budget, args: tuple[Any, ...], kwargs: dict[st
         raise _LimitExceeded("unsafe_operation", "tojson accepts an indent of at most 16.")
 
 
+# round's precision becomes a power of ten: round(3, -1000000000) computes 10 ** 1000000000,
+# which takes minutes in one call that no budget check can interrupt.
+MAX_ROUND_PRECISION = 30
+
+
+def _check_round_filter(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    precision = kwargs.get("precision", args[1] if len(args) > 1 else 0)
+    if isinstance(precision, int) and abs(precision) > MAX_ROUND_PRECISION:
+        raise _LimitExceeded(
+            "unsafe_operation",
+            f"round accepts a precision from -{MAX_ROUND_PRECISION} to {MAX_ROUND_PRECISION}.",
+        )
+
+
 _FilterCheck = Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]
 _FILTER_CHECKS: dict[str, _FilterCheck] = {
     "center": _check_width_filter,
@@ -727,6 +741,7 @@ _FILTER_CHECKS: dict[str, _FilterCheck] = {
     "slice": _check_count_filter,
     "wordwrap": _check_wordwrap_filter,
     "tojson": _check_tojson_filter,
+    "round": _check_round_filter,
 }
 
 
