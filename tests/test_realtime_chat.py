@@ -675,6 +675,17 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
         {"type": "send", "conversation_id": str(conversation), "body": "hi", "client_message_id": 1}
     )
     number_id = await client.frame("error")
+    await client.send(
+        {
+            "type": "send",
+            "conversation_id": str(conversation),
+            "client_message_id": "files",
+            "attachments": [str(uuid.uuid4())] * 11,
+        }
+    )
+    too_many = await client.frame("error")
+    await client.send({"type": "read", "conversation_id": str(conversation), "seq": "x"})
+    bad_seq = await client.frame("error")
     # The longest body fits in one frame even when every character is escaped in JSON.
     longest = await client.send_message(conversation, "é" * 10_000, client_message_id="max")
     # json.dumps writes the lone surrogate as the escape \ud800, as a client may.
@@ -695,6 +706,11 @@ async def test_send_errors_keep_socket_open(server: Server) -> None:
     assert no_client_id["message"].startswith("client_message_id is required")
     assert number_id["field"] == "client_message_id"
     assert number_id["message"].startswith("client_message_id must be a string")
+    assert number_id["conversation_id"] == str(conversation)
+    assert (too_many["code"], too_many["field"]) == ("too_many", "attachments")
+    assert too_many["conversation_id"] == str(conversation)
+    assert (bad_seq["code"], bad_seq["field"]) == ("invalid_frame", "seq")
+    assert bad_seq["conversation_id"] == str(conversation)
     assert longest["type"] == "sent"
     assert longest["message"]["seq"] == 1
     assert (surrogate["code"], surrogate["field"]) == ("invalid_frame", "body")
@@ -808,6 +824,7 @@ async def test_send_rate_limit(server: Server) -> None:
     assert errors, "no send past the burst was rate limited"
     limited = errors[0]
     assert limited["code"] == "rate_limited"
+    assert limited["conversation_id"] == str(conversation)
     assert 0 < limited["retry_after"] <= 1
     assert limited["client_message_id"]
     # Ignoring the errors closes the connection.

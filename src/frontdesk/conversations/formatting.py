@@ -13,6 +13,8 @@ from markdown_it import MarkdownIt
 
 # Longest body accepted, in characters; a longer one is refused with a field error.
 MAX_BODY_CHARS = 10_000
+# Most files one message carries.
+MAX_ATTACHMENTS_PER_MESSAGE = 10
 
 _MARKDOWN = MarkdownIt("zero", {"html": False, "linkify": False, "breaks": True}).enable(
     [

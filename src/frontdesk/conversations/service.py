@@ -21,7 +21,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.auth.models import User
 from frontdesk.conversations.fallback import schedule_email_fallback
-from frontdesk.conversations.formatting import MAX_BODY_CHARS, render_markdown
+from frontdesk.conversations.formatting import (
+    MAX_ATTACHMENTS_PER_MESSAGE,
+    MAX_BODY_CHARS,
+    render_markdown,
+)
 from frontdesk.conversations.models import (
     ChatVisitor,
     Conversation,
@@ -42,7 +46,6 @@ from frontdesk.workspaces.models import Membership
 CHANNELS = ("chat", "email", "instagram", "form")
 STATUSES = ("open", "pending", "resolved", "snoozed")
 MAX_CLIENT_MESSAGE_ID_CHARS = 100
-MAX_ATTACHMENTS_PER_MESSAGE = 10
 # Message numbers are BIGINT columns.
 MAX_SEQ = 2**63 - 1
 

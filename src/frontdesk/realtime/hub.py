@@ -199,6 +199,7 @@ class ChatHub:
                     "rate_limited",
                     "Too many messages; wait retry_after seconds and send again.",
                     client_message_id=frame.client_message_id,
+                    conversation_id=str(frame.conversation_id),
                     retry_after=math.ceil(retry_after * 10) / 10,
                 )
             )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
 
+from frontdesk.conversations.formatting import MAX_ATTACHMENTS_PER_MESSAGE
 from frontdesk.core.text import SURROGATE_MESSAGE, unpaired_surrogate_path
 
 
@@ -101,6 +102,7 @@ class FrameError:
     message: str
     field: str | None = None
     client_message_id: str | None = None
+    conversation_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -206,16 +208,29 @@ def parse_client_frame(text: str) -> ClientFrame | FrameError:
     if kind == "typing":
         state = frame.get("state")
         if state not in ("start", "stop"):
-            return FrameError("invalid_frame", 'state must be "start" or "stop".', "state")
+            return FrameError(
+                "invalid_frame",
+                'state must be "start" or "stop".',
+                "state",
+                conversation_id=conversation_id,
+            )
         typing_kind = frame.get("kind", "message")
         if typing_kind not in ("message", "note"):
-            return FrameError("invalid_frame", 'kind must be "message" or "note".', "kind")
+            return FrameError(
+                "invalid_frame",
+                'kind must be "message" or "note".',
+                "kind",
+                conversation_id=conversation_id,
+            )
         return TypingFrame(conversation_id, state, note=typing_kind == "note")
     if kind == "read":
         seq = frame.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
             return FrameError(
-                "invalid_frame", "seq must be a message seq (an integer, 0 or more).", "seq"
+                "invalid_frame",
+                "seq must be a message seq (an integer, 0 or more).",
+                "seq",
+                conversation_id=conversation_id,
             )
         return ReadFrame(conversation_id, seq)
     return _parse_send(frame, conversation_id)
@@ -238,8 +253,8 @@ def _client_message_id(frame: dict[str, Any]) -> str | None:
 def _parse_send(frame: dict[str, Any], conversation_id: uuid.UUID) -> SendFrame | FrameError:
     client_message_id = _client_message_id(frame)
 
-    def invalid(field: str, message: str) -> FrameError:
-        return FrameError("invalid_frame", message, field, client_message_id)
+    def invalid(field: str, message: str, code: str = "invalid_frame") -> FrameError:
+        return FrameError(code, message, field, client_message_id, conversation_id)
 
     if client_message_id is None:
         id_present = "client_message_id" in frame
@@ -262,6 +277,12 @@ def _parse_send(frame: dict[str, Any], conversation_id: uuid.UUID) -> SendFrame 
     raw_attachments = frame.get("attachments", [])
     if not isinstance(raw_attachments, list):
         return invalid("attachments", "attachments must be a list of object ids.")
+    if len(raw_attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
+        return invalid(
+            "attachments",
+            f"A message has at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments.",
+            "too_many",
+        )
     attachments = []
     for index, value in enumerate(raw_attachments):
         object_id = _parse_uuid(value)
@@ -334,8 +355,13 @@ def error_frame(
 
 
 def frame_error_text(error: FrameError) -> str:
+    extra = {} if error.conversation_id is None else {"conversation_id": str(error.conversation_id)}
     return error_frame(
-        error.code, error.message, field=error.field, client_message_id=error.client_message_id
+        error.code,
+        error.message,
+        field=error.field,
+        client_message_id=error.client_message_id,
+        **extra,
     )
 
 
