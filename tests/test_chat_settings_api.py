@@ -189,3 +189,29 @@ async def test_put_null_field_rejected(client: httpx.AsyncClient, name: str) -> 
     assert response.status_code == 422, response.text
     assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [(name, "null")]
     assert await get_settings(client, staff.headers) == before
+
+
+async def test_put_null_theme_field_rejected(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+    before = await get_settings(client, staff.headers)
+
+    response = await client.put(
+        "/api/v1/chat/settings", headers=staff.headers, json={"theme": {"color": None}}
+    )
+
+    assert response.status_code == 422, response.text
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("theme.color", "null")]
+    assert await get_settings(client, staff.headers) == before
+
+
+async def test_put_theme_and_origin_errors_together(client: httpx.AsyncClient) -> None:
+    staff = await owner(client)
+
+    response = await client.put(
+        "/api/v1/chat/settings",
+        headers=staff.headers,
+        json={"theme": {"color": "blue"}, "allowed_origins": ["not an origin"]},
+    )
+
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["theme.color", "allowed_origins.0"]

@@ -96,6 +96,14 @@ def check_theme(theme: dict[str, Any]) -> dict[str, str]:
                     code="extra_forbidden",
                 )
             )
+        elif value is None:
+            errors.append(
+                FieldError(
+                    field=field,
+                    message=f"'{name}' cannot be null; omit it to keep it.",
+                    code="null",
+                )
+            )
         elif not isinstance(value, str):
             errors.append(FieldError(field=field, message="Use a string.", code="invalid_type"))
         elif name in limits and (is_blank(value) or len(value.strip()) > limits[name]):
@@ -150,9 +158,22 @@ async def update_settings(
     theme: dict[str, Any] | None,
     allowed_origins: Sequence[str] | None,
 ) -> ChatSettings:
-    """Change the given settings. Given theme fields replace only those theme fields."""
-    checked_theme = check_theme(theme) if theme is not None else None
-    checked_origins = check_origins(allowed_origins) if allowed_origins is not None else None
+    """Change the given settings. Given theme fields replace only those theme fields.
+
+    The errors of the theme and of the origins are reported together.
+    """
+    errors: list[FieldError] = []
+    checked_theme = checked_origins = None
+    try:
+        checked_theme = check_theme(theme) if theme is not None else None
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+    try:
+        checked_origins = check_origins(allowed_origins) if allowed_origins is not None else None
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise ValidationFailed.many(errors)
     settings = await get_or_create_settings(uow, workspace_id)
     if enabled is False and settings.enabled:
         # Every process closes the open visitor sockets of the workspace.
