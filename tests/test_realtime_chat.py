@@ -990,7 +990,7 @@ async def test_note_typing_hidden_from_visitor(server: Server) -> None:
     assert note_typing["state"] == "start"
     assert visitor_view["typing"] == []
     assert staff_view["typing"] == [
-        {"type": "member", "id": str(member.user_id), "name": "Test Member"}
+        {"type": "member", "id": str(member.user_id), "name": "Test Member", "kind": "note"}
     ]
     assert message_typing["state"] == "start"
     assert "kind" not in message_typing

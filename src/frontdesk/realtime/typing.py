@@ -89,7 +89,8 @@ class TypingTracker:
         exclude: str | None = None,
         include_notes: bool = True,
     ) -> list[dict[str, Any]]:
-        """Return the participants typing in the conversation, each once."""
+        """Return the participants typing in the conversation, each once; one typing a note
+        has ``"kind": "note"``, as the live frames carry it."""
         seen: dict[tuple[object, object], dict[str, Any]] = {}
         for connection_id, state in self._states.get(conversation_id, {}).items():
             if state.expires_at <= now or connection_id == exclude:
@@ -97,7 +98,8 @@ class TypingTracker:
             if state.note and not include_notes:
                 continue
             key = (state.participant.get("type"), state.participant.get("id"))
-            seen.setdefault(key, state.participant)
+            entry = {**state.participant, "kind": "note"} if state.note else state.participant
+            seen.setdefault(key, entry)
         return list(seen.values())
 
     def prune(self, now: float) -> None:
