@@ -341,6 +341,22 @@ async def test_upload_link_replay_rejected(
     assert_rejected(second, 403, "link_used")
 
 
+async def test_upload_link_to_taken_key(
+    client: httpx.AsyncClient, staff: Staff, bucket_id: str
+) -> None:
+    first = await upload_link(client, staff, bucket_id, key="inbox/taken.txt")
+    second = await upload_link(client, staff, bucket_id, key="inbox/taken.txt")
+    stored = await client.put(first, content=b"first")
+
+    response = await client.put(second, content=b"second")
+
+    assert stored.status_code == 201, stored.text
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "key_exists"
+    assert "overwrite" not in response.json()["detail"]
+    assert "new link" in response.json()["detail"]
+
+
 async def test_upload_link_over_max_size(
     client: httpx.AsyncClient, staff: Staff, bucket_id: str
 ) -> None:

@@ -22,6 +22,7 @@ from frontdesk.core.api import UowDep
 from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import (
     BadRequest,
+    Conflict,
     NotFound,
     PayloadTooLarge,
     Problem,
@@ -314,6 +315,14 @@ async def upload_with_link(uow: UowDep, request: Request, token: TokenPath) -> L
     except ClientDisconnect as exc:
         raise BadRequest(
             "The client disconnected during the upload.", code="upload_aborted"
+        ) from exc
+    except Conflict as exc:
+        if exc.code != "key_exists":
+            raise
+        # The staff message suggests overwrite=true, which a link's holder cannot send.
+        raise Conflict(
+            "A file already exists under this link's name; ask the sender for a new link.",
+            code="key_exists",
         ) from exc
 
     status = await scanning.quarantine(uow, stored)
