@@ -122,8 +122,9 @@ def _cursor(*parts: str) -> str:
         _cursor("storage_objects", "\\ud800", "01a246d3-a1a4-70f8-be2f-4c078c07de16"),
         _cursor("storage_objects", "a\\u0000b", "01a246d3-a1a4-70f8-be2f-4c078c07de16"),
         _cursor("storage_objects", "/not/a/key", "01a246d3-a1a4-70f8-be2f-4c078c07de16"),
+        base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode().rstrip("="),
     ],
-    ids=["empty", "lone-surrogate", "nul", "invalid-key"],
+    ids=["empty", "lone-surrogate", "nul", "invalid-key", "deep-nesting"],
 )
 async def test_tampered_object_cursor_rejected(client: httpx.AsyncClient, cursor: str) -> None:
     staff = await owner(client)

@@ -272,6 +272,14 @@ async def test_json_body_must_be_object(client: httpx.AsyncClient) -> None:
     )
     assert broken.status_code == 422
     assert broken.json()["errors"][0]["code"] == "json_invalid"
+    # Deeper than Python's JSON parser goes, in 2 KB.
+    deep = await client.post(
+        form_path(form),
+        content=b"[" * 1000 + b"]" * 1000,
+        headers={"Content-Type": "application/json"},
+    )
+    assert deep.status_code == 422, deep.text
+    assert [(e["field"], e["code"]) for e in deep.json()["errors"]] == [("body", "json_invalid")]
     text = await client.post(form_path(form), content=b"hi", headers={"Content-Type": "text/plain"})
     assert text.status_code == 415
     assert text.headers["content-type"] == "application/problem+json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import uuid
 from datetime import datetime
@@ -157,6 +158,15 @@ async def test_tampered_token_rejected(
         changed = token[:index] + replacement + token[index + 1 :]
         response = await client.get(f"{prefix}/{changed}")
         assert_rejected(response, 403, "link_tampered")
+
+
+async def test_deeply_nested_token_rejected(client: httpx.AsyncClient) -> None:
+    # A payload nested deeper than Python's JSON parser goes, within the token size limit.
+    payload = base64.urlsafe_b64encode(b"[" * 2800 + b"]" * 2800).decode().rstrip("=")
+
+    response = await client.get(f"/storage/links/{payload}.c2lnbmF0dXJl")
+
+    assert_rejected(response, 403, "link_tampered")
 
 
 async def test_link_for_other_object_rejected(

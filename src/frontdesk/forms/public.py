@@ -282,6 +282,10 @@ async def upload_file(
 async def _read_json(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
+    except RecursionError as exc:
+        raise ValidationFailed(
+            "body", "The body nests arrays or objects too deep to parse.", "json_invalid"
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed("body", "The body is not valid JSON.", "json_invalid") from exc
     if not isinstance(body, dict):

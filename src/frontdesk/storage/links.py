@@ -238,7 +238,8 @@ def decode_token(token: str) -> tuple[LinkClaims, bytes]:
             max_bytes=max_bytes,
             content_types=tuple(content_types),
         )
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+    # RecursionError: JSON nested deeper than the parser goes, in a tampered token.
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, RecursionError) as exc:
         raise link_tampered() from exc
     return claims, signature
 

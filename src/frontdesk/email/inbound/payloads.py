@@ -328,7 +328,7 @@ def _json_field(fields: Mapping[str, FieldValue], name: str, *, default: Any) ->
         return default
     try:
         return json.loads(value)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise InboundPayloadError(name, "is not valid JSON") from error
 
 
@@ -557,7 +557,7 @@ def from_sns_ses(notification: dict[str, Any]) -> ParsedEmail:
         if isinstance(message, str):
             try:
                 ses = _require_mapping(json.loads(message), "Message")
-            except ValueError as error:
+            except (ValueError, RecursionError) as error:
                 raise InboundPayloadError("Message", "is not valid JSON") from error
         else:
             ses = _require_mapping(message, "Message")

@@ -60,7 +60,7 @@ def load_json_body(body: bytes | str | Mapping[str, Any] | list[Any], provider: 
         return body
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise WebhookRejected(
             "payload_invalid",
             f"The {provider} request body is not valid JSON ({exc}); check that the webhook "
