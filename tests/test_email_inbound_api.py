@@ -346,6 +346,30 @@ class TestWebhooks:
         assert inbound.source == "postmark"
         assert inbound.from_address == "support@postmarkapp.com"
 
+    async def test_postmark_payload_without_sender(self, client: httpx.AsyncClient) -> None:
+        staff = await owner(client)
+        path = await self.configure(
+            client, staff, "postmark", {"server_token": "t"}, webhook_secret="in:s3cret"
+        )
+        sample = json.loads(
+            (
+                CORPUS / "email-webhooks" / "anymail" / "postmark-inbound-test-payload.json"
+            ).read_bytes()
+        )
+        sample.pop("FromFull")
+        sample.pop("From", None)
+
+        response = await client.post(
+            path,
+            content=json.dumps(sample).encode(),
+            headers=postmark_authorization("in", "s3cret"),
+        )
+
+        assert response.status_code == 422, response.text
+        [error] = response.json()["errors"]
+        assert (error["field"], error["code"]) == ("FromFull", "payload_invalid")
+        assert error["message"].startswith("The payload is invalid: FromFull is missing;")
+
     async def test_sendgrid_raw_mode(self, client: httpx.AsyncClient, runtime: Runtime) -> None:
         staff = await owner(client)
         path = await self.configure(client, staff, "sendgrid", {"api_key": "SG.x"})

@@ -409,7 +409,10 @@ async def receive_inbound(
         raise _rejected(exc) from exc
     except inbound.InboundPayloadError as exc:
         raise ValidationFailed(
-            exc.field, f"The payload is invalid: {exc.problem}.", "payload_invalid"
+            exc.field,
+            f"The payload is invalid: {exc.field} {exc.problem}; check the provider's inbound "
+            "settings.",
+            "payload_invalid",
         ) from exc
     if result is None:
         return {"inbound_email_id": None, "action": None, "enquiry_id": None}
