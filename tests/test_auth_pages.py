@@ -47,14 +47,31 @@ async def test_verify_page_post_verifies(client: httpx.AsyncClient, runtime: Run
     assert "invalid, expired or was already used" in again.text
 
 
-async def test_pages_escape_the_token(client: httpx.AsyncClient) -> None:
+async def test_pages_reject_unknown_token(client: httpx.AsyncClient) -> None:
     hostile = '"><script>alert(1)</script>'
 
-    for path in ("/verify-email", "/reset-password"):
+    for path, advice in (
+        ("/verify-email", "request a new verification email"),
+        ("/reset-password", "Request a new password reset"),
+    ):
         page = await client.get(path, params={"token": hostile})
-        assert page.status_code == 200
+        assert page.status_code == 400
+        assert advice in page.text
         assert "<script>" not in page.text
-        assert "&#34;&gt;&lt;script&gt;" in page.text
+        assert "<form" not in page.text
+
+
+async def test_verify_page_with_expired_token(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    await signup(client, email=EMAIL)
+    token = await last_token(runtime, EMAIL, "verification")
+    clock.advance(seconds=runtime.settings.verification_token_ttl_seconds + 1)
+
+    page = await client.get("/verify-email", params={"token": token})
+
+    assert page.status_code == 400
+    assert "invalid, expired or was already used" in page.text
 
 
 async def test_pages_without_token_explain(client: httpx.AsyncClient) -> None:
@@ -128,9 +145,12 @@ async def test_reset_page_with_used_token(client: httpx.AsyncClient, runtime: Ru
     assert (await client.post("/reset-password", data=form)).status_code == 200
 
     again = await client.post("/reset-password", data=form)
+    page = await client.get("/reset-password", params={"token": token})
 
     assert again.status_code == 400
     assert "Request a new password reset" in again.text
+    assert page.status_code == 400
+    assert "<form" not in page.text
 
 
 async def test_invitation_page_describes_invitation(

@@ -17,7 +17,7 @@ from jinja2 import DictLoader, Environment, select_autoescape
 from frontdesk.auth import service
 from frontdesk.auth.schemas import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, TOKEN_MAX_LENGTH
 from frontdesk.auth.tokens import ExpiredToken, InvalidToken
-from frontdesk.core.api import ClientIpDep, RuntimeDep, UowDep
+from frontdesk.core.api import ClientIpDep, RuntimeDep, UowDep, read_only
 from frontdesk.core.errors import ProblemError
 from frontdesk.core.uow import unit_of_work
 from frontdesk.workspaces import invitations
@@ -124,12 +124,33 @@ def _usable_token(token: str | None) -> str | None:
 _MISSING_TOKEN = "This link is incomplete. Open the link from the email again, or copy all of it into the address bar."
 
 
+_DEAD_VERIFICATION_LINK = (
+    "This link is invalid, expired or was already used. Log in to the app and request a new "
+    "verification email."
+)
+_DEAD_RESET_LINK = (
+    "This link is invalid, expired or was already used. Request a new password reset in the app."
+)
+
+
 @pages_router.get("/verify-email", response_class=HTMLResponse)
-async def verify_email_page(token: Annotated[str | None, Query()] = None) -> HTMLResponse:
+@read_only
+async def verify_email_page(
+    uow: UowDep, ip: ClientIpDep, token: Annotated[str | None, Query()] = None
+) -> HTMLResponse:
+    title = "Verify your email address"
     usable = _usable_token(token)
     if usable is None:
-        return _message("Verify your email address", _MISSING_TOKEN, status_code=400)
-    return _page("verify_email.html", title="Verify your email address", token=usable)
+        return _message(title, _MISSING_TOKEN, status_code=400)
+    try:
+        await service.check_link_token(
+            uow, token=usable, purpose=service.EMAIL_VERIFICATION, client_ip=ip
+        )
+    except (InvalidToken, ExpiredToken):
+        return _message(title, _DEAD_VERIFICATION_LINK, status_code=400)
+    except ProblemError as exc:
+        return _problem_page(title, exc)
+    return _page("verify_email.html", title=title, token=usable)
 
 
 @pages_router.post("/verify-email", response_class=HTMLResponse)
@@ -145,11 +166,7 @@ async def verify_email_submit(
         async with unit_of_work(runtime) as uow:
             await service.verify_email(uow, token=usable, client_ip=ip)
     except (InvalidToken, ExpiredToken):
-        return _message(
-            title,
-            "This link is invalid, expired or was already used. Log in to the app and request a new verification email.",
-            status_code=400,
-        )
+        return _message(title, _DEAD_VERIFICATION_LINK, status_code=400)
     except ProblemError as exc:
         return _problem_page(title, exc)
     return _message(
@@ -159,10 +176,22 @@ async def verify_email_submit(
 
 
 @pages_router.get("/reset-password", response_class=HTMLResponse)
-async def reset_password_page(token: Annotated[str | None, Query()] = None) -> HTMLResponse:
+@read_only
+async def reset_password_page(
+    uow: UowDep, ip: ClientIpDep, token: Annotated[str | None, Query()] = None
+) -> HTMLResponse:
+    title = "Reset your password"
     usable = _usable_token(token)
     if usable is None:
-        return _message("Reset your password", _MISSING_TOKEN, status_code=400)
+        return _message(title, _MISSING_TOKEN, status_code=400)
+    try:
+        await service.check_link_token(
+            uow, token=usable, purpose=service.PASSWORD_RESET, client_ip=ip
+        )
+    except (InvalidToken, ExpiredToken):
+        return _message(title, _DEAD_RESET_LINK, status_code=400)
+    except ProblemError as exc:
+        return _problem_page(title, exc)
     return _reset_form(usable)
 
 
@@ -202,11 +231,7 @@ async def reset_password_submit(
         async with unit_of_work(runtime) as uow:
             await service.reset_password(uow, token=usable, password=password, client_ip=ip)
     except (InvalidToken, ExpiredToken):
-        return _message(
-            title,
-            "This link is invalid, expired or was already used. Request a new password reset in the app.",
-            status_code=400,
-        )
+        return _message(title, _DEAD_RESET_LINK, status_code=400)
     except ProblemError as exc:
         return _problem_page(title, exc)
     return _message(

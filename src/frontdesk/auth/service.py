@@ -244,6 +244,21 @@ def _add_one_time_token(uow: UnitOfWork, user_id: uuid.UUID, purpose: str, ttl_s
     return token
 
 
+async def check_link_token(uow: UnitOfWork, *, token: str, purpose: str, client_ip: str) -> None:
+    """Raise when a link's token cannot be redeemed, so its page can say so before the form;
+    the token stays unused."""
+    await uow.rt.limiter.check((TOKEN_REDEMPTIONS_PER_IP, client_ip))
+    row = await uow.session.scalar(
+        sa.select(OneTimeToken).where(
+            OneTimeToken.token_hash == hash_token(token), OneTimeToken.purpose == purpose
+        )
+    )
+    if row is None or row.used_at is not None:
+        raise InvalidToken("This link is invalid or was already used; request a new one.")
+    if row.expires_at <= uow.now():
+        raise ExpiredToken("This link has expired; request a new one.")
+
+
 async def _redeem_one_time_token(uow: UnitOfWork, token: str, purpose: str) -> OneTimeToken:
     """Mark a token used and return it; raise when it is unknown, used or expired."""
     row = await uow.session.scalar(
