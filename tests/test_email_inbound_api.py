@@ -302,6 +302,24 @@ async def test_upload_limits(client: httpx.AsyncClient, runtime: Runtime) -> Non
         assert await session.scalar(sa.select(sa.func.count()).select_from(InboundEmail)) == 0
 
 
+async def test_upload_needs_message_type(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await owner(client)
+
+    as_json = await client.post("/api/v1/email/inbound", headers=staff.headers, json={})
+    as_text = await client.post(
+        "/api/v1/email/inbound",
+        headers=staff.headers | {"Content-Type": "text/plain"},
+        content=mime(),
+    )
+
+    for response in (as_json, as_text):
+        assert response.status_code == 415, response.text
+        assert "message/rfc822" in response.json()["detail"]
+    assert await enquiry_count(runtime, staff) == 0
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(InboundEmail)) == 0
+
+
 class TestWebhooks:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, Any]:

@@ -98,6 +98,12 @@ class Conflict(ProblemError):
     title = "Conflict"
 
 
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
 class PayloadTooLarge(ProblemError):
     status = 413
     code = "payload_too_large"

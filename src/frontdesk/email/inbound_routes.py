@@ -11,7 +11,13 @@ from starlette.requests import ClientDisconnect
 
 from frontdesk.auth.dependencies import AdminDep, AgentDep
 from frontdesk.core.api import UowDep, read_only
-from frontdesk.core.errors import BadRequest, NotFound, PayloadTooLarge, Problem
+from frontdesk.core.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    UnsupportedMediaType,
+)
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery, fetch_newest_first
 from frontdesk.email.inbound import parse_message
 from frontdesk.email.inbound_service import receive
@@ -53,11 +59,17 @@ async def upload_raw(uow: UowDep, actor: AdminDep, request: Request) -> InboundO
     It goes through the same rules as mail from IMAP or a provider: duplicates by
     Message-ID, threading, reports and new enquiries.
     """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "message/rfc822":
+        raise UnsupportedMediaType(
+            "Send the whole message as the body with Content-Type: message/rfc822."
+        )
     raw = await read_limited(request, uow.settings.inbound_max_bytes)
     if not raw.strip():
         raise BadRequest("The body is empty; send the whole message (message/rfc822).")
+    parsed = parse_message(raw)
     result = await receive(
-        uow, workspace_id=actor.workspace_id, parsed=parse_message(raw), raw=raw, source="api"
+        uow, workspace_id=actor.workspace_id, parsed=parsed, raw=raw, source="api"
     )
     return InboundOut.model_validate(result.inbound)
 

@@ -22,6 +22,7 @@ from frontdesk.core.errors import (
     PayloadTooLarge,
     ProblemError,
     RateLimited,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from frontdesk.core.origins import normalize_origin
@@ -55,12 +56,6 @@ UPLOAD_LIMIT_PER_IP = Limit("form_upload_ip", 30, 600)
 _HTML_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _TRUE_VALUES = ("true", "on", "1", "yes")
 _NOT_FOUND_DETAIL = "This form does not exist or no longer accepts answers."
-
-
-class UnsupportedMediaType(ProblemError):
-    status = 415
-    code = "unsupported_media_type"
-    title = "Unsupported media type"
 
 
 def _public_url(uow: UnitOfWork) -> str:
