@@ -245,8 +245,8 @@ def _add_one_time_token(uow: UnitOfWork, user_id: uuid.UUID, purpose: str, ttl_s
 
 
 async def check_link_token(uow: UnitOfWork, *, token: str, purpose: str, client_ip: str) -> None:
-    """Raise when a link's token cannot be redeemed, so its page can say so before the form;
-    the token stays unused."""
+    """Raise when a link's token cannot be redeemed, so that its page reports a dead link
+    before showing the form. The token stays unused."""
     await uow.rt.limiter.check((TOKEN_REDEMPTIONS_PER_IP, client_ip))
     row = await uow.session.scalar(
         sa.select(OneTimeToken).where(
