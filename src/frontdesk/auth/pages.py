@@ -19,7 +19,7 @@ from frontdesk.auth.schemas import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, TOK
 from frontdesk.auth.tokens import ExpiredToken, InvalidToken
 from frontdesk.core.api import ClientIpDep, RuntimeDep, UowDep, read_only
 from frontdesk.core.errors import ProblemError
-from frontdesk.core.uow import unit_of_work
+from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.workspaces import invitations
 
 pages_router = APIRouter(include_in_schema=False)
@@ -139,18 +139,28 @@ async def verify_email_page(
     uow: UowDep, ip: ClientIpDep, token: Annotated[str | None, Query()] = None
 ) -> HTMLResponse:
     title = "Verify your email address"
+    usable, error_page = await _live_link(
+        uow, ip, token, service.EMAIL_VERIFICATION, title, _DEAD_VERIFICATION_LINK
+    )
+    if error_page is not None:
+        return error_page
+    return _page("verify_email.html", title=title, token=usable)
+
+
+async def _live_link(
+    uow: UnitOfWork, ip: str, token: str | None, purpose: str, title: str, dead_message: str
+) -> tuple[str, HTMLResponse | None]:
+    """Check a link's token for its GET page; return the token and, for a bad one, its error page."""
     usable = _usable_token(token)
     if usable is None:
-        return _message(title, _MISSING_TOKEN, status_code=400)
+        return "", _message(title, _MISSING_TOKEN, status_code=400)
     try:
-        await service.check_link_token(
-            uow, token=usable, purpose=service.EMAIL_VERIFICATION, client_ip=ip
-        )
+        await service.check_link_token(uow, token=usable, purpose=purpose, client_ip=ip)
     except (InvalidToken, ExpiredToken):
-        return _message(title, _DEAD_VERIFICATION_LINK, status_code=400)
+        return usable, _message(title, dead_message, status_code=400)
     except ProblemError as exc:
-        return _problem_page(title, exc)
-    return _page("verify_email.html", title=title, token=usable)
+        return usable, _problem_page(title, exc)
+    return usable, None
 
 
 @pages_router.post("/verify-email", response_class=HTMLResponse)
@@ -180,18 +190,11 @@ async def verify_email_submit(
 async def reset_password_page(
     uow: UowDep, ip: ClientIpDep, token: Annotated[str | None, Query()] = None
 ) -> HTMLResponse:
-    title = "Reset your password"
-    usable = _usable_token(token)
-    if usable is None:
-        return _message(title, _MISSING_TOKEN, status_code=400)
-    try:
-        await service.check_link_token(
-            uow, token=usable, purpose=service.PASSWORD_RESET, client_ip=ip
-        )
-    except (InvalidToken, ExpiredToken):
-        return _message(title, _DEAD_RESET_LINK, status_code=400)
-    except ProblemError as exc:
-        return _problem_page(title, exc)
+    usable, error_page = await _live_link(
+        uow, ip, token, service.PASSWORD_RESET, "Reset your password", _DEAD_RESET_LINK
+    )
+    if error_page is not None:
+        return error_page
     return _reset_form(usable)
 
 
