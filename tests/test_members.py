@@ -192,6 +192,38 @@ async def test_owner_may_leave_when_another_owner_remains(
     assert (await roles(client, team["admin"])).get(user_id(team["owner"])) is None
 
 
+async def test_reply_to_follows_owner_who_leaves(
+    client: httpx.AsyncClient, team: dict[str, dict[str, Any]]
+) -> None:
+    await set_role(client, team["owner"], team["admin"], "owner")
+    before = await client.get("/api/v1/workspace", headers=bearer(team["admin"]))
+    await client.patch(
+        "/api/v1/workspace",
+        json={"reply_to_email": team["agent"]["user"]["email"]},
+        headers=bearer(team["admin"]),
+    )
+    kept = await remove(client, team["owner"], team["agent2"])
+    shared = await client.get("/api/v1/workspace", headers=bearer(team["admin"]))
+
+    await remove(client, team["owner"], team["agent"])
+    moved = await client.get("/api/v1/workspace", headers=bearer(team["admin"]))
+    await client.patch(
+        "/api/v1/workspace",
+        json={"reply_to_email": team["owner"]["user"]["email"]},
+        headers=bearer(team["admin"]),
+    )
+    await remove(client, team["owner"], team["owner"])
+    after_owner = await client.get("/api/v1/workspace", headers=bearer(team["admin"]))
+
+    assert before.json()["reply_to_email"] == team["owner"]["user"]["email"]
+    assert kept.status_code == 204
+    # Another member's departure leaves the address alone.
+    assert shared.json()["reply_to_email"] == team["agent"]["user"]["email"]
+    # The remaining owners are the original owner (the longest-serving) and the admin.
+    assert moved.json()["reply_to_email"] == team["owner"]["user"]["email"]
+    assert after_owner.json()["reply_to_email"] == team["admin"]["user"]["email"]
+
+
 async def test_admin_removes_agent(
     client: httpx.AsyncClient, runtime: Runtime, team: dict[str, dict[str, Any]]
 ) -> None:

@@ -269,6 +269,7 @@ async def remove_member(uow: UnitOfWork, actor: Actor, user_id: uuid.UUID) -> No
     removed = member_out(membership, user)
     await uow.session.delete(membership)
     await uow.session.flush()
+    await _move_reply_to_from(uow.session, actor.workspace_id, user.email)
     await unassign_member(
         uow, workspace_id=actor.workspace_id, user_id=user_id, actor_id=actor.user_id
     )
@@ -322,6 +323,30 @@ async def _get_member(
     if row is None:
         raise NotFound("No member with this user id in this workspace.")
     return row[0], row[1]
+
+
+async def _move_reply_to_from(
+    session: AsyncSession, workspace_id: uuid.UUID, email: str | None
+) -> None:
+    """Give customer replies to the longest-serving owner when they went to a member who left.
+
+    Sign-up sets the Reply-To to the owner's own address, and customers' replies should stop
+    going to that person once they left. The caller holds the workspace lock.
+    """
+    workspace = await session.get(Workspace, workspace_id)
+    if workspace is None or email is None:
+        return
+    if (workspace.reply_to_email or "").lower() != email.lower():
+        return
+    owner_email = await session.scalar(
+        sa.select(User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.workspace_id == workspace_id, Membership.role == "owner")
+        .order_by(Membership.created_at, Membership.user_id)
+        .limit(1)
+    )
+    workspace.reply_to_email = owner_email
+    log.info("workspace.reply_to_moved", workspace_id=str(workspace_id))
 
 
 async def _ensure_another_owner(session: AsyncSession, workspace_id: uuid.UUID) -> None:
