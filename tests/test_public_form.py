@@ -251,6 +251,15 @@ async def test_json_invalid_answer_is_422(
     assert await count_rows(runtime, Contact) == 0
 
 
+async def test_flag_answer_says_true_or_false(client: httpx.AsyncClient) -> None:
+    _staff, form = await _rich_form(client, language="de")
+    response = await submit(client, form, {**VALID, "newsletter": "yes"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["field"], error["code"]) == ("newsletter", "invalid_type")
+    assert error["message"] == "Senden Sie true oder false."
+
+
 async def test_json_errors_in_form_language(client: httpx.AsyncClient) -> None:
     _staff, form = await _rich_form(client, language="fr")
     response = await submit(client, form, {**VALID, "name": "", "guests": 50})

@@ -319,9 +319,11 @@ def normalize_settings(
 
 
 class _AnswerError(Exception):
-    def __init__(self, code: str, **params: object) -> None:
+    def __init__(self, code: str, *, message_code: str | None = None, **params: object) -> None:
         super().__init__(code)
         self.code = code
+        # The text to show when it is more precise than the code's own, as for a flag.
+        self.message_code = message_code or code
         self.params = params
 
 
@@ -360,7 +362,7 @@ def validate_answers(
             errors.append(
                 FieldError(
                     field=key,
-                    message=error_message(language, exc.code, **exc.params),
+                    message=error_message(language, exc.message_code, **exc.params),
                     code=exc.code,
                 )
             )
@@ -384,7 +386,7 @@ def _answer(definition: Mapping[str, Any], value: Any, default_country: str) -> 
         if value is None:
             value = False
         if not isinstance(value, bool):
-            raise _AnswerError("invalid_type")
+            raise _AnswerError("invalid_type", message_code="boolean_type")
         if required and not value:
             raise _AnswerError("consent_required" if kind == "consent" else "required")
         return value
