@@ -437,12 +437,12 @@ def test_filename_property_round_trips(filename: str) -> None:
     parts = list(parsed.iter_attachments())
     assert len(parts) == 1
     expected = filename.strip()
-    shown = expected
-    if len(shown) > 1 and shown.startswith("<") and shown.endswith(">"):
+    parsed_filename = expected
+    if len(expected) > 1 and expected.startswith("<") and expected.endswith(">"):
         # get_filename() unquotes the value twice, and the second email.utils.unquote also
         # removes a pair of angle brackets, so "<a>" reads as "a" whatever the header contains.
-        shown = shown[1:-1].strip()
-    assert parts[0].get_filename() == shown
+        parsed_filename = expected[1:-1].strip()
+    assert parts[0].get_filename() == parsed_filename
     assert parts[0].get_param("name") == expected
     assert parts[0].get_content() == b"data"
 

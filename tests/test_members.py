@@ -202,7 +202,7 @@ async def test_reply_to_follows_owner_who_leaves(
         json={"reply_to_email": team["agent"]["user"]["email"]},
         headers=bearer(team["admin"]),
     )
-    kept = await remove(client, team["owner"], team["agent2"])
+    other_removed = await remove(client, team["owner"], team["agent2"])
     shared = await client.get("/api/v1/workspace", headers=bearer(team["admin"]))
 
     await remove(client, team["owner"], team["agent"])
@@ -216,7 +216,7 @@ async def test_reply_to_follows_owner_who_leaves(
     after_owner = await client.get("/api/v1/workspace", headers=bearer(team["admin"]))
 
     assert before.json()["reply_to_email"] == team["owner"]["user"]["email"]
-    assert kept.status_code == 204
+    assert other_removed.status_code == 204
     # Another member's departure leaves the address alone.
     assert shared.json()["reply_to_email"] == team["agent"]["user"]["email"]
     # The remaining owners are the original owner (the longest-serving) and the admin.

@@ -150,7 +150,8 @@ async def verify_email_page(
 async def _live_link(
     uow: UnitOfWork, ip: str, token: str | None, purpose: str, title: str, dead_message: str
 ) -> tuple[str, HTMLResponse | None]:
-    """Check a link's token for its GET page; return the token and, for a bad one, its error page."""
+    """Check a link's token for its GET page. Return the token and, for a bad one, its error
+    page."""
     usable = _usable_token(token)
     if usable is None:
         return "", _message(title, _MISSING_TOKEN, status_code=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -17,25 +18,23 @@ DATE_MESSAGE = "Send a valid date as ISO 8601 text, such as 2026-05-20."
 DATETIME_MESSAGE = "Send a valid time as ISO 8601 text, such as 2026-05-20T09:30:00Z."
 
 
-def _date_text(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise PydanticCustomError("date_type", DATE_MESSAGE)
-    if not _ISO_DATE_START.match(value):
-        raise PydanticCustomError("date_parsing", DATE_MESSAGE)
-    return value
+def _iso_text(kind: str, message: str) -> Callable[[Any], Any]:
+    """Build a check that passes only text starting with a full ISO 8601 date. Its errors
+    have the codes ``{kind}_type`` and ``{kind}_parsing``."""
 
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise PydanticCustomError(f"{kind}_type", message)
+        if not _ISO_DATE_START.match(value):
+            raise PydanticCustomError(f"{kind}_parsing", message)
+        return value
 
-def _datetime_text(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise PydanticCustomError("datetime_type", DATETIME_MESSAGE)
-    if not _ISO_DATE_START.match(value):
-        raise PydanticCustomError("datetime_parsing", DATETIME_MESSAGE)
-    return value
+    return check
 
 
 # For JSON bodies and query strings alike.
-DateText = Annotated[date, BeforeValidator(_date_text)]
-DateTimeText = Annotated[datetime, BeforeValidator(_datetime_text)]
+DateText = Annotated[date, BeforeValidator(_iso_text("date", DATE_MESSAGE))]
+DateTimeText = Annotated[datetime, BeforeValidator(_iso_text("datetime", DATETIME_MESSAGE))]
 
 # The earliest date of a business record (an invoice, a payment, a subscription's start).
 # Year 1 is a valid ISO date but on an invoice it is a typing mistake.

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.core.errors import ValidationFailed
+from frontdesk.core.text import load_json
 
 T = TypeVar("T")
 
@@ -46,9 +47,8 @@ def cursor_parts(cursor: str) -> tuple[str, str, str]:
     """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        # RecursionError: arrays nested deeper than the parser goes.
+        parts = load_json(raw)
+    except ValueError as exc:
         raise ValueError(CURSOR_MESSAGE) from exc
     if not (isinstance(parts, list) and len(parts) == 3 and all(isinstance(p, str) for p in parts)):
         raise ValueError(CURSOR_MESSAGE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from typing import Any
@@ -65,3 +66,16 @@ def is_blank(text: str) -> bool:
     """Return whether ``text`` has nothing a reader would see: only whitespace and invisible
     format characters such as the zero-width space (U+200B) and the byte order mark."""
     return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
+class JsonTooDeep(ValueError):
+    """JSON whose arrays or objects nest deeper than Python's parser goes."""
+
+
+def load_json(data: str | bytes) -> Any:
+    """Parse JSON text from a client. Nesting too deep for the parser raises JsonTooDeep, a
+    ValueError like every other invalid JSON, instead of RecursionError."""
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise JsonTooDeep("The JSON nests arrays or objects too deep to parse.") from exc

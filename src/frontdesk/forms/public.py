@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -27,6 +26,7 @@ from frontdesk.core.errors import (
 )
 from frontdesk.core.origins import normalize_origin
 from frontdesk.core.ratelimit import Limit
+from frontdesk.core.text import JsonTooDeep, load_json
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.forms.i18n import error_message, texts_for
 from frontdesk.forms.models import Form
@@ -276,8 +276,8 @@ async def upload_file(
 
 async def _read_json(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body())
-    except RecursionError as exc:
+        body = load_json(await request.body())
+    except JsonTooDeep as exc:
         raise ValidationFailed(
             "body", "The body nests arrays or objects too deep to parse.", "json_invalid"
         ) from exc

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from email.parser import BytesHeaderParser
 from typing import Any
 
+from frontdesk.core.text import load_json
 from frontdesk.email.inbound.decoding import (
     clean_text,
     decode_encoded_words,
@@ -327,8 +328,8 @@ def _json_field(fields: Mapping[str, FieldValue], name: str, *, default: Any) ->
     if value is None or value == "" or value == b"":
         return default
     try:
-        return json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        return load_json(value)
+    except (ValueError, UnicodeDecodeError) as error:
         raise InboundPayloadError(name, "is not valid JSON") from error
 
 
@@ -556,8 +557,8 @@ def from_sns_ses(notification: dict[str, Any]) -> ParsedEmail:
         message = envelope["Message"]
         if isinstance(message, str):
             try:
-                ses = _require_mapping(json.loads(message), "Message")
-            except (ValueError, RecursionError) as error:
+                ses = _require_mapping(load_json(message), "Message")
+            except ValueError as error:
                 raise InboundPayloadError("Message", "is not valid JSON") from error
         else:
             ses = _require_mapping(message, "Message")

@@ -20,7 +20,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from frontdesk.core.text import load_json
 from frontdesk.email.webhooks.errors import WebhookRejected
 
 DEFAULT_TOLERANCE = timedelta(seconds=300)
@@ -59,8 +59,8 @@ def load_json_body(body: bytes | str | Mapping[str, Any] | list[Any], provider: 
     if not isinstance(body, bytes | str):
         return body
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return load_json(body)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise WebhookRejected(
             "payload_invalid",
             f"The {provider} request body is not valid JSON ({exc}); check that the webhook "
