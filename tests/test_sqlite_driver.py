@@ -6,13 +6,20 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from frontdesk.core.db import configure_sqlite, create_engine
-from frontdesk.core.sqlite_driver import OneTripCursor, OneTripDBAPI, one_trip_dbapi
+from frontdesk.core.db import autocommit_engine, configure_sqlite, create_engine
+from frontdesk.core.sqlite_driver import (
+    OneTripCursor,
+    OneTripDBAPI,
+    deferred,
+    one_trip_dbapi,
+)
 
 ITEMS = sa.Table(
     "items",
@@ -197,5 +204,111 @@ async def test_readers_skip_lock(engine: AsyncEngine, tmp_path: Path) -> None:
             async with reader.connect() as connection:
                 count = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
         assert count == 0
+    finally:
+        await reader.dispose()
+
+
+# --- Deferred statements ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of each call that crosses to a connection's thread."""
+    calls: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return calls
+
+
+async def _names(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        return list(
+            (await connection.execute(sa.select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars()
+        )
+
+
+async def test_deferred_statement_goes_with_the_next(engine: AsyncEngine, trips: list[str]) -> None:
+    async with engine.begin() as connection:
+        result = await connection.execute(deferred(ITEMS.insert()), {"name": "deferred"})
+        assert trips == []
+        assert result.rowcount == -1
+        seen = await connection.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+        assert len(trips) == 1
+
+    assert seen == 1
+    assert await _names(engine) == ["deferred"]
+
+
+async def test_deferred_statements_go_with_the_commit(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(deferred(ITEMS.insert()), {"name": "one"})
+        await connection.execute(deferred(ITEMS.insert()), [{"name": "two"}, {"name": "three"}])
+
+    # BEGIN, the three rows and COMMIT in one trip.
+    assert len(trips) == 1
+    assert await _names(engine) == ["one", "two", "three"]
+    assert not _write_lock(engine).locked()
+
+
+async def test_rollback_drops_deferred_statements(engine: AsyncEngine, trips: list[str]) -> None:
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as connection:
+            await connection.execute(deferred(ITEMS.insert()), {"name": "dropped"})
+            raise RuntimeError("handler failed")
+
+    assert trips == []
+    assert not _write_lock(engine).locked()
+    assert await _names(engine) == []
+
+
+async def test_deferred_error_comes_from_the_next_statement(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert().values(name="taken"))
+
+    with pytest.raises(sa.exc.IntegrityError, match="UNIQUE"):
+        async with engine.begin() as connection:
+            await connection.execute(deferred(ITEMS.insert()), {"name": "taken"})
+            await connection.execute(sa.select(ITEMS.c.id))
+    with pytest.raises(sa.exc.IntegrityError, match="UNIQUE"):
+        async with engine.begin() as connection:
+            await connection.execute(ITEMS.insert().values(name="new"))
+            await connection.execute(deferred(ITEMS.insert()), {"name": "taken"})
+
+    assert not _write_lock(engine).locked()
+    assert await _names(engine) == ["taken"]
+
+
+# --- Statements without a transaction -------------------------------------------------------
+
+
+async def test_autocommit_engine_sends_no_begin_or_commit(
+    engine: AsyncEngine, tmp_path: Path, trips: list[str]
+) -> None:
+    reader = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}", read_only=True)
+    statements = autocommit_engine(reader)
+    try:
+        async with engine.begin() as writer:
+            await writer.execute(ITEMS.insert().values(name="committed"))
+        # The pool's connection is opened and set up by a first session.
+        async with AsyncSession(statements) as session:
+            await session.execute(sa.select(ITEMS.c.id))
+        trips.clear()
+        async with AsyncSession(statements) as session:
+            count = await session.scalar(sa.select(sa.func.count()).select_from(ITEMS))
+            raw = await (await session.connection()).get_raw_connection()
+            in_transaction = raw.driver_connection._connection.in_transaction  # type: ignore[union-attr]
+            await session.commit()
+
+        assert count == 1
+        assert not in_transaction
+        # The SELECT alone: no BEGIN and no COMMIT crossed to the thread.
+        assert len(trips) == 1
     finally:
         await reader.dispose()

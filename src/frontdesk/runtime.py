@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from frontdesk.config import Settings
 from frontdesk.core.clock import Clock, SystemClock
 from frontdesk.core.crypto import EnvelopeCipher
-from frontdesk.core.db import create_engine, create_sessionmaker
+from frontdesk.core.db import autocommit_engine, create_engine, create_sessionmaker
 from frontdesk.core.events import number_pending_events
+from frontdesk.core.group_commit import GroupCommit
 from frontdesk.core.jobs import Worker
 from frontdesk.core.models import Event
 from frontdesk.core.passwords import PasswordHasher
@@ -44,6 +45,9 @@ class Runtime:
     # not take the write lock; on Postgres it is the same as ``sessionmaker``.
     read_sessionmaker: async_sessionmaker[AsyncSession]
     read_engine: AsyncEngine
+    # Sessions whose statements each commit on their own, on the read engine (see
+    # ``frontdesk.core.db.autocommit_engine``).
+    autocommit_sessionmaker: async_sessionmaker[AsyncSession]
     hasher: PasswordHasher
     limiter: RateLimiter
     cipher: EnvelopeCipher
@@ -53,7 +57,12 @@ class Runtime:
     # Callback set by this process's realtime gateway. It receives the events this process
     # committed, with their positions, so the gateway does not read them back.
     event_sink: Callable[[list[Event]], None] | None = field(default=None, repr=False)
+    # Runs units of work that arrive together in one transaction (the chat send paths).
+    group_commit: GroupCommit = field(init=False, repr=False)
     _started: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.group_commit = GroupCommit(self)
 
     def wake_worker(self) -> None:
         """Wake this process's job worker, if it runs one, after jobs were committed."""
@@ -104,6 +113,7 @@ class Runtime:
             self._started = True
 
     async def close(self) -> None:
+        await self.group_commit.close()
         if self._started:
             await self.broker.stop()
             self._started = False
@@ -168,6 +178,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         sessionmaker=sessionmaker,
         read_engine=read_engine,
         read_sessionmaker=create_sessionmaker(read_engine),
+        autocommit_sessionmaker=create_sessionmaker(autocommit_engine(read_engine)),
         hasher=PasswordHasher(
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,

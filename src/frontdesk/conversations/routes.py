@@ -22,7 +22,7 @@ from frontdesk.conversations.schemas import (
     MessageEdit,
     ReadIn,
 )
-from frontdesk.core.api import UowDep, read_only
+from frontdesk.core.api import UowDep, read_only, writes_in_group
 from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import FieldError, Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
@@ -353,6 +353,7 @@ def _author(actor: Actor) -> service.Author:
     status_code=201,
     responses={**_ERRORS, 200: {"description": "The client_message_id was already stored."}},
 )
+@writes_in_group
 async def post_message(
     uow: UowDep, actor: AgentDep, conversation_id: uuid.UUID, body: MessageCreate
 ) -> JSONResponse:
@@ -361,15 +362,21 @@ async def post_message(
     A repeat with a `client_message_id` already stored returns the stored message with 200.
     """
     files = await _message_attachments(uow, actor.workspace_id, body.attachments)
-    message, created = await service.post_message(
-        uow,
-        service.ConversationRef(workspace_id=actor.workspace_id, id=conversation_id),
-        author=_author(actor),
-        kind=body.kind,
-        body=body.body,
-        attachments=files,
-        client_message_id=body.client_message_id,
-    )
+    target = service.ConversationRef(workspace_id=actor.workspace_id, id=conversation_id)
+
+    async def store(write: UnitOfWork) -> tuple[ConversationMessage, bool]:
+        return await service.post_message(
+            write,
+            target,
+            author=_author(actor),
+            kind=body.kind,
+            body=body.body,
+            attachments=files,
+            client_message_id=body.client_message_id,
+        )
+
+    # Messages that several agents send at the same moment share one transaction.
+    message, created = await uow.rt.group_commit.run(store)
     return JSONResponse(service.message_dict(message), status_code=201 if created else 200)
 
 

@@ -16,8 +16,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.base import Executable
 
 from frontdesk.auth.models import User
 from frontdesk.conversations.fallback import schedule_email_fallback
@@ -38,6 +41,7 @@ from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import decode_cursor, encode_cursor
+from frontdesk.core.sqlite_driver import deferred
 from frontdesk.core.text import is_blank
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
@@ -329,7 +333,9 @@ class ConversationRef:
     id: uuid.UUID
 
 
-_INSERT_MESSAGE = sa.insert(ConversationMessage.__table__)  # type: ignore[arg-type]
+# Nothing reads the INSERT's outcome (the message's client id was checked by the UPDATE that
+# numbered it), so on SQLite it goes with the transaction's next statement.
+_INSERT_MESSAGE = deferred(sa.insert(ConversationMessage.__table__))  # type: ignore[arg-type]
 _MESSAGE_COLUMNS = _column_pairs(ConversationMessage)
 
 
@@ -637,23 +643,36 @@ def record_message_event(
         )
 
 
-def _mark_sender_read_statement() -> sa.Update:
+def _mark_sender_read_statement(dialect: str) -> Executable:
+    """Build the upsert that moves a sender's read and delivered positions forward, adding
+    the participant when the conversation has none for them.
+
+    Positions never go back: a position at or past the new one is kept, and ``read_at``
+    changes only with the read position. SET expressions see the row as it was.
+    """
     table = ConversationParticipant.__table__
-    seq: sa.BindParameter[int] = sa.bindparam("p_seq", type_=sa.Integer)
-    return (
-        sa.update(table)  # type: ignore[arg-type]
-        .where(
-            table.c.conversation_id == sa.bindparam("p_conversation"),
-            table.c.participant_type == sa.bindparam("p_type"),
-            table.c.participant_key == sa.bindparam("p_key"),
-            table.c.last_read_seq < seq,
-            table.c.last_delivered_seq < seq,
-        )
-        .values(last_read_seq=seq, last_delivered_seq=seq, read_at=sa.bindparam("p_now"))
+    insert = sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)  # type: ignore[arg-type]
+    new = insert.excluded
+    read_moves = table.c.last_read_seq < new.last_read_seq
+    delivered_moves = table.c.last_delivered_seq < new.last_delivered_seq
+    statement = insert.on_conflict_do_update(
+        index_elements=[table.c.conversation_id, table.c.participant_type, table.c.participant_key],
+        set_={
+            "last_read_seq": sa.case((read_moves, new.last_read_seq), else_=table.c.last_read_seq),
+            "read_at": sa.case((read_moves, new.read_at), else_=table.c.read_at),
+            "last_delivered_seq": sa.case(
+                (delivered_moves, new.last_delivered_seq), else_=table.c.last_delivered_seq
+            ),
+        },
+        where=read_moves | delivered_moves,
     )
+    # Nothing reads its outcome, so on SQLite it goes with the transaction's next statement.
+    return deferred(statement)
 
 
-_MARK_SENDER_READ = _mark_sender_read_statement()
+_MARK_SENDER_READ = {
+    dialect: _mark_sender_read_statement(dialect) for dialect in ("sqlite", "postgresql")
+}
 
 
 async def _mark_sender_read(
@@ -666,25 +685,28 @@ async def _mark_sender_read(
 ) -> None:
     """Move the sender's read and delivered positions to the message they just sent.
 
-    A participant row that is not loaded is updated with one UPDATE; a new participant, or
-    one already loaded in this session, goes through the ORM.
+    A participant row that is not loaded is written with one upsert; one already loaded in
+    this session goes through the ORM, so the loaded object stays true.
     """
     identity = uow.session.sync_session.identity_key(
         ConversationParticipant, (conversation.id, participant_type, participant_key)
     )
     if identity not in uow.session.identity_map:
-        result = await uow.session.execute(
-            _MARK_SENDER_READ,
+        await uow.session.execute(
+            _MARK_SENDER_READ[dialect_name(uow.session)],
             {
-                "p_conversation": conversation.id,
-                "p_type": participant_type,
-                "p_key": participant_key,
-                "p_seq": seq,
-                "p_now": now,
+                "conversation_id": conversation.id,
+                "participant_type": participant_type,
+                "participant_key": participant_key,
+                "workspace_id": conversation.workspace_id,
+                "last_read_seq": seq,
+                "last_delivered_seq": seq,
+                "last_emailed_seq": 0,
+                "joined_at": now,
+                "read_at": now,
             },
         )
-        if result.rowcount:  # type: ignore[attr-defined]
-            return
+        return
     participant = await ensure_participant(uow, conversation, participant_type, participant_key)
     _advance(participant, seq, now)
 

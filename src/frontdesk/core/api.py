@@ -15,6 +15,7 @@ from frontdesk.runtime import Runtime
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _READ_ONLY = "_frontdesk_read_only"
+_GROUP_COMMIT = "_frontdesk_group_commit"
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 
@@ -40,7 +41,13 @@ async def get_uow(connection: HTTPConnection) -> UnitOfWork:
             "version is not supported, install the version that pyproject.toml allows."
         )
     runtime: Runtime = connection.app.state.runtime
-    sessionmaker = runtime.read_sessionmaker if _reads_only(connection) else runtime.sessionmaker
+    endpoint = connection.scope.get("endpoint")
+    if getattr(endpoint, _GROUP_COMMIT, False) is True:
+        sessionmaker = runtime.autocommit_sessionmaker
+    elif _reads_only(connection, endpoint):
+        sessionmaker = runtime.read_sessionmaker
+    else:
+        sessionmaker = runtime.sessionmaker
     uow = UnitOfWork(runtime, sessionmaker())
     stack.push_async_exit(uow.finish)
     return uow
@@ -58,10 +65,21 @@ def read_only(endpoint: _Endpoint) -> _Endpoint:
     return endpoint
 
 
-def _reads_only(connection: HTTPConnection) -> bool:
+def writes_in_group(endpoint: _Endpoint) -> _Endpoint:
+    """Mark a route whose handler writes only through ``runtime.group_commit``.
+
+    Its own unit of work then only reads (the login check, say), each statement on its own
+    without a transaction, so the request takes no write lock before its writes join a
+    group transaction.
+    """
+    setattr(endpoint, _GROUP_COMMIT, True)
+    return endpoint
+
+
+def _reads_only(connection: HTTPConnection, endpoint: object) -> bool:
     if connection.scope.get("method") not in _READ_METHODS:
         return False
-    return getattr(connection.scope.get("endpoint"), _READ_ONLY, False) is True
+    return getattr(endpoint, _READ_ONLY, False) is True
 
 
 async def get_client_ip(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> str:

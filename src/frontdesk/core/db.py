@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from frontdesk.core.ids import uuid7
-from frontdesk.core.sqlite_driver import one_trip_dbapi
+from frontdesk.core.sqlite_driver import DEFERRED, one_trip_dbapi
 
 # Stable constraint names keep migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -29,6 +29,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+
+# The execution option under which a SQLite connection sends no BEGIN: each statement is a
+# transaction of its own (see ``autocommit_engine``).
+NO_TRANSACTION = "frontdesk_no_transaction"
 
 # How long a SQLite writer waits for the write lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -103,6 +107,18 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Return ``engine`` with every statement in a transaction of its own.
+
+    A session on it sends no BEGIN and no COMMIT, which saves two round trips (to SQLite's
+    thread, or to PostgreSQL) for work that reads a statement or two and needs no snapshot
+    across them, such as checking a login before handing the writes to a group commit.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{NO_TRANSACTION: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     """Set the pragmas on every new connection and start the engine's transactions.
 
@@ -129,7 +145,20 @@ def configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql(begin)
+        if not connection.get_execution_options().get(NO_TRANSACTION):
+            connection.exec_driver_sql(begin)
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _on_execute(
+        _connection: sa.Connection,
+        cursor: Any,
+        _statement: str,
+        _parameters: Any,
+        context: Any,
+        _executemany: bool,
+    ) -> None:
+        if context is not None and context.execution_options.get(DEFERRED):
+            cursor.defer_next()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,6 +10,12 @@ call as the transaction's first statement. A transaction that runs no statement 
 neither BEGIN nor COMMIT. A failing BEGIN (another process holding the database past the
 busy timeout, say) therefore raises from the first statement instead.
 
+A statement executed with the execution option ``DEFERRED`` (see ``deferred``) is not sent
+at once either: it waits for the connection's next statement, or its commit, and crosses to
+the thread with it. It returns no rows and a rowcount of -1, and an error it raises comes
+from that later statement or the commit. It suits writes whose outcome the caller does not
+read, inside a transaction that holds the write lock.
+
 Server-side cursors (``stream_results``) keep SQLAlchemy's own adapter, which fetches in
 batches.
 
@@ -33,18 +39,47 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
 
 # The statement that starts a write transaction (see frontdesk.core.db).
 WRITE_BEGIN = "BEGIN IMMEDIATE"
 
+# The execution option that defers a statement (see the module's description).
+DEFERRED = "frontdesk_deferred"
+
 # The result of one statement: description, rowcount, lastrowid and the rows.
 _Outcome = tuple[Any, int, int | None, list[Any]]
+# A deferred statement: its text, its parameters and whether it runs with executemany.
+_Deferred = tuple[str, Any, bool]
 
 
 # The statements that begin a transaction: they are sent with the transaction's first
 # statement instead of on their own.
 _BEGINS = frozenset({WRITE_BEGIN, "BEGIN"})
+
+
+def deferred(statement: Executable) -> Executable:
+    """Return ``statement`` with the ``DEFERRED`` execution option; other drivers ignore it."""
+    return statement.execution_options(**{DEFERRED: True})
+
+
+def _run_deferred(connection: sqlite3.Connection, statements: list[_Deferred]) -> None:
+    for operation, parameters, many in statements:
+        if many:
+            connection.executemany(operation, parameters)
+        else:
+            connection.execute(operation, () if parameters is None else parameters)
+
+
+def _commit(connection: sqlite3.Connection, begin: str | None, statements: list[_Deferred]) -> None:
+    """Send ``begin`` if given and the deferred statements, then commit; runs in the
+    connection's thread."""
+    if begin is not None:
+        connection.execute(begin)
+    _run_deferred(connection, statements)
+    connection.commit()
 
 
 def _run_statement(
@@ -53,11 +88,14 @@ def _run_statement(
     parameters: Any,
     many: bool,
     begin: str | None = None,
+    statements: list[_Deferred] | None = None,
 ) -> _Outcome:
-    """Execute one statement, after ``begin`` if given, and read all its rows; runs in the
-    connection's thread."""
+    """Execute one statement, after ``begin`` and the deferred ``statements`` if given, and
+    read all its rows; runs in the connection's thread."""
     if begin is not None:
         connection.execute(begin)
+    if statements:
+        _run_deferred(connection, statements)
     cursor = connection.cursor()
     try:
         if many:
@@ -76,7 +114,7 @@ def _run_statement(
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     """A client-side cursor whose statement and rows cross threads once."""
 
-    __slots__ = ("_description", "_lastrowid", "_rowcount")
+    __slots__ = ("_defer", "_description", "_lastrowid", "_rowcount")
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
         # No aiosqlite cursor is opened: each statement opens and closes its own.
@@ -87,6 +125,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._description: Any = None
         self._rowcount = -1
         self._lastrowid: int | None = None
+        # Set for one execution by the engine's hook when the statement has DEFERRED.
+        self._defer = False
+
+    def defer_next(self) -> None:
+        """Keep the next statement for the connection's next trip to its thread."""
+        self._defer = True
 
     @property
     def description(self) -> Any:
@@ -132,10 +176,17 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             self._description, self._rowcount, self._lastrowid = None, -1, None
             self._rows = collections.deque()
             return
+        if self._defer:
+            self._defer = False
+            adapted.deferred.append((operation, parameters, many))
+            self._description, self._rowcount, self._lastrowid = None, -1, None
+            self._rows = collections.deque()
+            return
         begin, adapted.pending_begin = adapted.pending_begin, None
+        statements, adapted.deferred = adapted.deferred, []
         async with self._adapt_connection._execute_mutex:
             outcome: _Outcome = await connection._execute(
-                _run_statement, connection._conn, operation, parameters, many, begin
+                _run_statement, connection._conn, operation, parameters, many, begin, statements
             )
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows)
@@ -144,7 +195,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     """A connection that keeps its DBAPI's write lock from BEGIN IMMEDIATE to the end."""
 
-    __slots__ = ("_has_write_lock", "pending_begin")
+    __slots__ = ("_has_write_lock", "deferred", "pending_begin")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
     dbapi: OneTripDBAPI
 
@@ -153,6 +204,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._has_write_lock = False
         # A BEGIN not sent yet (see OneTripCursor._run).
         self.pending_begin: str | None = None
+        # Deferred statements not sent yet, in the order they were executed.
+        self.deferred: list[_Deferred] = []
 
     async def acquire_write_lock(self) -> None:
         if self._has_write_lock:
@@ -171,34 +224,53 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             raise sqlite3.OperationalError("database is locked") from None
         self._has_write_lock = True
 
+    def _in_transaction(self) -> bool:
+        """Whether SQLite has a transaction open on this connection, or it cannot tell."""
+        raw = self._connection._connection
+        return raw is None or raw.in_transaction
+
     def release_write_lock(self) -> None:
         if self._has_write_lock:
             self._has_write_lock = False
             self.dbapi.write_lock().release()
 
     def commit(self) -> None:
+        begin, statements = self.pending_begin, self.deferred
+        self.pending_begin, self.deferred = None, []
         try:
-            # A transaction whose BEGIN was never sent ran no statement: nothing to commit.
-            if self.pending_begin is None:
+            if statements:
+                # The deferred statements and the commit cross to the thread together.
+                try:
+                    await_(
+                        self._connection._execute(
+                            _commit, self._connection._conn, begin, statements
+                        )
+                    )
+                except Exception as error:
+                    self._handle_exception(error)
+            elif begin is None and self._in_transaction():
+                # A transaction whose BEGIN was never sent ran no statement, and a connection
+                # outside a transaction has nothing to commit.
                 super().commit()
         finally:
-            self.pending_begin = None
             self.release_write_lock()
 
     def rollback(self) -> None:
         self.pending_begin = None
+        # Deferred statements were never sent, so dropping them undoes them.
+        self.deferred = []
         try:
             # The pool rolls back every connection it takes back, most of them already
             # committed. Outside a transaction SQLite has nothing to roll back, so that
             # needs no trip to the connection's thread.
-            raw = self._connection._connection
-            if raw is None or raw.in_transaction:
+            if self._in_transaction():
                 super().rollback()
         finally:
             self.release_write_lock()
 
     def close(self) -> None:
         self.pending_begin = None
+        self.deferred = []
         try:
             super().close()
         finally:
@@ -206,6 +278,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def terminate(self) -> None:
         self.pending_begin = None
+        self.deferred = []
         try:
             super().terminate()
         finally:

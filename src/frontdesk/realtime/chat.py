@@ -168,15 +168,18 @@ def _read_entry(participant: ConversationParticipant) -> dict[str, Any]:
 
 async def send_message(runtime: Runtime, connection: Connection, frame: SendFrame) -> str:
     """Store the message and return the sent frame, or the error frame for the client."""
+
+    async def store(uow: UnitOfWork) -> dict[str, Any]:
+        if connection.is_visitor:
+            conversation = await get_conversation_for(
+                uow.session, connection, frame.conversation_id
+            )
+            return await _send_as_visitor(uow, connection, conversation, frame)
+        return await _send_as_member(uow, connection, frame)
+
     try:
-        async with unit_of_work(runtime) as uow:
-            if connection.is_visitor:
-                conversation = await get_conversation_for(
-                    uow.session, connection, frame.conversation_id
-                )
-                message_fields = await _send_as_visitor(uow, connection, conversation, frame)
-            else:
-                message_fields = await _send_as_member(uow, connection, frame)
+        # Messages that several clients send at the same moment share one transaction.
+        message_fields = await runtime.group_commit.run(store)
     except (ValidationFailed, NotFound) as exc:
         return problem_frame(
             exc,

@@ -1,0 +1,135 @@
+"""Group commit: units of work that arrive together share one transaction.
+
+Every transaction that writes pays a fixed price besides its own statements: a session, its
+BEGIN and COMMIT, the event numbering and, on SQLite, the process's one write lock, which
+serializes writers. When many clients send chat messages at once, that price is most of the
+cost of each message. ``GroupCommit.run`` queues a unit (an async function of a
+``UnitOfWork``); one writer task takes every unit queued so far and runs them, in the order
+they arrived, in one transaction that commits once. A unit that arrives while a
+transaction runs waits for the next one, so nothing is held back by a timer: alone, a unit
+gets a transaction of its own at once.
+
+A unit sees the changes of the units before it in the same transaction, as it would had
+they committed first. When a unit raises, or the commit fails, the transaction rolls back
+and every unit of that group runs again in a transaction of its own, so the others are
+stored and each caller gets its own result or error. A unit may therefore run twice: it
+must act only through its unit of work (statements, events, jobs) and must not commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import structlog
+
+from frontdesk.core.uow import UnitOfWork, unit_of_work
+
+if TYPE_CHECKING:
+    from frontdesk.runtime import Runtime
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+
+# The most units in one transaction. It bounds how long one transaction keeps SQLite's
+# write lock, which the process's other writers wait for.
+MAX_GROUP_SIZE = 64
+
+
+@dataclass(eq=False)
+class _Unit(Generic[T]):
+    work: Callable[[UnitOfWork], Awaitable[T]]
+    result: asyncio.Future[T] = field(repr=False)
+
+
+class GroupCommit:
+    """Run units of work, grouping those that wait at the same time into one transaction."""
+
+    def __init__(self, runtime: Runtime, *, max_group_size: int = MAX_GROUP_SIZE) -> None:
+        self._runtime = runtime
+        self._max_group_size = max_group_size
+        self._queue: list[_Unit[Any]] = []
+        self._writer: asyncio.Task[None] | None = None
+        # How many transactions ran and how many units they held, for tests and metrics.
+        self.transactions = 0
+        self.units = 0
+
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction that may hold other units; return its result after
+        the commit, or raise what it raised.
+
+        The result is ready once the transaction committed and its events were handed to the
+        realtime gateway. Cancelling the caller does not cancel the unit.
+        """
+        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Unit(work, result))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        return await result
+
+    async def _write(self) -> None:
+        try:
+            while self._queue:
+                group = self._queue[: self._max_group_size]
+                del self._queue[: self._max_group_size]
+                try:
+                    await self._run_group(group)
+                except BaseException as exc:
+                    for unit in group:
+                        _fail(unit, exc)
+                    raise
+        finally:
+            self._writer = None
+            if self._queue:
+                # Only when this task was cancelled with units still queued (at shutdown).
+                for unit in self._queue:
+                    _fail(unit, asyncio.CancelledError())
+                self._queue.clear()
+
+    async def _run_group(self, group: list[_Unit[Any]]) -> None:
+        self.transactions += 1
+        self.units += len(group)
+        if len(group) == 1:
+            await self._run_alone(group[0])
+            return
+        results: list[Any] = []
+        try:
+            async with unit_of_work(self._runtime) as uow:
+                for unit in group:
+                    results.append(await unit.work(uow))
+        except Exception as exc:
+            log.debug("group_commit.retry_alone", units=len(group), error=repr(exc))
+            for unit in group:
+                self.transactions += 1
+                await self._run_alone(unit)
+            return
+        for unit, value in zip(group, results, strict=True):
+            if not unit.result.done():
+                unit.result.set_result(value)
+
+    async def _run_alone(self, unit: _Unit[Any]) -> None:
+        try:
+            async with unit_of_work(self._runtime) as uow:
+                value = await unit.work(uow)
+        except Exception as exc:
+            _fail(unit, exc)
+            return
+        if not unit.result.done():
+            unit.result.set_result(value)
+
+    async def close(self) -> None:
+        """Wait until the queued units have run."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+
+
+def _fail(unit: _Unit[Any], exc: BaseException) -> None:
+    if unit.result.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        unit.result.cancel()
+    else:
+        unit.result.set_exception(exc)
