@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Event
+from frontdesk.core.sqlite_driver import deferred
 
 log = structlog.get_logger()
 
@@ -31,6 +32,11 @@ BATCH_SIZE = 500
 _SEQUENCER_LOCK = sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY))
 _EVENTS = Event.__table__
 _HIGHEST_POSITION = sa.select(sa.func.coalesce(sa.func.max(_EVENTS.c.position), 0))
+_HIGHEST_ID_AND_POSITION = sa.select(
+    sa.func.coalesce(sa.func.max(_EVENTS.c.id), 0),
+    sa.func.coalesce(sa.func.max(_EVENTS.c.position), 0),
+)
+_INSERT_DEFERRED = deferred(sa.insert(_EVENTS))  # type: ignore[arg-type]
 _INSERT_NUMBERED = sa.insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
 _INSERT_NEXT = (
     sa.insert(_EVENTS)  # type: ignore[arg-type]
@@ -83,6 +89,15 @@ async def insert_numbered_events(session: AsyncSession, events: Sequence[Event])
         # The common case needs one statement, because the INSERT computes the position.
         result = await connection.execute(_INSERT_NEXT, rows[0])
         pairs = [(row[0], row[1]) for row in result]
+    elif dialect_name(session) == "sqlite":
+        # The write lock keeps every other writer out, so the next ids are known: SQLite
+        # itself gives a new row the highest id plus one. The INSERT then needs no RETURNING
+        # and goes to SQLite with the commit.
+        highest_id, highest = (await connection.execute(_HIGHEST_ID_AND_POSITION)).one()
+        pairs = [(int(highest_id) + n, int(highest) + n) for n in range(1, len(rows) + 1)]
+        for row, (event_id, position) in zip(rows, pairs, strict=True):
+            row["id"], row["position"] = event_id, position
+        await connection.execute(_INSERT_DEFERRED, rows)
     else:
         highest = int((await connection.execute(_HIGHEST_POSITION)).scalar_one())
         positions = range(highest + 1, highest + 1 + len(rows))

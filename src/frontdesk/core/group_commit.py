@@ -4,10 +4,10 @@ Every transaction that writes pays a fixed price besides its own statements: a s
 BEGIN and COMMIT, the event numbering and, on SQLite, the process's one write lock, which
 serializes writers. When many clients send chat messages at once, that price is most of the
 cost of each message. ``GroupCommit.run`` queues a unit (an async function of a
-``UnitOfWork``); one writer task takes every unit queued so far and runs them, in the order
-they arrived, in one transaction that commits once. A unit that arrives while a
-transaction runs waits for the next one, so nothing is held back by a timer: alone, a unit
-gets a transaction of its own at once.
+``UnitOfWork``); one writer task runs the queued units, in the order they arrived, in one
+transaction that commits once. Units that arrive while it runs join it, up to
+``MAX_GROUP_SIZE``; those that arrive during its commit wait for the next one. Nothing is
+held back by a timer: alone, a unit gets a transaction of its own at once.
 
 A unit sees the changes of the units before it in the same transaction, as it would had
 they committed first. When a unit raises, or the commit fails, the transaction rolls back
@@ -19,6 +19,7 @@ must act only through its unit of work (statements, events, jobs) and must not c
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -51,7 +52,7 @@ class GroupCommit:
     def __init__(self, runtime: Runtime, *, max_group_size: int = MAX_GROUP_SIZE) -> None:
         self._runtime = runtime
         self._max_group_size = max_group_size
-        self._queue: list[_Unit[Any]] = []
+        self._queue: deque[_Unit[Any]] = deque()
         self._writer: asyncio.Task[None] | None = None
         # How many transactions ran and how many units they held, for tests and metrics.
         self.transactions = 0
@@ -73,8 +74,7 @@ class GroupCommit:
     async def _write(self) -> None:
         try:
             while self._queue:
-                group = self._queue[: self._max_group_size]
-                del self._queue[: self._max_group_size]
+                group: list[_Unit[Any]] = []
                 try:
                     await self._run_group(group)
                 except BaseException as exc:
@@ -90,22 +90,30 @@ class GroupCommit:
                 self._queue.clear()
 
     async def _run_group(self, group: list[_Unit[Any]]) -> None:
+        """Run queued units in one transaction, moving each into ``group`` as it starts.
+
+        Units that arrive while the group runs join it, up to the group size, so that a
+        burst of sends shares one commit.
+        """
         self.transactions += 1
-        self.units += len(group)
-        if len(group) == 1:
-            await self._run_alone(group[0])
-            return
         results: list[Any] = []
         try:
             async with unit_of_work(self._runtime) as uow:
-                for unit in group:
+                while self._queue and len(group) < self._max_group_size:
+                    unit = self._queue.popleft()
+                    group.append(unit)
                     results.append(await unit.work(uow))
         except Exception as exc:
+            self.units += len(group)
+            if len(group) == 1:
+                _fail(group[0], exc)
+                return
             log.debug("group_commit.retry_alone", units=len(group), error=repr(exc))
             for unit in group:
                 self.transactions += 1
                 await self._run_alone(unit)
             return
+        self.units += len(group)
         for unit, value in zip(group, results, strict=True):
             if not unit.result.done():
                 unit.result.set_result(value)
