@@ -102,8 +102,11 @@ async def resolve_token(
         raise Unauthorized(
             "The access token is invalid; log in with POST /api/v1/auth/token to get one."
         ) from exc
+    # On the session's connection, because the ORM's execution path adds nothing to a Core
+    # query and cost about a fifth of this lookup (measured in process on SQLite).
+    connection = await session.connection()
     row = (
-        await session.execute(
+        await connection.execute(
             _LOGIN_QUERY,
             {"session_id": claims.session_id, "workspace_id": claims.workspace_id},
         )

@@ -685,7 +685,7 @@ async def _mark_sender_read(
 ) -> None:
     """Move the sender's read and delivered positions to the message they just sent.
 
-    A participant row that is not loaded is written with one upsert; one already loaded in
+    A participant row that is not loaded is written with one upsert. One already loaded in
     this session goes through the ORM, so the loaded object stays true.
     """
     identity = uow.session.sync_session.identity_key(

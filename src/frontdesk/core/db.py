@@ -110,9 +110,9 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
 def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     """Return ``engine`` with every statement in a transaction of its own.
 
-    A session on it sends no BEGIN and no COMMIT, which saves two round trips (to SQLite's
-    thread, or to PostgreSQL) for work that reads a statement or two and needs no snapshot
-    across them, such as checking a login before handing the writes to a group commit.
+    A session on it sends no BEGIN and no COMMIT, which saves two round trips to SQLite's
+    thread or to PostgreSQL. It suits work that reads a statement or two and needs no
+    snapshot across them, such as checking a login before a group commit does the writes.
     """
     if engine.dialect.name == "sqlite":
         return engine.execution_options(**{NO_TRANSACTION: True})

@@ -3,8 +3,8 @@
 Every transaction that writes pays a fixed price besides its own statements: a session, its
 BEGIN and COMMIT, the event numbering and, on SQLite, the process's one write lock, which
 serializes writers. When many clients send chat messages at once, that price is most of the
-cost of each message. ``GroupCommit.run`` queues a unit (an async function of a
-``UnitOfWork``); one writer task runs the queued units, in the order they arrived, in one
+cost of each message. ``GroupCommit.run`` queues a unit, an async function of a
+``UnitOfWork``. One writer task runs the queued units, in the order they arrived, in one
 transaction that commits once. Units that arrive while it runs join it, up to
 ``MAX_GROUP_SIZE``; those that arrive during its commit wait for the next one. Nothing is
 held back by a timer: alone, a unit gets a transaction of its own at once.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
+from prometheus_client import Counter
 
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 
@@ -33,9 +34,19 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+GROUP_TRANSACTIONS = Counter(
+    "frontdesk_group_commit_transactions",
+    "Transactions run by the group commit, counting the reruns of a failed group's units.",
+)
+GROUP_UNITS = Counter("frontdesk_group_commit_units", "Units of work run by the group commit.")
+GROUP_FAILURES = Counter(
+    "frontdesk_group_commit_failed_groups",
+    "Groups of several units rolled back because one failed; each unit ran again alone.",
+)
+
 T = TypeVar("T")
 
-# The most units in one transaction. It bounds how long one transaction keeps SQLite's
+# The maximum number of units in one transaction. It bounds how long one transaction keeps SQLite's
 # write lock, which the process's other writers wait for.
 MAX_GROUP_SIZE = 64
 
@@ -67,7 +78,7 @@ class GroupCommit:
         """
         result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, result))
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         return await result
 
@@ -96,6 +107,7 @@ class GroupCommit:
         burst of sends shares one commit.
         """
         self.transactions += 1
+        GROUP_TRANSACTIONS.inc()
         results: list[Any] = []
         try:
             async with unit_of_work(self._runtime) as uow:
@@ -104,19 +116,25 @@ class GroupCommit:
                     group.append(unit)
                     results.append(await unit.work(uow))
         except Exception as exc:
-            self.units += len(group)
+            self._count_units(len(group))
             if len(group) == 1:
                 _fail(group[0], exc)
                 return
+            GROUP_FAILURES.inc()
             log.debug("group_commit.retry_alone", units=len(group), error=repr(exc))
             for unit in group:
                 self.transactions += 1
+                GROUP_TRANSACTIONS.inc()
                 await self._run_alone(unit)
             return
-        self.units += len(group)
+        self._count_units(len(group))
         for unit, value in zip(group, results, strict=True):
             if not unit.result.done():
                 unit.result.set_result(value)
+
+    def _count_units(self, units: int) -> None:
+        self.units += units
+        GROUP_UNITS.inc(units)
 
     async def _run_alone(self, unit: _Unit[Any]) -> None:
         try:

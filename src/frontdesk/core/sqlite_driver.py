@@ -225,7 +225,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._has_write_lock = True
 
     def _in_transaction(self) -> bool:
-        """Whether SQLite has a transaction open on this connection, or it cannot tell."""
+        """Return whether SQLite has a transaction open on this connection, or cannot tell."""
         raw = self._connection._connection
         return raw is None or raw.in_transaction
 
