@@ -144,6 +144,7 @@ async def test_agents_posting_at_once_each_get_their_message(
 ) -> None:
     staff = await owner(client)
     conversation_ids = [await _conversation(client, staff) for _ in range(3)]
+    units_before = runtime.group_commit.units
 
     responses = await asyncio.gather(
         *(
@@ -155,9 +156,16 @@ async def test_agents_posting_at_once_each_get_their_message(
             for index, conversation_id in enumerate(conversation_ids * 2)
         ),
         client.post(f"{API}/{uuid.uuid4()}/messages", json={"body": "lost"}, headers=staff.headers),
+        client.post(
+            f"{API}/{conversation_ids[0]}/messages", json={"body": " "}, headers=staff.headers
+        ),
     )
 
-    assert [response.status_code for response in responses] == [201] * 6 + [404]
+    assert [response.status_code for response in responses] == [201] * 6 + [404, 422]
+    assert responses[-1].json()["errors"][0]["code"] == "empty_message"
+    # The empty message was refused before it joined a group; the unknown conversation is
+    # found out only by the statement that numbers the message.
+    assert runtime.group_commit.units - units_before == 7
     for index, conversation_id in enumerate(conversation_ids):
         assert await _stored(runtime, conversation_id) == [(1, f"to {index}"), (2, f"to {index}")]
     assert await count_rows(runtime, ConversationMessage) == 6

@@ -362,6 +362,13 @@ async def post_message(
     A repeat with a `client_message_id` already stored returns the stored message with 200.
     """
     files = await _message_attachments(uow, actor.workspace_id, body.attachments)
+    service.check_message(
+        author=_author(actor),
+        kind=body.kind,
+        body=body.body,
+        attachments=files,
+        client_message_id=body.client_message_id,
+    )
     target = service.ConversationRef(workspace_id=actor.workspace_id, id=conversation_id)
 
     async def store(write: UnitOfWork) -> tuple[ConversationMessage, bool]:

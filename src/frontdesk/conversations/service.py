@@ -557,21 +557,13 @@ async def post_message(
     ``client_message_id`` the same author already used in this conversation is not stored
     again: the stored one is returned with False.
     """
-    if kind == "note" and author.type != "member":
-        raise ValidationFailed("kind", "Only members write internal notes.", "invalid_kind")
-    if kind == "system" and author.type != "system":
-        raise ValidationFailed("kind", "Use kind message or note.", "invalid_kind")
-    check_body(body)
-    body = clean_body(body)
-    check_client_message_id(client_message_id)
-    if kind != "system" and is_blank(body) and not attachments:
-        raise ValidationFailed("body", "Write some text or attach a file.", "empty_message")
-    if len(attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
-        raise ValidationFailed(
-            "attachments",
-            f"A message has at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments.",
-            "too_many",
-        )
+    body = check_message(
+        author=author,
+        kind=kind,
+        body=body,
+        attachments=attachments,
+        client_message_id=client_message_id,
+    )
     client_id = None if client_message_id is None else (author, client_message_id)
     conversation, seq = await _number(uow, target, kind=kind, client_id=client_id)
     if seq is None:
@@ -622,6 +614,39 @@ async def post_message(
     if author.type == "member" and kind == "message" and conversation.channel == "chat":
         await schedule_email_fallback(uow, conversation, message)
     return message, True
+
+
+def check_message(
+    *,
+    author: Author,
+    kind: str,
+    body: str,
+    attachments: Sequence[object],
+    client_message_id: str | None,
+) -> str:
+    """Check a new message's fields without reading the database; return the body as it
+    is stored.
+
+    ``post_message`` runs these checks itself. The send paths that store through the group
+    commit also run them first, so that invalid input is refused before it joins a group,
+    where a failing unit makes every unit of the group run again alone.
+    """
+    if kind == "note" and author.type != "member":
+        raise ValidationFailed("kind", "Only members write internal notes.", "invalid_kind")
+    if kind == "system" and author.type != "system":
+        raise ValidationFailed("kind", "Use kind message or note.", "invalid_kind")
+    check_body(body)
+    body = clean_body(body)
+    check_client_message_id(client_message_id)
+    if kind != "system" and is_blank(body) and not attachments:
+        raise ValidationFailed("body", "Write some text or attach a file.", "empty_message")
+    if len(attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
+        raise ValidationFailed(
+            "attachments",
+            f"A message has at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments.",
+            "too_many",
+        )
+    return body
 
 
 def record_message_event(

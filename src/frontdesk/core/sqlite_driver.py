@@ -75,11 +75,20 @@ def _run_deferred(connection: sqlite3.Connection, statements: list[_Deferred]) -
 
 def _commit(connection: sqlite3.Connection, begin: str | None, statements: list[_Deferred]) -> None:
     """Send ``begin`` if given and the deferred statements, then commit; runs in the
-    connection's thread."""
-    if begin is not None:
-        connection.execute(begin)
-    _run_deferred(connection, statements)
-    connection.commit()
+    connection's thread.
+
+    When a statement or the commit fails, the transaction is rolled back here, before the
+    caller releases the write lock.
+    """
+    try:
+        if begin is not None:
+            connection.execute(begin)
+        _run_deferred(connection, statements)
+        connection.commit()
+    except BaseException:
+        if connection.in_transaction:
+            connection.rollback()
+        raise
 
 
 def _run_statement(

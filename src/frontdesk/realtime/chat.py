@@ -178,6 +178,13 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
         return await _send_as_member(uow, connection, frame)
 
     try:
+        service.check_message(
+            author=service.Author(type="visitor" if connection.is_visitor else "member"),
+            kind=frame.kind,
+            body=frame.body,
+            attachments=frame.attachments,
+            client_message_id=frame.client_message_id,
+        )
         # Messages that several clients send at the same moment share one transaction.
         message_fields = await runtime.group_commit.run(store)
     except (ValidationFailed, NotFound) as exc:
