@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -915,3 +916,19 @@ async def test_invisible_subject_stored_as_null(client: httpx.AsyncClient) -> No
     assert created["subject"] is None
     assert renamed.json()["subject"] == "Wedding"
     assert cleared.json()["subject"] is None
+
+
+async def test_last_message_at_is_the_message_time(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staff = await owner(client)
+    cid = (await _create(client, staff))["id"]
+    # A clock that moves a microsecond on every reading, as a real one does.
+    ticks = itertools.count(1)
+    start = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: start + timedelta(microseconds=next(ticks)))
+
+    message = await _message(client, staff, cid, "Hello")
+    conversation = await _get(client, staff, f"{API}/{cid}")
+
+    assert conversation["last_message_at"] == message["created_at"]

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from factories import Staff, count_rows, events_named, owner
 from frontdesk.conversations import service
 from frontdesk.conversations.models import ConversationMessage, ConversationParticipant
-from frontdesk.core.errors import ValidationFailed
-from frontdesk.core.group_commit import GroupCommit
+from frontdesk.core.errors import NotFound, ValidationFailed
+from frontdesk.core.group_commit import GroupCommit, Refused
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.runtime import Runtime
 
@@ -169,3 +169,26 @@ async def test_agents_posting_at_once_each_get_their_message(
     for index, conversation_id in enumerate(conversation_ids):
         assert await _stored(runtime, conversation_id) == [(1, f"to {index}"), (2, f"to {index}")]
     assert await count_rows(runtime, ConversationMessage) == 6
+
+
+async def test_refused_unit_leaves_the_group_running(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await owner(client)
+    conversation_id = await _conversation(client, staff)
+    before = runtime.group_commit.transactions
+
+    async def refuse(_uow: UnitOfWork) -> Refused:
+        return Refused(NotFound("No such conversation."))
+
+    outcomes = await asyncio.gather(
+        runtime.group_commit.run(_send(staff, conversation_id, "first")),
+        runtime.group_commit.run(refuse),
+        runtime.group_commit.run(_send(staff, conversation_id, "third")),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[1], NotFound)
+    # No rollback and no rerun: one transaction for the three units.
+    assert runtime.group_commit.transactions - before == 1
+    assert await _stored(runtime, conversation_id) == [(1, "first"), (2, "third")]

@@ -24,8 +24,9 @@ from frontdesk.conversations.schemas import (
 )
 from frontdesk.core.api import UowDep, read_only, writes_in_group
 from frontdesk.core.db import MAX_SQL_INTEGER
-from frontdesk.core.errors import FieldError, Problem, ValidationFailed
+from frontdesk.core.errors import FieldError, NotFound, Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
+from frontdesk.core.group_commit import Refused
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses, time_range
 from frontdesk.core.uow import UnitOfWork
@@ -371,16 +372,20 @@ async def post_message(
     )
     target = service.ConversationRef(workspace_id=actor.workspace_id, id=conversation_id)
 
-    async def store(write: UnitOfWork) -> tuple[ConversationMessage, bool]:
-        return await service.post_message(
-            write,
-            target,
-            author=_author(actor),
-            kind=body.kind,
-            body=body.body,
-            attachments=files,
-            client_message_id=body.client_message_id,
-        )
+    async def store(write: UnitOfWork) -> tuple[ConversationMessage, bool] | Refused:
+        try:
+            return await service.post_message(
+                write,
+                target,
+                author=_author(actor),
+                kind=body.kind,
+                body=body.body,
+                attachments=files,
+                client_message_id=body.client_message_id,
+            )
+        except NotFound as exc:
+            # Nothing is written yet, so the rest of the group goes on.
+            return Refused(exc)
 
     # Messages that several agents send at the same moment share one transaction.
     message, created = await uow.rt.group_commit.run(store)

@@ -352,9 +352,9 @@ async def _insert_message(uow: UnitOfWork, message: ConversationMessage) -> None
 
 
 def _numbering_parameters(
-    uow: UnitOfWork, conversation_id: uuid.UUID, client_id: tuple[Author, str] | None
+    conversation_id: uuid.UUID, client_id: tuple[Author, str] | None, now: datetime
 ) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"conversation_id": conversation_id, "now": uow.now()}
+    parameters: dict[str, Any] = {"conversation_id": conversation_id, "now": now}
     if client_id is not None:
         author, client_message_id = client_id
         parameters.update(
@@ -369,6 +369,7 @@ async def _number(
     *,
     kind: str,
     client_id: tuple[Author, str] | None,
+    now: datetime,
 ) -> tuple[Conversation, int | None]:
     """Take the target conversation's next message number, loading the conversation first
     when only its ids are given.
@@ -381,7 +382,7 @@ async def _number(
     if isinstance(target, Conversation):
         if client_id is not None:
             await _lock(uow, target)
-        return target, await _next_seq(uow, target, kind=kind, client_id=client_id)
+        return target, await _next_seq(uow, target, kind=kind, client_id=client_id, now=now)
     if dialect_name(uow.session) == "postgresql":
         # The SELECT ... FOR UPDATE loads the conversation and takes its row lock.
         conversation = await uow.session.scalar(
@@ -389,10 +390,12 @@ async def _number(
         )
         if conversation is None:
             raise NotFound("No such conversation in this workspace.")
-        return conversation, await _next_seq(uow, conversation, kind=kind, client_id=client_id)
+        return conversation, await _next_seq(
+            uow, conversation, kind=kind, client_id=client_id, now=now
+        )
     # On SQLite the transaction already holds the write lock, and one UPDATE numbers the
     # message and returns the conversation.
-    parameters = _numbering_parameters(uow, target.id, client_id)
+    parameters = _numbering_parameters(target.id, client_id, now)
     parameters["conversation_workspace"] = target.workspace_id
     statement = _NUMBERING[kind == "message", client_id is not None, True]
     row = (await uow.session.execute(statement, parameters)).one_or_none()
@@ -431,8 +434,10 @@ async def _next_seq(
     *,
     kind: str,
     client_id: tuple[Author, str] | None = None,
+    now: datetime,
 ) -> int | None:
-    """Take the next message number and stamp the conversation's times in one UPDATE.
+    """Take the next message number and stamp the conversation's times with ``now`` in one
+    UPDATE.
 
     With ``client_id`` (an author and a client message id) nothing changes and None is
     returned when that author already stored a message with that id.
@@ -440,8 +445,7 @@ async def _next_seq(
     The row update serializes concurrent writers. The values it writes are set on the
     loaded conversation as already stored, so the flush does not write them again.
     """
-    parameters = _numbering_parameters(uow, conversation.id, client_id)
-    now = parameters["now"]
+    parameters = _numbering_parameters(conversation.id, client_id, now)
     statement = _NUMBERING[kind == "message", client_id is not None, False]
     seq = await uow.session.scalar(statement, parameters)
     if seq is None:
@@ -553,7 +557,8 @@ async def post_message(
     """Store a message and record its events; returns the message and whether it is new.
 
     The target is a loaded conversation, or a ConversationRef, which is loaded here and
-    raises NotFound when the workspace has no such conversation. A message whose
+    raises NotFound when the workspace has no such conversation. NotFound is raised before
+    anything is written. A message whose
     ``client_message_id`` the same author already used in this conversation is not stored
     again: the stored one is returned with False.
     """
@@ -565,7 +570,9 @@ async def post_message(
         client_message_id=client_message_id,
     )
     client_id = None if client_message_id is None else (author, client_message_id)
-    conversation, seq = await _number(uow, target, kind=kind, client_id=client_id)
+    # One time for the message and the conversation's last_message_at.
+    now = uow.now()
+    conversation, seq = await _number(uow, target, kind=kind, client_id=client_id, now=now)
     if seq is None:
         assert client_message_id is not None
         existing = await _find_by_client_id(uow, conversation, author, client_message_id)
@@ -573,7 +580,6 @@ async def post_message(
             raise NotFound("No such conversation in this workspace.")
         return existing, False
 
-    now = uow.now()
     message_data = dict(data or {})
     if author.name:
         message_data["author_name"] = author.name

@@ -14,6 +14,10 @@ they committed first. When a unit raises, or the commit fails, the transaction r
 and every unit of that group runs again in a transaction of its own, so the others are
 stored and each caller gets its own result or error. A unit may therefore run twice: it
 must act only through its unit of work (statements, events, jobs) and must not commit.
+
+A unit that finds, before it has written anything, that it cannot do its work (a
+conversation that does not exist, say) returns ``Refused(error)`` instead of raising. The
+group then goes on without a rerun, and ``run`` raises the error to that unit's caller.
 """
 
 from __future__ import annotations
@@ -51,10 +55,17 @@ T = TypeVar("T")
 MAX_GROUP_SIZE = 64
 
 
+@dataclass(frozen=True)
+class Refused:
+    """The outcome of a unit that refused its work before writing anything."""
+
+    error: Exception
+
+
 @dataclass(eq=False)
 class _Unit(Generic[T]):
-    work: Callable[[UnitOfWork], Awaitable[T]]
-    result: asyncio.Future[T] = field(repr=False)
+    work: Callable[[UnitOfWork], Awaitable[T | Refused]]
+    result: asyncio.Future[T | Refused] = field(repr=False)
 
 
 class GroupCommit:
@@ -69,18 +80,21 @@ class GroupCommit:
         self.transactions = 0
         self.units = 0
 
-    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T | Refused]]) -> T:
         """Run ``work`` in a transaction that may hold other units; return its result after
-        the commit, or raise what it raised.
+        the commit, or raise what it raised or the error of the ``Refused`` it returned.
 
         The result is ready once the transaction committed and its events were handed to the
         realtime gateway. Cancelling the caller does not cancel the unit.
         """
-        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        result: asyncio.Future[T | Refused] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, result))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
-        return await result
+        value = await result
+        if isinstance(value, Refused):
+            raise value.error
+        return value
 
     async def _write(self) -> None:
         try:

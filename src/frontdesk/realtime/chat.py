@@ -23,6 +23,7 @@ from frontdesk.conversations.models import (
     ConversationParticipant,
 )
 from frontdesk.core.errors import NotFound, ValidationFailed
+from frontdesk.core.group_commit import Refused
 from frontdesk.core.origins import normalize_origin
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.realtime.connection import Connection
@@ -169,11 +170,15 @@ def _read_entry(participant: ConversationParticipant) -> dict[str, Any]:
 async def send_message(runtime: Runtime, connection: Connection, frame: SendFrame) -> str:
     """Store the message and return the sent frame, or the error frame for the client."""
 
-    async def store(uow: UnitOfWork) -> dict[str, Any]:
+    async def store(uow: UnitOfWork) -> dict[str, Any] | Refused:
         if connection.is_visitor:
-            conversation = await get_conversation_for(
-                uow.session, connection, frame.conversation_id
-            )
+            try:
+                conversation = await get_conversation_for(
+                    uow.session, connection, frame.conversation_id
+                )
+            except NotFound as exc:
+                # Nothing is written yet, so the rest of the group goes on.
+                return Refused(exc)
             return await _send_as_visitor(uow, connection, conversation, frame)
         return await _send_as_member(uow, connection, frame)
 
@@ -200,12 +205,17 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
 
 async def _send_as_member(
     uow: UnitOfWork, connection: Connection, frame: SendFrame
-) -> dict[str, Any]:
+) -> dict[str, Any] | Refused:
+    """Post the member's message; a refusal found before anything is written is returned
+    as ``Refused``, so the rest of the group goes on."""
     # The member's name as the login check read it when the connection opened.
     name = connection.name
-    attachments = await resolve_attachments(
-        uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
-    )
+    try:
+        attachments = await resolve_attachments(
+            uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
+        )
+    except ValidationFailed as exc:
+        return Refused(exc)
     try:
         message, _created = await service.post_message(
             uow,
@@ -218,10 +228,10 @@ async def _send_as_member(
             attachments=attachments,
             client_message_id=frame.client_message_id,
         )
-    except NotFound as exc:
+    except NotFound:
         # The same error message that subscribe and read return for a conversation the member
         # cannot use.
-        raise NotFound("No such conversation.") from exc
+        return Refused(NotFound("No such conversation."))
     return service.message_dict(message)
 
 
