@@ -33,6 +33,13 @@ async def _conversation(client: httpx.AsyncClient, staff: Staff) -> uuid.UUID:
     return uuid.UUID(response.json()["id"])
 
 
+@pytest.fixture
+async def chat(client: httpx.AsyncClient) -> tuple[Staff, uuid.UUID]:
+    """An owner of a new workspace and a chat conversation in it."""
+    staff = await owner(client)
+    return staff, await _conversation(client, staff)
+
+
 def _send(staff: Staff, conversation_id: uuid.UUID, text: str, *, fail: bool = False) -> Any:
     """A unit that posts ``text`` as the staff member and, with ``fail``, then raises."""
 
@@ -62,10 +69,9 @@ async def _stored(runtime: Runtime, conversation_id: uuid.UUID) -> list[tuple[in
 
 
 async def test_units_waiting_together_share_one_transaction(
-    client: httpx.AsyncClient, runtime: Runtime
+    chat: tuple[Staff, uuid.UUID], runtime: Runtime
 ) -> None:
-    staff = await owner(client)
-    conversation_id = await _conversation(client, staff)
+    staff, conversation_id = chat
     before = runtime.group_commit.transactions
 
     messages = await asyncio.gather(
@@ -89,10 +95,9 @@ async def test_units_waiting_together_share_one_transaction(
 
 
 async def test_failing_unit_loses_nothing_of_the_others(
-    client: httpx.AsyncClient, runtime: Runtime
+    chat: tuple[Staff, uuid.UUID], runtime: Runtime
 ) -> None:
-    staff = await owner(client)
-    conversation_id = await _conversation(client, staff)
+    staff, conversation_id = chat
     before = runtime.group_commit.transactions
 
     outcomes = await asyncio.gather(
@@ -111,9 +116,8 @@ async def test_failing_unit_loses_nothing_of_the_others(
     assert len(await events_named(runtime, "conversation.message.created")) == 2
 
 
-async def test_group_size_is_bounded(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    staff = await owner(client)
-    conversation_id = await _conversation(client, staff)
+async def test_group_size_is_bounded(chat: tuple[Staff, uuid.UUID], runtime: Runtime) -> None:
+    staff, conversation_id = chat
     group_commit = GroupCommit(runtime, max_group_size=2)
 
     await asyncio.gather(
@@ -125,10 +129,9 @@ async def test_group_size_is_bounded(client: httpx.AsyncClient, runtime: Runtime
 
 
 async def test_cancelled_caller_does_not_cancel_its_unit(
-    client: httpx.AsyncClient, runtime: Runtime
+    chat: tuple[Staff, uuid.UUID], runtime: Runtime
 ) -> None:
-    staff = await owner(client)
-    conversation_id = await _conversation(client, staff)
+    staff, conversation_id = chat
 
     caller = asyncio.create_task(runtime.group_commit.run(_send(staff, conversation_id, "kept")))
     await asyncio.sleep(0)
@@ -172,10 +175,9 @@ async def test_agents_posting_at_once_each_get_their_message(
 
 
 async def test_refused_unit_leaves_the_group_running(
-    client: httpx.AsyncClient, runtime: Runtime
+    chat: tuple[Staff, uuid.UUID], runtime: Runtime
 ) -> None:
-    staff = await owner(client)
-    conversation_id = await _conversation(client, staff)
+    staff, conversation_id = chat
     before = runtime.group_commit.transactions
 
     async def refuse(_uow: UnitOfWork) -> Refused:
