@@ -15,7 +15,7 @@ from factories import Staff, count_rows, events_named, owner
 from frontdesk.conversations import service
 from frontdesk.conversations.models import ConversationMessage, ConversationParticipant
 from frontdesk.core.errors import NotFound, ValidationFailed
-from frontdesk.core.group_commit import GroupCommit, Refused
+from frontdesk.core.group_commit import GroupCommit, Rejection
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.runtime import Runtime
 
@@ -52,7 +52,7 @@ def _send(staff: Staff, conversation_id: uuid.UUID, text: str, *, fail: bool = F
             client_message_id=text,
         )
         if fail:
-            raise ValidationFailed("body", "Refused after writing.", "refused")
+            raise ValidationFailed("body", "Rejected after writing.", "rejected")
         return message
 
     return unit
@@ -102,16 +102,16 @@ async def test_failing_unit_loses_nothing_of_the_others(
 
     outcomes = await asyncio.gather(
         runtime.group_commit.run(_send(staff, conversation_id, "first")),
-        runtime.group_commit.run(_send(staff, conversation_id, "refused", fail=True)),
+        runtime.group_commit.run(_send(staff, conversation_id, "rejected", fail=True)),
         runtime.group_commit.run(_send(staff, conversation_id, "third")),
         return_exceptions=True,
     )
 
     assert isinstance(outcomes[1], ValidationFailed)
-    assert outcomes[1].errors[0].code == "refused"
+    assert outcomes[1].errors[0].code == "rejected"
     # The group rolled back, then each unit ran in a transaction of its own.
     assert runtime.group_commit.transactions - before == 4
-    # The refused unit's message and number were rolled back with it.
+    # The failed unit's message and number were rolled back with it.
     assert await _stored(runtime, conversation_id) == [(1, "first"), (2, "third")]
     assert len(await events_named(runtime, "conversation.message.created")) == 2
 
@@ -166,7 +166,7 @@ async def test_agents_posting_at_once_each_get_their_message(
 
     assert [response.status_code for response in responses] == [201] * 6 + [404, 422]
     assert responses[-1].json()["errors"][0]["code"] == "empty_message"
-    # The empty message was refused before it joined a group; the unknown conversation is
+    # The empty message was rejected before it joined a group; the unknown conversation is
     # found out only by the statement that numbers the message.
     assert runtime.group_commit.units - units_before == 7
     for index, conversation_id in enumerate(conversation_ids):
@@ -174,18 +174,18 @@ async def test_agents_posting_at_once_each_get_their_message(
     assert await count_rows(runtime, ConversationMessage) == 6
 
 
-async def test_refused_unit_leaves_the_group_running(
+async def test_rejection_keeps_the_group_running(
     chat: tuple[Staff, uuid.UUID], runtime: Runtime
 ) -> None:
     staff, conversation_id = chat
     before = runtime.group_commit.transactions
 
-    async def refuse(_uow: UnitOfWork) -> Refused:
-        return Refused(NotFound("No such conversation."))
+    async def reject(_uow: UnitOfWork) -> Rejection:
+        return Rejection(NotFound("No such conversation."))
 
     outcomes = await asyncio.gather(
         runtime.group_commit.run(_send(staff, conversation_id, "first")),
-        runtime.group_commit.run(refuse),
+        runtime.group_commit.run(reject),
         runtime.group_commit.run(_send(staff, conversation_id, "third")),
         return_exceptions=True,
     )

@@ -26,7 +26,7 @@ from frontdesk.core.api import UowDep, read_only, writes_in_group
 from frontdesk.core.db import MAX_SQL_INTEGER
 from frontdesk.core.errors import FieldError, NotFound, Problem, ValidationFailed
 from frontdesk.core.fields import DateTimeText
-from frontdesk.core.group_commit import Refused
+from frontdesk.core.group_commit import Rejection
 from frontdesk.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorQuery
 from frontdesk.core.query_params import as_utc, parse_assignee, parse_statuses, time_range
 from frontdesk.core.uow import UnitOfWork
@@ -363,8 +363,9 @@ async def post_message(
     A repeat with a `client_message_id` already stored returns the stored message with 200.
     """
     files = await _message_attachments(uow, actor.workspace_id, body.attachments)
+    author = _author(actor)
     service.check_message(
-        author=_author(actor),
+        author=author,
         kind=body.kind,
         body=body.body,
         attachments=files,
@@ -372,12 +373,12 @@ async def post_message(
     )
     target = service.ConversationRef(workspace_id=actor.workspace_id, id=conversation_id)
 
-    async def store(write: UnitOfWork) -> tuple[ConversationMessage, bool] | Refused:
+    async def store(write: UnitOfWork) -> tuple[ConversationMessage, bool] | Rejection:
         try:
             return await service.post_message(
                 write,
                 target,
-                author=_author(actor),
+                author=author,
                 kind=body.kind,
                 body=body.body,
                 attachments=files,
@@ -385,7 +386,7 @@ async def post_message(
             )
         except NotFound as exc:
             # Nothing is written yet, so the rest of the group goes on.
-            return Refused(exc)
+            return Rejection(exc)
 
     # Messages that several agents send at the same moment share one transaction.
     message, created = await uow.rt.group_commit.run(store)

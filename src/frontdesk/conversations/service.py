@@ -634,7 +634,7 @@ def check_message(
     is stored.
 
     ``post_message`` runs these checks itself. The send paths that store through the group
-    commit also run them first, so that invalid input is refused before it joins a group,
+    commit also run them first, so that invalid input is rejected before it joins a group,
     where a failing unit makes every unit of the group run again alone.
     """
     if kind == "note" and author.type != "member":

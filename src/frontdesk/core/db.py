@@ -124,7 +124,8 @@ def configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
 
     A ``read_only`` engine starts deferred transactions and its connections have
     ``query_only`` set, so a statement that would write raises instead of writing outside
-    the process's write lock.
+    the process's write lock. A writing engine also holds back statements executed with
+    ``DEFERRED`` (see ``frontdesk.core.sqlite_driver``).
     """
     begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
@@ -147,6 +148,10 @@ def configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         if not connection.get_execution_options().get(NO_TRANSACTION):
             connection.exec_driver_sql(begin)
+
+    if read_only:
+        # Nothing is deferred on connections that only read, so their statements skip the hook.
+        return
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _on_execute(

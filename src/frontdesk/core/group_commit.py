@@ -9,14 +9,14 @@ transaction that commits once. Units that arrive while it runs join it, up to
 ``MAX_GROUP_SIZE``; those that arrive during its commit wait for the next one. Nothing is
 held back by a timer: alone, a unit gets a transaction of its own at once.
 
-A unit sees the changes of the units before it in the same transaction, as it would had
-they committed first. When a unit raises, or the commit fails, the transaction rolls back
+A unit reads the changes of the units before it in the same transaction, as if they had
+committed first. When a unit raises, or the commit fails, the transaction rolls back
 and every unit of that group runs again in a transaction of its own, so the others are
 stored and each caller gets its own result or error. A unit may therefore run twice: it
 must act only through its unit of work (statements, events, jobs) and must not commit.
 
 A unit that finds, before it has written anything, that it cannot do its work (a
-conversation that does not exist, say) returns ``Refused(error)`` instead of raising. The
+conversation that does not exist, say) returns ``Rejection(error)`` instead of raising. The
 group then goes on without a rerun, and ``run`` raises the error to that unit's caller.
 """
 
@@ -56,16 +56,16 @@ MAX_GROUP_SIZE = 64
 
 
 @dataclass(frozen=True)
-class Refused:
-    """The outcome of a unit that refused its work before writing anything."""
+class Rejection:
+    """The outcome of a unit that rejected its work before writing anything."""
 
     error: Exception
 
 
 @dataclass(eq=False)
 class _Unit(Generic[T]):
-    work: Callable[[UnitOfWork], Awaitable[T | Refused]]
-    result: asyncio.Future[T | Refused] = field(repr=False)
+    work: Callable[[UnitOfWork], Awaitable[T | Rejection]]
+    result: asyncio.Future[T | Rejection] = field(repr=False)
 
 
 class GroupCommit:
@@ -80,19 +80,19 @@ class GroupCommit:
         self.transactions = 0
         self.units = 0
 
-    async def run(self, work: Callable[[UnitOfWork], Awaitable[T | Refused]]) -> T:
-        """Run ``work`` in a transaction that may hold other units; return its result after
-        the commit, or raise what it raised or the error of the ``Refused`` it returned.
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T | Rejection]]) -> T:
+        """Run ``work`` in a transaction that may contain other units and return its result.
 
         The result is ready once the transaction committed and its events were handed to the
-        realtime gateway. Cancelling the caller does not cancel the unit.
+        realtime gateway. When ``work`` raised, or returned a ``Rejection``, that error is
+        raised instead. Cancelling the caller does not cancel the unit.
         """
-        result: asyncio.Future[T | Refused] = asyncio.get_running_loop().create_future()
+        result: asyncio.Future[T | Rejection] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, result))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         value = await result
-        if isinstance(value, Refused):
+        if isinstance(value, Rejection):
             raise value.error
         return value
 

@@ -65,7 +65,12 @@ def deferred(statement: Executable) -> Executable:
     return statement.execution_options(**{DEFERRED: True})
 
 
-def _run_deferred(connection: sqlite3.Connection, statements: list[_Deferred]) -> None:
+def _send_pending(
+    connection: sqlite3.Connection, begin: str | None, statements: list[_Deferred]
+) -> None:
+    """Send ``begin`` if given, then the deferred statements."""
+    if begin is not None:
+        connection.execute(begin)
     for operation, parameters, many in statements:
         if many:
             connection.executemany(operation, parameters)
@@ -81,9 +86,7 @@ def _commit(connection: sqlite3.Connection, begin: str | None, statements: list[
     caller releases the write lock.
     """
     try:
-        if begin is not None:
-            connection.execute(begin)
-        _run_deferred(connection, statements)
+        _send_pending(connection, begin, statements)
         connection.commit()
     except BaseException:
         if connection.in_transaction:
@@ -101,10 +104,7 @@ def _run_statement(
 ) -> _Outcome:
     """Execute one statement, after ``begin`` and the deferred ``statements`` if given, and
     read all its rows; runs in the connection's thread."""
-    if begin is not None:
-        connection.execute(begin)
-    if statements:
-        _run_deferred(connection, statements)
+    _send_pending(connection, begin, statements or [])
     cursor = connection.cursor()
     try:
         if many:

@@ -23,7 +23,7 @@ from frontdesk.conversations.models import (
     ConversationParticipant,
 )
 from frontdesk.core.errors import NotFound, ValidationFailed
-from frontdesk.core.group_commit import Refused
+from frontdesk.core.group_commit import Rejection
 from frontdesk.core.origins import normalize_origin
 from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.realtime.connection import Connection
@@ -170,7 +170,7 @@ def _read_entry(participant: ConversationParticipant) -> dict[str, Any]:
 async def send_message(runtime: Runtime, connection: Connection, frame: SendFrame) -> str:
     """Store the message and return the sent frame, or the error frame for the client."""
 
-    async def store(uow: UnitOfWork) -> dict[str, Any] | Refused:
+    async def store(uow: UnitOfWork) -> dict[str, Any] | Rejection:
         if connection.is_visitor:
             try:
                 conversation = await get_conversation_for(
@@ -178,7 +178,7 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
                 )
             except NotFound as exc:
                 # Nothing is written yet, so the rest of the group goes on.
-                return Refused(exc)
+                return Rejection(exc)
             return await _send_as_visitor(uow, connection, conversation, frame)
         return await _send_as_member(uow, connection, frame)
 
@@ -205,9 +205,9 @@ async def send_message(runtime: Runtime, connection: Connection, frame: SendFram
 
 async def _send_as_member(
     uow: UnitOfWork, connection: Connection, frame: SendFrame
-) -> dict[str, Any] | Refused:
-    """Post the member's message; a refusal found before anything is written is returned
-    as ``Refused``, so the rest of the group goes on."""
+) -> dict[str, Any] | Rejection:
+    """Post the member's message. An error found before anything is written is returned as
+    a ``Rejection``, so the rest of the group goes on."""
     # The member's name as the login check read it when the connection opened.
     name = connection.name
     try:
@@ -215,7 +215,7 @@ async def _send_as_member(
             uow, workspace_id=connection.workspace_id, object_ids=frame.attachments
         )
     except ValidationFailed as exc:
-        return Refused(exc)
+        return Rejection(exc)
     try:
         message, _created = await service.post_message(
             uow,
@@ -231,7 +231,7 @@ async def _send_as_member(
     except NotFound:
         # The same error message that subscribe and read return for a conversation the member
         # cannot use.
-        return Refused(NotFound("No such conversation."))
+        return Rejection(NotFound("No such conversation."))
     return service.message_dict(message)
 
 
