@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,10 @@ NO_TRANSACTION = "frontdesk_no_transaction"
 
 # How long a SQLite writer waits for the write lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
+PING_AFTER_IDLE_SECONDS = 5.0
+# The key under which a pooled connection's record keeps the time it was last checked in.
+_CHECKED_IN = "frontdesk_checked_in"
 # The largest integer a column can hold: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit.
 # Integer inputs are bounded by it, so a larger one gets a 422 instead of a driver error.
 MAX_SQL_INTEGER = 2**63 - 1
@@ -104,7 +109,38 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
         )
         configure_sqlite(engine, read_only=read_only)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+def ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Check a pooled connection with a ping before it is used, when it sat idle longer than
+    ``idle_seconds``.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout. On asyncpg that ping is BEGIN, an
+    empty query and ROLLBACK: three round trips before each request's first statement. A
+    connection that was used a moment ago is almost never dead, while one that sat idle may
+    have been closed by a database restart, a proxy or a firewall. A dead one is replaced, and
+    every pooled connection older than it is replaced on its next checkout. A connection that
+    breaks while in use fails its statement, and SQLAlchemy then replaces the pool's
+    connections the same way.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.pop(_CHECKED_IN, None)
+        if checked_in is None or time.monotonic() - checked_in <= idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise sa.exc.InvalidatePoolError(f"idle connection failed its ping: {exc!r}") from exc
 
 
 def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:

@@ -1,0 +1,76 @@
+"""PostgreSQL's connection pool pings a connection only after it sat idle."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from frontdesk.core import db
+
+BACKEND_PID = sa.text("SELECT pg_backend_pid()")
+
+
+@pytest.fixture
+def postgres_url(database_url: str) -> str:
+    if database_url.startswith("sqlite"):
+        pytest.skip("a SQLite connection is a file in this process; nothing closes it while idle")
+    return database_url
+
+
+def count_pings(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    pinged: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pinged.append(dbapi_connection)
+        return bool(ping(dbapi_connection))
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pinged
+
+
+async def test_busy_connection_is_not_pinged(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.3)
+    engine = db.create_engine(postgres_url, pool_size=1)
+    pinged = count_pings(engine, monkeypatch)
+    try:
+        for _ in range(20):
+            async with engine.connect() as connection:
+                await connection.execute(BACKEND_PID)
+        assert pinged == []
+
+        await asyncio.sleep(0.4)
+        async with engine.connect() as connection:
+            await connection.execute(BACKEND_PID)
+        assert len(pinged) == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_idle_connection_closed_by_the_server_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    engine = db.create_engine(postgres_url, pool_size=1)
+    admin = db.create_engine(postgres_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            first = await connection.scalar(BACKEND_PID)
+        async with admin.connect() as connection:
+            ended = await connection.scalar(
+                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first}
+            )
+        assert ended is True
+        await asyncio.sleep(0.2)
+
+        async with engine.connect() as connection:
+            second = await connection.scalar(BACKEND_PID)
+        assert second != first
+    finally:
+        await engine.dispose()
+        await admin.dispose()
