@@ -16,7 +16,7 @@ from frontdesk.conversations import service
 from frontdesk.conversations.models import ConversationMessage, ConversationParticipant
 from frontdesk.core.errors import NotFound, ValidationFailed
 from frontdesk.core.group_commit import GroupCommit, Rejection
-from frontdesk.core.uow import UnitOfWork
+from frontdesk.core.uow import UnitOfWork, unit_of_work
 from frontdesk.runtime import Runtime
 
 API = "/api/v1/conversations"
@@ -194,3 +194,45 @@ async def test_rejection_keeps_the_group_running(
     # No rollback and no rerun: one transaction for the three units.
     assert runtime.group_commit.transactions - before == 1
     assert await _stored(runtime, conversation_id) == [(1, "first"), (2, "third")]
+
+
+async def test_concurrent_resend_stored_once(
+    chat: tuple[Staff, uuid.UUID], runtime: Runtime
+) -> None:
+    staff, conversation_id = chat
+    target = service.ConversationRef(workspace_id=staff.workspace_id, id=conversation_id)
+    author = service.Author(type="member", id=staff.user_id, name="Agent")
+    stored_first = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def send(uow: UnitOfWork) -> tuple[ConversationMessage, bool]:
+        return await service.post_message(
+            uow, target, author=author, body="hello", client_message_id="resent"
+        )
+
+    async def first_copy() -> ConversationMessage:
+        async with unit_of_work(runtime) as uow:
+            message, created = await send(uow)
+            assert created
+            stored_first.set()
+            # The transaction keeps the conversation's row lock (SQLite: the write lock).
+            await release_first.wait()
+        return message
+
+    first = asyncio.create_task(first_copy())
+    await stored_first.wait()
+    before = runtime.group_commit.transactions
+    second = asyncio.create_task(runtime.group_commit.run(send))
+    await asyncio.sleep(0.2)
+    assert not second.done()
+    release_first.set()
+
+    message = await first
+    repeated, created = await second
+    assert (repeated.id, created) == (message.id, False)
+    assert await _stored(runtime, conversation_id) == [(1, "hello")]
+    # On PostgreSQL the second copy's INSERT fails on the unique client id once the first
+    # commits, and the unit runs again in a transaction of its own, which finds the first.
+    # On SQLite the second transaction starts only after the first committed.
+    reruns = 1 if runtime.settings.is_sqlite else 2
+    assert runtime.group_commit.transactions - before == reruns

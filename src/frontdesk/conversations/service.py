@@ -39,6 +39,7 @@ from frontdesk.conversations.models import (
 from frontdesk.core.clock import iso_utc
 from frontdesk.core.db import dialect_name
 from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from frontdesk.core.group_commit import RerunAlone
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import decode_cursor, encode_cursor
 from frontdesk.core.sqlite_driver import deferred
@@ -459,6 +460,115 @@ async def _next_seq(
     return int(seq)
 
 
+def _stores_in_one_statement(
+    uow: UnitOfWork, target: Conversation | ConversationRef, *, kind: str, author: Author
+) -> bool:
+    """Tell whether ``post_message`` numbers and stores this message with one statement.
+
+    That is PostgreSQL's path for a member's or visitor's message to a conversation named
+    by its ids, which is what the chat send paths post. Each statement there is a round
+    trip to the server, and the three writes of a message (the numbering, the message and
+    the sender's read position) go in one. A participant row that this session has loaded
+    is left to the ORM, so that the loaded object stays true.
+    """
+    if not isinstance(target, ConversationRef) or kind != "message":
+        return False
+    participant_type = _SENDER_PARTICIPANT.get(author.type)
+    if participant_type is None or dialect_name(uow.session) != "postgresql":
+        return False
+    identity = uow.session.sync_session.identity_key(
+        ConversationParticipant, (target.id, participant_type, author.key)
+    )
+    return identity not in uow.session.identity_map
+
+
+# The participant type of a message's author, for the authors whose read position moves
+# to the message they send.
+_SENDER_PARTICIPANT = {"member": "member", "visitor": "visitor"}
+
+
+def _store_statement(*, new_client_id: bool) -> Executable:
+    """Build PostgreSQL's statement that numbers a message, inserts it and moves its
+    sender's read position, returning the conversation's columns.
+
+    The numbering UPDATE is a data-modifying WITH query, and the two INSERTs take the new
+    number from its RETURNING. When it updates no row (no such conversation, or a client
+    id the author already used), nothing is inserted and no row is returned. All three
+    see one snapshot. When two transactions send the same new client id at once, the unique
+    index on client ids makes the later INSERT fail once the first transaction commits.
+    """
+    numbered = _numbering_statement(message=True, new_client_id=new_client_id, load=True).cte(
+        "numbered"
+    )
+    messages = ConversationMessage.__table__
+    message_values = [
+        numbered.c.last_seq.label("seq")
+        if column.key == "seq"
+        else sa.bindparam(f"message_{column.key}", type_=column.type)
+        for column in messages.columns
+    ]
+    stored = (
+        sa.insert(messages)  # type: ignore[arg-type]
+        .from_select([column.key for column in messages.columns], sa.select(*message_values))
+        .cte("stored")
+    )
+    participants = ConversationParticipant.__table__
+    read_values = {
+        "conversation_id": numbered.c.id,
+        "participant_type": sa.bindparam("participant_type", type_=sa.String()),
+        "participant_key": sa.bindparam("participant_key", type_=sa.String()),
+        "workspace_id": numbered.c.workspace_id,
+        "last_read_seq": numbered.c.last_seq,
+        "last_delivered_seq": numbered.c.last_seq,
+        "last_emailed_seq": sa.literal(0),
+        "joined_at": sa.bindparam("now", type_=participants.c.joined_at.type),
+        "read_at": sa.bindparam("now", type_=participants.c.read_at.type),
+    }
+    read = _advance_on_conflict(
+        postgresql_insert(participants).from_select(  # type: ignore[arg-type]
+            list(read_values), sa.select(*read_values.values())
+        )
+    ).cte("read")
+    return sa.select(numbered).add_cte(stored, read)
+
+
+async def _store_in_one_statement(
+    uow: UnitOfWork,
+    target: ConversationRef,
+    message: ConversationMessage,
+    *,
+    client_id: tuple[Author, str] | None,
+    now: datetime,
+) -> tuple[Conversation, int | None]:
+    """Number and store ``message`` and move its sender's read position with one statement.
+
+    Returns the conversation and the message's number, or None for the number when the
+    author already stored a message with the client id.
+    """
+    parameters = _numbering_parameters(target.id, client_id, now)
+    parameters["conversation_workspace"] = target.workspace_id
+    for attribute, column in _MESSAGE_COLUMNS:
+        parameters[f"message_{column}"] = getattr(message, attribute)
+    parameters["participant_type"] = _SENDER_PARTICIPANT[message.author_type]
+    parameters["participant_key"] = message.author_key
+    try:
+        row = (await uow.session.execute(_STORE[client_id is not None], parameters)).one_or_none()
+    except sa.exc.IntegrityError as exc:
+        if client_id is not None and _CLIENT_ID_INDEX in str(exc.orig):
+            # The same client id was stored by a transaction that committed while this one
+            # waited for the conversation's row lock. A transaction of its own reads it.
+            raise RerunAlone("the message was stored by a concurrent send") from exc
+        raise
+    if row is not None:
+        return _stored_conversation(uow, row), int(row.last_seq)
+    conversation = await get_conversation(
+        uow, workspace_id=target.workspace_id, conversation_id=target.id
+    )
+    if client_id is None:
+        raise NotFound("No such conversation in this workspace.")
+    return conversation, None
+
+
 # Control characters other than tab and line feed. CR LF and CR become line feeds first.
 _BODY_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -572,22 +682,14 @@ async def post_message(
     client_id = None if client_message_id is None else (author, client_message_id)
     # One time for the message and the conversation's last_message_at.
     now = uow.now()
-    conversation, seq = await _number(uow, target, kind=kind, client_id=client_id, now=now)
-    if seq is None:
-        assert client_message_id is not None
-        existing = await _find_by_client_id(uow, conversation, author, client_message_id)
-        if existing is None:
-            raise NotFound("No such conversation in this workspace.")
-        return existing, False
-
     message_data = dict(data or {})
     if author.name:
         message_data["author_name"] = author.name
     message = ConversationMessage(
         id=uuid7(),
-        workspace_id=conversation.workspace_id,
-        conversation_id=conversation.id,
-        seq=seq,
+        workspace_id=target.workspace_id,
+        conversation_id=target.id,
+        seq=0,
         kind=kind,
         author_type=author.type,
         author_key=author.key,
@@ -601,7 +703,26 @@ async def post_message(
         deleted_at=None,
         created_at=now,
     )
-    await _insert_message(uow, message)
+    one_statement = _stores_in_one_statement(uow, target, kind=kind, author=author)
+    if one_statement:
+        assert isinstance(target, ConversationRef)
+        conversation, seq = await _store_in_one_statement(
+            uow, target, message, client_id=client_id, now=now
+        )
+    else:
+        conversation, seq = await _number(uow, target, kind=kind, client_id=client_id, now=now)
+    if seq is None:
+        assert client_message_id is not None
+        existing = await _find_by_client_id(uow, conversation, author, client_message_id)
+        if existing is None:
+            raise NotFound("No such conversation in this workspace.")
+        return existing, False
+    message.seq = seq
+    if one_statement:
+        make_transient_to_detached(message)
+        uow.session.add(message)
+    else:
+        await _insert_message(uow, message)
 
     if (
         kind == "message"
@@ -613,7 +734,8 @@ async def post_message(
     if author.type in ("member", "visitor"):
         participant_type = "member" if author.type == "member" else "visitor"
         if kind == "message":
-            await _mark_sender_read(uow, conversation, participant_type, author.key, seq, now)
+            if not one_statement:
+                await _mark_sender_read(uow, conversation, participant_type, author.key, seq, now)
         else:
             await ensure_participant(uow, conversation, participant_type, author.key)
     record_message_event(uow, conversation, message, "conversation.message.created")
@@ -683,10 +805,21 @@ def _mark_sender_read_statement(dialect: str) -> Executable:
     """
     table = ConversationParticipant.__table__
     insert = sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)  # type: ignore[arg-type]
+    # Nothing reads its outcome, so on SQLite it goes with the transaction's next statement.
+    return deferred(_advance_on_conflict(insert))
+
+
+def _advance_on_conflict(insert: Any) -> Any:
+    """Make a participant INSERT move an existing row's read and delivered positions
+    forward instead, never back.
+
+    ``read_at`` changes only with the read position. SET expressions read the row as it was.
+    """
+    table = ConversationParticipant.__table__
     new = insert.excluded
     read_moves = table.c.last_read_seq < new.last_read_seq
     delivered_moves = table.c.last_delivered_seq < new.last_delivered_seq
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[table.c.conversation_id, table.c.participant_type, table.c.participant_key],
         set_={
             "last_read_seq": sa.case((read_moves, new.last_read_seq), else_=table.c.last_read_seq),
@@ -697,13 +830,17 @@ def _mark_sender_read_statement(dialect: str) -> Executable:
         },
         where=read_moves | delivered_moves,
     )
-    # Nothing reads its outcome, so on SQLite it goes with the transaction's next statement.
-    return deferred(statement)
 
 
 _MARK_SENDER_READ = {
     dialect: _mark_sender_read_statement(dialect) for dialect in ("sqlite", "postgresql")
 }
+
+_STORE = {
+    new_client_id: _store_statement(new_client_id=new_client_id) for new_client_id in (True, False)
+}
+# The unique index that stores a client message id once per author and conversation.
+_CLIENT_ID_INDEX = "uq_conversation_messages_client_id"
 
 
 async def _mark_sender_read(

@@ -15,6 +15,10 @@ and every unit of that group runs again in a transaction of its own, so the othe
 stored and each caller gets its own result or error. A unit may therefore run twice: it
 must act only through its unit of work (statements, events, jobs) and must not commit.
 
+A unit whose statement failed on a conflict with another transaction that has since
+committed raises ``RerunAlone``. The unit then runs once more in a transaction of its own,
+even when it was alone in its group, and reads what the other transaction stored.
+
 A unit that finds, before it has written anything, that it cannot do its work (a
 conversation that does not exist, say) returns ``Rejection(error)`` instead of raising. The
 group then goes on without a rerun, and ``run`` raises the error to that unit's caller.
@@ -60,6 +64,14 @@ class Rejection:
     """The outcome of a unit that rejected its work before writing anything."""
 
     error: Exception
+
+
+class RerunAlone(Exception):
+    """Raised by a unit whose transaction conflicted with another one that has since
+    committed, so that the unit runs again in a transaction of its own.
+
+    The error it was raised from goes to the caller when the rerun fails the same way.
+    """
 
 
 @dataclass(eq=False)
@@ -131,10 +143,11 @@ class GroupCommit:
                     results.append(await unit.work(uow))
         except Exception as exc:
             self._count_units(len(group))
-            if len(group) == 1:
+            if len(group) == 1 and not isinstance(exc, RerunAlone):
                 _fail(group[0], exc)
                 return
-            GROUP_FAILURES.inc()
+            if len(group) > 1:
+                GROUP_FAILURES.inc()
             log.debug("group_commit.retry_alone", units=len(group), error=repr(exc))
             for unit in group:
                 self.transactions += 1
@@ -154,6 +167,9 @@ class GroupCommit:
         try:
             async with unit_of_work(self._runtime) as uow:
                 value = await unit.work(uow)
+        except RerunAlone as exc:
+            _fail(unit, exc.__cause__ or exc)
+            return
         except Exception as exc:
             _fail(unit, exc)
             return
