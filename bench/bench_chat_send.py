@@ -7,8 +7,9 @@ Both ways write ``--count`` messages to the same database, ``--concurrency`` at 
   a message with ``POST /api/v1/conversations/{id}/messages`` as soon as the previous one
   returned 201. Another agent of the same workspace, on a WebSocket subscribed to the
   conversation, receives the ``conversation.message.created`` events. The clock runs from
-  the first send until the receivers hold every message's event. Senders (httpx) and
-  receivers (``websockets``) run in processes of their own. The REST route is used rather
+  the first send until the receivers hold every message's event. Senders (a minimal
+  HTTP/1.1 keep-alive client, ``chat_support.KeepAliveConnection``) and receivers
+  (``websockets``) run in processes of their own. The REST route is used rather
   than the WebSocket ``send`` frame because the server limits send frames per connection
   (a burst of 10, then one a second), as it should for a person typing.
 - Baseline: in this process, with the same SQLAlchemy async engine settings, one
