@@ -18,6 +18,7 @@ from frontdesk.core.sqlite_driver import (
     OneTripCursor,
     OneTripDBAPI,
     deferred,
+    inline,
     one_trip_dbapi,
 )
 
@@ -283,6 +284,60 @@ async def test_deferred_error_comes_from_the_next_statement(engine: AsyncEngine)
 
     assert not _write_lock(engine).locked()
     assert await _names(engine) == ["taken"]
+
+
+async def test_inline_skips_thread(engine: AsyncEngine, trips: list[str]) -> None:
+    async with engine.begin() as connection:
+        # The first statement carries BEGIN IMMEDIATE to the thread, even when marked.
+        await connection.execute(inline(ITEMS.insert().values(name="first")))
+        assert len(trips) == 1
+        await connection.execute(deferred(ITEMS.insert()), {"name": "deferred"})
+        renamed = await connection.execute(
+            inline(ITEMS.update().where(ITEMS.c.name == "first").values(name="renamed"))
+        )
+        names = (await connection.execute(inline(sa.select(ITEMS.c.name)))).scalars().all()
+        assert len(trips) == 1
+
+    assert renamed.rowcount == 1
+    assert sorted(names) == ["deferred", "renamed"]
+    # Only the COMMIT crossed to the thread after the first statement.
+    assert len(trips) == 2
+    assert await _names(engine) == ["renamed", "deferred"]
+
+
+async def test_inline_error_raised_and_rolled_back(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(ITEMS.insert().values(name="taken"))
+
+    with pytest.raises(sa.exc.IntegrityError, match="UNIQUE"):
+        async with engine.begin() as connection:
+            await connection.execute(ITEMS.insert().values(name="new"))
+            await connection.execute(inline(ITEMS.insert().values(name="taken")))
+
+    assert not _write_lock(engine).locked()
+    assert await _names(engine) == ["taken"]
+
+
+async def test_inline_statement_outside_write_lock_uses_thread(
+    engine: AsyncEngine, tmp_path: Path, trips: list[str]
+) -> None:
+    reader = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}", read_only=True)
+    try:
+        # Opened first, so that their setup statements are not counted.
+        await _names(reader)
+        await _names(engine)
+        trips.clear()
+        async with reader.begin() as connection:
+            await connection.execute(inline(sa.select(ITEMS.c.name)))
+            await connection.execute(inline(sa.select(ITEMS.c.name)))
+        async with autocommit_engine(engine).connect() as connection:
+            await connection.execute(inline(sa.select(ITEMS.c.name)))
+    finally:
+        await reader.dispose()
+
+    # Each SELECT crossed to its connection's thread: the read engine runs no hook, and the
+    # autocommit connection holds no write lock.
+    assert trips.count("_run_statement") == 3
 
 
 # --- Statements without a transaction -------------------------------------------------------

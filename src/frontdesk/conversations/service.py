@@ -42,7 +42,7 @@ from frontdesk.core.errors import Conflict, Forbidden, NotFound, ValidationFaile
 from frontdesk.core.group_commit import RerunAlone
 from frontdesk.core.ids import uuid7
 from frontdesk.core.pagination import decode_cursor, encode_cursor
-from frontdesk.core.sqlite_driver import deferred
+from frontdesk.core.sqlite_driver import deferred, inline
 from frontdesk.core.text import is_blank
 from frontdesk.core.uow import UnitOfWork
 from frontdesk.enquiries.models import Enquiry
@@ -303,8 +303,8 @@ def _numbering_statement(*, message: bool, new_client_id: bool, load: bool) -> s
 # cost.
 # They work on tables, not mapped classes, so the ORM does not look for loaded objects.
 _NUMBERING = {
-    (message, new_client_id, load): _numbering_statement(
-        message=message, new_client_id=new_client_id, load=load
+    (message, new_client_id, load): inline(
+        _numbering_statement(message=message, new_client_id=new_client_id, load=load)
     )
     for message in (True, False)
     for new_client_id in (True, False)

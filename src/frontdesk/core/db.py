@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from frontdesk.core.ids import uuid7
-from frontdesk.core.sqlite_driver import DEFERRED, one_trip_dbapi
+from frontdesk.core.sqlite_driver import DEFERRED, INLINE, one_trip_dbapi
 
 # Stable constraint names keep migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -105,7 +105,8 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
         engine = create_async_engine(
             url,
             module=one_trip_dbapi(lock_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS),
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            # Statements marked INLINE run on the event loop's thread, not aiosqlite's.
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         )
         configure_sqlite(engine, read_only=read_only)
         return engine
@@ -198,8 +199,13 @@ def configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
         context: Any,
         _executemany: bool,
     ) -> None:
-        if context is not None and context.execution_options.get(DEFERRED):
+        if context is None:
+            return
+        options = context.execution_options
+        if options.get(DEFERRED):
             cursor.defer_next()
+        elif options.get(INLINE):
+            cursor.inline_next()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.core.db import dialect_name
 from frontdesk.core.models import Event
-from frontdesk.core.sqlite_driver import deferred
+from frontdesk.core.sqlite_driver import deferred, inline
 
 log = structlog.get_logger()
 
@@ -32,9 +32,11 @@ BATCH_SIZE = 500
 _SEQUENCER_LOCK = sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY))
 _EVENTS = Event.__table__
 _HIGHEST_POSITION = sa.select(sa.func.coalesce(sa.func.max(_EVENTS.c.position), 0))
-_HIGHEST_ID_AND_POSITION = sa.select(
-    sa.func.coalesce(sa.func.max(_EVENTS.c.id), 0),
-    sa.func.coalesce(sa.func.max(_EVENTS.c.position), 0),
+_HIGHEST_ID_AND_POSITION = inline(
+    sa.select(
+        sa.func.coalesce(sa.func.max(_EVENTS.c.id), 0),
+        sa.func.coalesce(sa.func.max(_EVENTS.c.position), 0),
+    )
 )
 _INSERT_DEFERRED = deferred(sa.insert(_EVENTS))  # type: ignore[arg-type]
 _INSERT_NUMBERED = sa.insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]

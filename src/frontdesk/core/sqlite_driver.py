@@ -16,6 +16,13 @@ the thread with it. It returns no rows and a rowcount of -1, and an error it rai
 from that later statement or the commit. It suits writes whose outcome the caller does not
 read, inside a transaction that holds the write lock.
 
+A statement executed with the execution option ``INLINE`` (see ``inline``) runs on the
+event loop's thread, with the deferred statements before it, when its transaction already
+holds the write lock and has sent its BEGIN. It then waits for no lock, and it skips the
+trip to the connection's thread, which took 0.3 to 0.45 ms a statement on the benchmark
+machine, 0.07 to 0.27 ms of it before the thread even started the statement. It suits short
+statements inside write transactions. Elsewhere it takes the thread as usual.
+
 Server-side cursors (``stream_results``) keep SQLAlchemy's own adapter, which fetches in
 batches.
 
@@ -48,6 +55,8 @@ WRITE_BEGIN = "BEGIN IMMEDIATE"
 
 # The execution option that defers a statement (see the module's description).
 DEFERRED = "frontdesk_deferred"
+# The execution option that runs a statement on the event loop's thread (see ``inline``).
+INLINE = "frontdesk_inline"
 
 # The result of one statement: description, rowcount, lastrowid and the rows.
 _Outcome = tuple[Any, int, int | None, list[Any]]
@@ -63,6 +72,15 @@ _BEGINS = frozenset({WRITE_BEGIN, "BEGIN"})
 def deferred(statement: Executable) -> Executable:
     """Return ``statement`` with the ``DEFERRED`` execution option; other drivers ignore it."""
     return statement.execution_options(**{DEFERRED: True})
+
+
+def inline(statement: Executable) -> Executable:
+    """Return ``statement`` with the ``INLINE`` execution option; other drivers ignore it.
+
+    Mark only statements that touch a few rows through an index: while one runs, the event
+    loop runs nothing else.
+    """
+    return statement.execution_options(**{INLINE: True})
 
 
 def _send_pending(
@@ -123,7 +141,7 @@ def _run_statement(
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     """A client-side cursor whose statement and rows cross threads once."""
 
-    __slots__ = ("_defer", "_description", "_lastrowid", "_rowcount")
+    __slots__ = ("_defer", "_description", "_inline", "_lastrowid", "_rowcount")
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
         # No aiosqlite cursor is opened: each statement opens and closes its own.
@@ -136,10 +154,16 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._lastrowid: int | None = None
         # Set for one execution by the engine's hook when the statement has DEFERRED.
         self._defer = False
+        # Set for one execution by the engine's hook when the statement has INLINE.
+        self._inline = False
 
     def defer_next(self) -> None:
         """Keep the next statement for the connection's next trip to its thread."""
         self._defer = True
+
+    def inline_next(self) -> None:
+        """Run the next statement on this thread when its transaction holds the write lock."""
+        self._inline = True
 
     @property
     def description(self) -> Any:
@@ -191,12 +215,28 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             self._description, self._rowcount, self._lastrowid = None, -1, None
             self._rows = collections.deque()
             return
-        begin, adapted.pending_begin = adapted.pending_begin, None
-        statements, adapted.deferred = adapted.deferred, []
-        async with self._adapt_connection._execute_mutex:
-            outcome: _Outcome = await connection._execute(
-                _run_statement, connection._conn, operation, parameters, many, begin, statements
-            )
+        run_inline, self._inline = self._inline, False
+        raw: sqlite3.Connection | None = connection._connection
+        outcome: _Outcome
+        if (
+            run_inline
+            and adapted.holds_write_lock
+            and adapted.pending_begin is None
+            and raw is not None
+            and raw.in_transaction
+            and not adapted._execute_mutex.locked()
+        ):
+            # The transaction already holds SQLite's write lock, so the statement cannot wait
+            # for a lock, and the thread has no call of this connection's in flight.
+            statements, adapted.deferred = adapted.deferred, []
+            outcome = _run_statement(raw, operation, parameters, many, None, statements)
+        else:
+            begin, adapted.pending_begin = adapted.pending_begin, None
+            statements, adapted.deferred = adapted.deferred, []
+            async with self._adapt_connection._execute_mutex:
+                outcome = await connection._execute(
+                    _run_statement, connection._conn, operation, parameters, many, begin, statements
+                )
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows)
 
@@ -232,6 +272,10 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             # The message SQLite itself gives when its busy timeout runs out.
             raise sqlite3.OperationalError("database is locked") from None
         self._has_write_lock = True
+
+    @property
+    def holds_write_lock(self) -> bool:
+        return self._has_write_lock
 
     def _in_transaction(self) -> bool:
         """Return whether SQLite has a transaction open on this connection, or cannot tell."""
