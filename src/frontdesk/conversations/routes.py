@@ -388,6 +388,9 @@ async def post_message(
             # Nothing is written yet, so the rest of the group goes on.
             return Rejection(exc)
 
+    # The group's transaction needs a pooled connection too. Requests that kept theirs while
+    # they wait could use up the pool, and the group would then wait for them.
+    await uow.release_connection()
     # Messages that several agents send at the same moment share one transaction.
     message, created = await uow.rt.group_commit.run(store)
     return JSONResponse(service.message_dict(message), status_code=201 if created else 200)

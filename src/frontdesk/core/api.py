@@ -70,7 +70,8 @@ def writes_in_group(endpoint: _Endpoint) -> _Endpoint:
 
     Its own unit of work then only reads (the login check, say), each statement on its own
     without a transaction, so the request takes no write lock before its writes join a
-    group transaction.
+    group transaction. The handler calls ``UnitOfWork.release_connection`` before it waits
+    for the group, whose transaction needs a connection from the same pool.
     """
     setattr(endpoint, _GROUP_COMMIT, True)
     return endpoint

@@ -40,6 +40,14 @@ class UnitOfWork:
     def now(self) -> datetime:
         return self.rt.clock.now()
 
+    async def release_connection(self) -> None:
+        """Return the session's database connection to the pool before a long wait.
+
+        Loaded objects stay usable as they are. A later statement checks out a connection
+        again. It suits work that only read so far, because it ends the transaction.
+        """
+        await self.session.close()
+
     def record_event(
         self,
         name: str,
