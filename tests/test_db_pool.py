@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
+from factories import owner
 from frontdesk.core import db
 
 BACKEND_PID = sa.text("SELECT pg_backend_pid()")
@@ -74,3 +77,31 @@ async def test_idle_connection_closed_by_the_server_is_replaced(
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+async def test_lost_connection_answers_503_then_recovers(postgres_url: str, app: FastAPI) -> None:
+    # The error reaches the app's handler instead of this test.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    client = httpx.AsyncClient(transport=transport, base_url="http://frontdesk.test")
+    staff = await owner(client)
+    admin = db.create_engine(postgres_url, pool_size=1)
+    try:
+        async with admin.connect() as connection:
+            # The pool's connections were used a moment ago, so none is pinged before use.
+            await connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        await admin.dispose()
+
+    lost = await client.get("/api/v1/conversations", headers=staff.headers)
+    again = await client.get("/api/v1/conversations", headers=staff.headers)
+
+    assert lost.status_code == 503
+    assert lost.headers["retry-after"] == "1"
+    assert lost.json()["code"] == "database_unavailable"
+    assert again.status_code == 200
+    await client.aclose()

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from frontdesk.core.fields import DATE_MESSAGE, DATETIME_MESSAGE
@@ -295,6 +296,14 @@ def _is_body_not_json(request: Request, errors: list[FieldError]) -> bool:
     return bool(body_errors)
 
 
+def _database_unavailable(exc: Exception) -> bool:
+    """Tell whether ``exc`` means the database could not serve the request at that moment:
+    a lost connection, which SQLAlchemy replaces, or a pool with no free connection."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -374,7 +383,16 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("request.failed", error=repr(exc), exc_info=exc)
         request_id = getattr(request.state, "request_id", None)
         # Starlette sends this response outside the middleware that adds the header to others.
-        headers = {"X-Request-ID": request_id} if request_id else None
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        if _database_unavailable(exc):
+            return problem_response(
+                request,
+                status=503,
+                code="database_unavailable",
+                title="Service unavailable",
+                detail="The database connection was lost or none was free; retry the request.",
+                headers={**headers, "Retry-After": "1"},
+            )
         return problem_response(
             request,
             status=500,
