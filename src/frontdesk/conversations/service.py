@@ -400,6 +400,22 @@ async def _number(
     parameters["conversation_workspace"] = target.workspace_id
     statement = _NUMBERING[kind == "message", client_id is not None, True]
     row = (await uow.session.execute(statement, parameters)).one_or_none()
+    return await _numbered(uow, target, row, client_id=client_id)
+
+
+async def _numbered(
+    uow: UnitOfWork,
+    target: ConversationRef,
+    row: sa.Row[Any] | None,
+    *,
+    client_id: tuple[Author, str] | None,
+) -> tuple[Conversation, int | None]:
+    """Return the conversation and the message number from the row of a statement that
+    numbered a message and returned the conversation.
+
+    Without a row, nothing was numbered: the conversation is loaded, NotFound is raised when
+    the workspace has none, and the number is None when a client id was checked.
+    """
     if row is not None:
         return _stored_conversation(uow, row), int(row.last_seq)
     conversation = await get_conversation(
@@ -559,14 +575,7 @@ async def _store_in_one_statement(
             # waited for the conversation's row lock. A transaction of its own reads it.
             raise RerunAlone("the message was stored by a concurrent send") from exc
         raise
-    if row is not None:
-        return _stored_conversation(uow, row), int(row.last_seq)
-    conversation = await get_conversation(
-        uow, workspace_id=target.workspace_id, conversation_id=target.id
-    )
-    if client_id is None:
-        raise NotFound("No such conversation in this workspace.")
-    return conversation, None
+    return await _numbered(uow, target, row, client_id=client_id)
 
 
 # Control characters other than tab and line feed. CR LF and CR become line feeds first.
