@@ -55,7 +55,7 @@ async def test_busy_connection_is_not_pinged(
         await engine.dispose()
 
 
-async def test_idle_connection_closed_by_the_server_is_replaced(
+async def test_closed_idle_connection_replaced(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)

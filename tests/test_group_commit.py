@@ -229,7 +229,8 @@ async def test_concurrent_resend_stored_once(
 
     message = await first
     repeated, created = await second
-    assert (repeated.id, created) == (message.id, False)
+    assert repeated.id == message.id
+    assert created is False
     assert await _stored(runtime, conversation_id) == [(1, "hello")]
     # On PostgreSQL the second copy's INSERT fails on the unique client id once the first
     # commits, and the unit runs again in a transaction of its own, which finds the first.

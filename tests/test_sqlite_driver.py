@@ -318,7 +318,7 @@ async def test_inline_error_raised_and_rolled_back(engine: AsyncEngine) -> None:
     assert await _names(engine) == ["taken"]
 
 
-async def test_inline_statement_outside_write_lock_uses_thread(
+async def test_inline_without_write_lock_uses_thread(
     engine: AsyncEngine, tmp_path: Path, trips: list[str]
 ) -> None:
     reader = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}", read_only=True)

@@ -489,18 +489,17 @@ def _stores_in_one_statement(
     """
     if not isinstance(target, ConversationRef) or kind != "message":
         return False
-    participant_type = _SENDER_PARTICIPANT.get(author.type)
-    if participant_type is None or dialect_name(uow.session) != "postgresql":
+    if author.type not in _PARTICIPANT_AUTHORS or dialect_name(uow.session) != "postgresql":
         return False
     identity = uow.session.sync_session.identity_key(
-        ConversationParticipant, (target.id, participant_type, author.key)
+        ConversationParticipant, (target.id, author.type, author.key)
     )
     return identity not in uow.session.identity_map
 
 
-# The participant type of a message's author, for the authors whose read position moves
-# to the message they send.
-_SENDER_PARTICIPANT = {"member": "member", "visitor": "visitor"}
+# The author types that are conversation participants, with the author type as the
+# participant type. Their read position moves to each message they send.
+_PARTICIPANT_AUTHORS = frozenset({"member", "visitor"})
 
 
 def _store_statement(*, new_client_id: bool) -> Executable:
@@ -565,7 +564,7 @@ async def _store_in_one_statement(
     parameters["conversation_workspace"] = target.workspace_id
     for attribute, column in _MESSAGE_COLUMNS:
         parameters[f"message_{column}"] = getattr(message, attribute)
-    parameters["participant_type"] = _SENDER_PARTICIPANT[message.author_type]
+    parameters["participant_type"] = message.author_type
     parameters["participant_key"] = message.author_key
     try:
         row = (await uow.session.execute(_STORE[client_id is not None], parameters)).one_or_none()
@@ -740,13 +739,12 @@ async def post_message(
     ):
         conversation.status = "open"
         conversation.snoozed_until = None
-    if author.type in ("member", "visitor"):
-        participant_type = "member" if author.type == "member" else "visitor"
-        if kind == "message":
-            if not one_statement:
-                await _mark_sender_read(uow, conversation, participant_type, author.key, seq, now)
-        else:
-            await ensure_participant(uow, conversation, participant_type, author.key)
+    if author.type in _PARTICIPANT_AUTHORS:
+        if kind != "message":
+            await ensure_participant(uow, conversation, author.type, author.key)
+        elif not one_statement:
+            # The one statement has already moved the sender's read position.
+            await _mark_sender_read(uow, conversation, author.type, author.key, seq, now)
     record_message_event(uow, conversation, message, "conversation.message.created")
     if author.type == "member" and kind == "message" and conversation.channel == "chat":
         await schedule_email_fallback(uow, conversation, message)

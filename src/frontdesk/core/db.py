@@ -116,7 +116,7 @@ def create_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> 
 
 
 def ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
-    """Check a pooled connection with a ping before it is used, when it sat idle longer than
+    """Make the engine's pool ping a connection before its use when it sat idle longer than
     ``idle_seconds``.
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout. On asyncpg that ping is BEGIN, an

@@ -67,10 +67,10 @@ class Rejection:
 
 
 class RerunAlone(Exception):
-    """Raised by a unit whose transaction conflicted with another one that has since
-    committed, so that the unit runs again in a transaction of its own.
+    """The error a unit raises when its transaction conflicted with another one that has
+    since committed, so that the unit runs again in a transaction of its own.
 
-    The error it was raised from goes to the caller when the rerun fails the same way.
+    When the rerun fails the same way, the caller gets the error this one was raised from.
     """
 
 

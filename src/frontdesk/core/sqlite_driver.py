@@ -162,7 +162,8 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._defer = True
 
     def inline_next(self) -> None:
-        """Run the next statement on this thread when its transaction holds the write lock."""
+        """Run the next statement on the event loop's thread when its transaction holds the
+        write lock."""
         self._inline = True
 
     @property
