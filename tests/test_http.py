@@ -84,6 +84,18 @@ async def test_metrics_exposed(client: httpx.AsyncClient) -> None:
     )
 
 
+async def test_metrics_full_route_template(client: httpx.AsyncClient) -> None:
+    # The route sits in a router included under /api/v1, and its path has a parameter.
+    await client.get("/api/v1/conversations/not-a-uuid/messages")
+    await client.get("/no/such/page")
+    response = await client.get("/metrics")
+    assert (
+        'frontdesk_http_request_duration_seconds_count{method="GET",'
+        'route="/api/v1/conversations/{conversation_id}/messages",status="401"}' in response.text
+    )
+    assert 'route="unmatched",status="404"' in response.text
+
+
 async def test_unhandled_error_counted_as_500(app: FastAPI) -> None:
     async def fail() -> None:
         raise RuntimeError("boom")

@@ -13,6 +13,7 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.config import Environment, Settings
+from frontdesk.core.routing import route_template
 
 
 def configure_logging(settings: Settings) -> None:
@@ -98,7 +99,8 @@ class RequestLogMiddleware:
             duration = time.perf_counter() - started
             if scope["type"] == "http":
                 # The route template, not the path, keeps the label set small.
-                route = getattr(scope.get("route"), "path", "unmatched")
+                matched = scope.get("route")
+                route = "unmatched" if matched is None else route_template(scope["app"], matched)
                 HTTP_REQUESTS.labels(scope.get("method"), route, str(status)).observe(duration)
             if scope["type"] == "http" and scope.get("path") not in ("/healthz", "/metrics"):
                 self.log.info(

@@ -136,6 +136,27 @@ def skip_unmatchable_routers(app: FastAPI) -> int:
     return len(routers)
 
 
+def route_template(app: FastAPI, route: Any) -> str:
+    """Return the full path template of the route that served a request, such as
+    ``/api/v1/conversations/{conversation_id}/messages``.
+
+    A route in an included router has only its path within that router as its ``path``,
+    without the include prefix.
+    """
+    templates: dict[int, str] | None = getattr(app.state, "route_templates", None)
+    if templates is None:
+        templates = {
+            id(leaf): route_path
+            for route_path, leaf in _leaf_routes(app.router.routes)
+            if route_path is not None
+        }
+        app.state.route_templates = templates
+    template = templates.get(id(route))
+    if template is not None:
+        return template
+    return str(getattr(route, "path", "unmatched"))
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Return every method that some route of ``app`` serves on ``path``, sorted.
 
