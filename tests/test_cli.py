@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from frontdesk.core.migrate import upgrade
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -270,3 +272,21 @@ def test_worker_sends_queued_email_and_stops(tmp_path: Path) -> None:
             worker.wait(timeout=10)
     assert worker.returncode == 0, output
     assert '"event": "worker.stopped"' in output
+
+
+def test_migrate_reports_revisions(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = command_env(data_dir)
+    created = run_frontdesk("migrate", env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "Created the database schema at revision 0003." in created.stdout
+
+    again = run_frontdesk("migrate", env=env, cwd=tmp_path)
+    assert "already at the latest schema (revision 0003)" in again.stdout
+
+    older_dir = tmp_path / "older"
+    older_dir.mkdir()
+    upgrade(f"sqlite+aiosqlite:///{older_dir / 'frontdesk.db'}", "0002")
+    migrated = run_frontdesk("migrate", env=command_env(older_dir), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "Migrated the database from revision 0002 to 0003." in migrated.stdout

@@ -37,13 +37,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _migrate(settings: Settings) -> None:
+def _migrate(settings: Settings) -> tuple[str | None, str | None]:
+    """Migrate the database to the latest schema and return its revision before and after."""
     from frontdesk.core.migrate import upgrade
     from frontdesk.runtime import prepare_data_dir
 
     if settings.is_sqlite:
         prepare_data_dir(settings)
-    upgrade(settings.resolved_database_url)
+    return upgrade(settings.resolved_database_url)
 
 
 def _describe_email(settings: Settings) -> str:
@@ -128,8 +129,13 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _settings(args)
-    _migrate(settings)
-    print("Database is at the latest schema.")
+    before, after = _migrate(settings)
+    if before is None:
+        print(f"Created the database schema at revision {after}.")
+    elif before == after:
+        print(f"The database is already at the latest schema (revision {after}).")
+    else:
+        print(f"Migrated the database from revision {before} to {after}.")
 
 
 def cmd_create_admin(args: argparse.Namespace) -> None:

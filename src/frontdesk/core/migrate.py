@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -17,9 +20,30 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database to ``revision``; call from outside any running event loop."""
+def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Migrate the database to ``revision``, from outside any running event loop.
+
+    Returns the database's revision before and after, None for a database without the schema.
+    """
+    before = current_revision(database_url)
     command.upgrade(alembic_config(database_url), revision)
+    return before, current_revision(database_url)
+
+
+def current_revision(database_url: str) -> str | None:
+    """Return the database's schema revision, or None when no migration has run on it."""
+
+    async def read() -> str | None:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(
+                    lambda sync: MigrationContext.configure(sync).get_current_revision()
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def make_revision(database_url: str, message: str) -> None:
