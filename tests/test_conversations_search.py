@@ -7,11 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factories import Staff, owner
 from frontdesk.contacts.models import Contact
+from frontdesk.conversations import search
 from frontdesk.conversations.search import fts5_match_expression, query_tokens, snippet
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.uow import unit_of_work
@@ -283,6 +285,77 @@ async def test_results_newest_first_with_cursor(
             break
 
     assert bodies == [f"invoice number {index}" for index in reversed(range(5))]
+
+
+@pytest.mark.parametrize("joined_matches", [0, 3])
+async def test_rare_and_common_words_found(
+    client: httpx.AsyncClient,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    joined_matches: int,
+) -> None:
+    # On SQLite, a word in at most MAX_JOINED_MATCHES messages is read from the FTS5 table
+    # first, and a more common one by walking the workspace's messages. With 0 every word
+    # walks, and with 3 "rare" (3 messages, one of another workspace) is read first.
+    monkeypatch.setattr(search, "MAX_JOINED_MATCHES", joined_matches)
+    staff = await owner(client)
+    other = await owner(client)
+    first = await _create(client, staff)
+    second = await _create(client, staff)
+    for index in range(4):
+        await _message(client, staff, first if index % 2 else second, f"common {index}")
+        clock.advance(seconds=1)
+    await _message(client, staff, first, "rare common 4")
+    clock.advance(seconds=1)
+    await _message(client, staff, second, "rare 5")
+    await _message(client, other, await _create(client, other), "rare elsewhere")
+
+    assert await _found(client, staff, "common") == [
+        "rare common 4",
+        "common 3",
+        "common 2",
+        "common 1",
+        "common 0",
+    ]
+    assert await _found(client, staff, "rare") == ["rare 5", "rare common 4"]
+    assert await _found(client, staff, "rare", conversation_id=first) == ["rare common 4"]
+    page = await _search(client, staff, "rare", limit=1)
+    assert [item["body"] for item in page["items"]] == ["rare 5"]
+    rest = await _search(client, staff, "rare", limit=1, cursor=page["next_cursor"])
+    assert [item["body"] for item in rest["items"]] == ["rare common 4"]
+    assert rest["next_cursor"] is None
+    assert await _found(client, staff, "elsewhere") == []
+
+
+async def test_sqlite_rare_word_starts_from_fts(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A statement that walked the workspace's messages for a rare word would scan them all.
+    # Searches read through the read engine.
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plan")
+    staff = await owner(client)
+    cid = await _create(client, staff)
+    await _message(client, staff, cid, "rare word")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY" in statement and "conversation_messages_fts" in statement:
+            statements.append((statement, parameters))
+
+    sa.event.listen(runtime.read_engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert await _found(client, staff, "rare") == ["rare word"]
+    finally:
+        sa.event.remove(runtime.read_engine.sync_engine, "before_cursor_execute", record)
+
+    [(statement, parameters)] = statements
+    async with runtime.read_engine.connect() as connection:
+        plan = (
+            await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        ).all()
+    steps = [row[-1] for row in plan]
+    assert steps[0].startswith("SCAN conversation_messages_fts VIRTUAL TABLE")
 
 
 async def test_result_has_escaped_snippet(client: httpx.AsyncClient) -> None:

@@ -49,6 +49,10 @@ fts_table = sa.Table(
 # widen the result. FTS5 of SQLite 3.40 runs a query of 3,000 quoted words, so the limit only
 # bounds the cost of one query.
 MAX_QUERY_TOKENS = 64
+# On SQLite, a query that matches at most this many messages reads its matches from the
+# FTS5 table first, and one that matches more walks the workspace's messages newest first.
+# With a million messages the two plans cost about the same near 10,000 matches.
+MAX_JOINED_MATCHES = 10_000
 # Words of context on each side of the first match in a snippet.
 SNIPPET_CONTEXT_WORDS = 12
 
@@ -168,18 +172,50 @@ class SearchPage:
     next_cursor: str | None
 
 
-def _text_condition(dialect: str, text: str, tokens: list[str]) -> sa.ColumnElement[bool]:
-    if dialect == "sqlite":
-        matching = sa.select(fts_table.c.message_id).where(
-            fts_table.c.body.match(fts5_match_expression(tokens))
-        )
-        return ConversationMessage.id.in_(matching)
+async def _matching_messages(
+    uow: UnitOfWork, text: str, tokens: list[str]
+) -> sa.Select[ConversationMessage] | None:
+    """Select the messages that contain every token, or return None when none does."""
+    if dialect_name(uow.session) == "sqlite":
+        return await _fts5_matching_messages(uow, tokens)
     config: sa.ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
     # The same expression as the GIN index of migration 0002, so the planner can use it.
     vector = sa.func.to_tsvector(config, ConversationMessage.body)
     # PostgreSQL text cannot hold NUL; every other character is left to its parser.
     query = sa.func.plainto_tsquery(config, text.replace("\x00", " "))
-    return vector.op("@@")(query)
+    return sa.select(ConversationMessage).where(vector.op("@@")(query))
+
+
+async def _fts5_matching_messages(
+    uow: UnitOfWork, tokens: list[str]
+) -> sa.Select[ConversationMessage] | None:
+    """Select the messages that contain every token on SQLite, in the plan that suits the
+    number of matches. A first statement counts them, up to MAX_JOINED_MATCHES + 1.
+
+    Up to MAX_JOINED_MATCHES, the statement starts from the FTS5 table and looks each match
+    up by id, so its cost follows the number of matches. With more, it walks the
+    workspace's messages newest first (``id IN (SELECT message_id ... MATCH ...)``), which
+    finds a page early among dense matches but costs a scan of every message of the
+    workspace for a rare word.
+    """
+    match = fts_table.c.body.match(fts5_match_expression(tokens))
+    capped = sa.select(sa.literal(1)).select_from(fts_table).where(match)
+    counted = sa.select(sa.func.count()).select_from(
+        capped.limit(MAX_JOINED_MATCHES + 1).subquery()
+    )
+    matches = await uow.session.scalar(counted) or 0
+    if matches == 0:
+        return None
+    if matches <= MAX_JOINED_MATCHES:
+        return (
+            sa.select(ConversationMessage)
+            .select_from(fts_table)
+            .join(ConversationMessage, ConversationMessage.id == fts_table.c.message_id)
+            .where(match)
+        )
+    return sa.select(ConversationMessage).where(
+        ConversationMessage.id.in_(sa.select(fts_table.c.message_id).where(match))
+    )
 
 
 async def search_messages(
@@ -199,16 +235,16 @@ async def search_messages(
     tokens = query_tokens(text)
     if not tokens:
         return SearchPage([], None)
-    statement = (
-        sa.select(ConversationMessage)
-        .join(Conversation, Conversation.id == ConversationMessage.conversation_id)
-        .where(
-            ConversationMessage.workspace_id == workspace_id,
-            Conversation.workspace_id == workspace_id,
-            ConversationMessage.deleted_at.is_(None),
-            ConversationMessage.kind.in_(("message", "note")),
-            _text_condition(dialect_name(uow.session), text, tokens),
-        )
+    matching = await _matching_messages(uow, text, tokens)
+    if matching is None:
+        return SearchPage([], None)
+    statement = matching.join(
+        Conversation, Conversation.id == ConversationMessage.conversation_id
+    ).where(
+        ConversationMessage.workspace_id == workspace_id,
+        Conversation.workspace_id == workspace_id,
+        ConversationMessage.deleted_at.is_(None),
+        ConversationMessage.kind.in_(("message", "note")),
     )
     if filters.conversation_id is not None:
         statement = statement.where(ConversationMessage.conversation_id == filters.conversation_id)
