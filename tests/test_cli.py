@@ -290,3 +290,26 @@ def test_migrate_reports_revisions(tmp_path: Path) -> None:
     migrated = run_frontdesk("migrate", env=command_env(older_dir), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert "Migrated the database from revision 0002 to 0003." in migrated.stdout
+
+
+def test_migrate_errors_are_one_line(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    result = run_frontdesk("migrate", env=command_env(not_a_folder), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    data_dir = tmp_path / "data"
+    env = command_env(data_dir)
+    assert run_frontdesk("migrate", env=env, cwd=tmp_path).returncode == 0
+    database = sqlite3.connect(data_dir / "frontdesk.db")
+    try:
+        database.execute("UPDATE alembic_version SET version_num = '9999'")
+        database.commit()
+    finally:
+        database.close()
+    newer = run_frontdesk("migrate", env=env, cwd=tmp_path)
+    assert newer.returncode == 2
+    assert "schema revision 9999, which this version of Frontdesk does not know" in newer.stderr
+    assert "Traceback" not in newer.stderr

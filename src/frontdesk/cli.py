@@ -43,7 +43,13 @@ def _migrate(settings: Settings) -> tuple[str | None, str | None]:
     from frontdesk.runtime import prepare_data_dir
 
     if settings.is_sqlite:
-        prepare_data_dir(settings)
+        try:
+            prepare_data_dir(settings)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot use {settings.data_dir} as the data folder ({exc.strerror}); "
+                "set FRONTDESK_DATA_DIR to a folder this user may write to"
+            ) from exc
     return upgrade(settings.resolved_database_url)
 
 

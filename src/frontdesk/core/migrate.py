@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -25,8 +27,17 @@ def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str 
 
     Returns the database's revision before and after, None for a database without the schema.
     """
+    config = alembic_config(database_url)
     before = current_revision(database_url)
-    command.upgrade(alembic_config(database_url), revision)
+    if before is not None:
+        try:
+            ScriptDirectory.from_config(config).get_revision(before)
+        except AlembicCommandError as exc:
+            raise ValueError(
+                f"the database is at schema revision {before}, which this version of "
+                "Frontdesk does not know; run the newer version that migrated it"
+            ) from exc
+    command.upgrade(config, revision)
     return before, current_revision(database_url)
 
 
