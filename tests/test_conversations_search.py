@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from factories import Staff, owner
 from frontdesk.contacts.models import Contact
 from frontdesk.conversations import search
-from frontdesk.conversations.search import fts5_match_expression, query_tokens, snippet
+from frontdesk.conversations.search import (
+    fts5_match_expression,
+    fts5_terms,
+    query_tokens,
+    snippet,
+)
 from frontdesk.core.clock import FrozenClock
 from frontdesk.core.uow import unit_of_work
 from frontdesk.runtime import Runtime
@@ -126,6 +131,11 @@ def test_match_expression_quotes_every_token() -> None:
     assert fts5_match_expression(['a"b']) == '"a""b"'
 
 
+def test_fts5_terms_match_index() -> None:
+    assert fts5_terms('Café "CRÈME" café AND near(x*)') == ["cafe", "creme", "and", "near", "x"]
+    assert fts5_terms(":: () *") == []
+
+
 def test_snippet_escapes_and_marks() -> None:
     body = "<b>Price</b> & café prices: see the PRICE list"
 
@@ -177,6 +187,17 @@ async def test_sqlite_folds_diacritics(client: httpx.AsyncClient, runtime: Runti
     assert await _found(client, staff, "CAFÉ") == ["Un café crème, s'il vous plaît"]
     if runtime.engine.dialect.name == "sqlite":
         assert await _found(client, staff, "cafe creme") == ["Un café crème, s'il vous plaît"]
+
+
+async def test_words_of_newer_scripts_found(client: httpx.AsyncClient) -> None:
+    # Adlam (Unicode 9.0) has upper and lower case. Python lower-cases it, SQLite 3.40's
+    # FTS5 tokenizer keeps it as written.
+    staff = await owner(client)
+    cid = await _create(client, staff)
+    await _message(client, staff, cid, "adlam 𞤀𞤁 letters")
+
+    assert await _found(client, staff, "adlam 𞤀𞤁") == ["adlam 𞤀𞤁 letters"]
+    assert await _found(client, staff, "𞤀𞤁") == ["adlam 𞤀𞤁 letters"]
 
 
 async def test_edits_and_deletions_update_results(client: httpx.AsyncClient) -> None:

@@ -6,9 +6,9 @@ index on ``to_tsvector('simple', body)`` serves the query. The schemas come from
 migrations 0002_message_search and 0003_message_search_triggers.
 
 A search query is never passed to the database's query syntax as written. On SQLite the
-MATCH expression is built from the word tokens of the query, each quoted as an FTS5 string,
-so operators (AND, OR, NOT, NEAR), ``*``, ``^``, column filters and unbalanced quotes are
-plain words or separators. PostgreSQL parses the text with ``plainto_tsquery``, which
+MATCH expression is built from the terms of the query as the FTS5 tokenizer reads them,
+each quoted as an FTS5 string, so operators (AND, OR, NOT, NEAR), ``*``, ``^``, column
+filters and unbalanced quotes are plain words or separators. PostgreSQL parses the text with ``plainto_tsquery``, which
 ignores every operator. Both require every word of the query to occur in the message.
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
+import threading
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -82,6 +84,56 @@ def query_tokens(text: str) -> list[str]:
         if len(tokens) == MAX_QUERY_TOKENS:
             break
     return tokens
+
+
+# The FTS5 table's tokenizer, as migration 0002 creates it.
+FTS_TOKENIZE = "unicode61 remove_diacritics 2"
+
+
+class _Fts5Tokenizer:
+    """A tokenizer that splits text into the terms the FTS5 table indexes.
+
+    FTS5's unicode61 tokenizer and Python split and fold words with different Unicode data.
+    Python lower-cases letters of scripts that unicode61 keeps as written, such as Adlam
+    (Unicode 9.0), and unicode61 keeps private-use characters inside a word where Python
+    splits it. A query term built in Python could then match no indexed term, and the whole
+    query would find nothing. The terms therefore come from an in-memory FTS5 table with the
+    same tokenizer, in the SQLite library that the database connections use.
+    """
+
+    def __init__(self) -> None:
+        self._connection = sqlite3.connect(":memory:", check_same_thread=False)
+        self._connection.execute(
+            f"CREATE VIRTUAL TABLE query USING fts5(body, tokenize = '{FTS_TOKENIZE}')"
+        )
+        self._connection.execute(
+            "CREATE VIRTUAL TABLE query_terms USING fts5vocab(query, instance)"
+        )
+        self._lock = threading.Lock()
+
+    def terms(self, text: str) -> list[str]:
+        """Return the distinct terms of ``text`` in order, folded as the index stores them."""
+        with self._lock:
+            self._connection.execute("BEGIN")
+            try:
+                self._connection.execute("INSERT INTO query (body) VALUES (?)", (text,))
+                rows = self._connection.execute(
+                    "SELECT term FROM query_terms ORDER BY offset"
+                ).fetchall()
+            finally:
+                self._connection.execute("ROLLBACK")
+        return list(dict.fromkeys(term for (term,) in rows))
+
+
+_fts5_tokenizer: _Fts5Tokenizer | None = None
+
+
+def fts5_terms(text: str) -> list[str]:
+    """Return the first MAX_QUERY_TOKENS distinct terms of ``text``, split and folded by the FTS5 tokenizer."""
+    global _fts5_tokenizer
+    if _fts5_tokenizer is None:
+        _fts5_tokenizer = _Fts5Tokenizer()
+    return _fts5_tokenizer.terms(text)[:MAX_QUERY_TOKENS]
 
 
 def fts5_match_expression(tokens: list[str]) -> str:
@@ -172,12 +224,10 @@ class SearchPage:
     next_cursor: str | None
 
 
-async def _matching_messages(
-    uow: UnitOfWork, text: str, tokens: list[str]
-) -> sa.Select[ConversationMessage] | None:
-    """Select the messages that contain every token, or return None when none does."""
+async def _matching_messages(uow: UnitOfWork, text: str) -> sa.Select[ConversationMessage] | None:
+    """Select the messages that contain every word of ``text``, or return None when none does."""
     if dialect_name(uow.session) == "sqlite":
-        return await _fts5_matching_messages(uow, tokens)
+        return await _fts5_matching_messages(uow, text)
     config: sa.ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
     # The same expression as the GIN index of migration 0002, so the planner can use it.
     vector = sa.func.to_tsvector(config, ConversationMessage.body)
@@ -187,10 +237,10 @@ async def _matching_messages(
 
 
 async def _fts5_matching_messages(
-    uow: UnitOfWork, tokens: list[str]
+    uow: UnitOfWork, text: str
 ) -> sa.Select[ConversationMessage] | None:
-    """Select the messages that contain every token on SQLite, in the plan that suits the
-    number of matches. A first statement counts them, up to MAX_JOINED_MATCHES + 1.
+    """Select the messages that contain every term of ``text`` on SQLite, in the plan that
+    suits the number of matches. A first statement counts them, up to MAX_JOINED_MATCHES + 1.
 
     Up to MAX_JOINED_MATCHES, the statement starts from the FTS5 table and looks each match
     up by id, so its cost follows the number of matches. With more, it walks the
@@ -198,7 +248,10 @@ async def _fts5_matching_messages(
     finds a page early among dense matches but costs a scan of every message of the
     workspace for a rare word.
     """
-    match = fts_table.c.body.match(fts5_match_expression(tokens))
+    terms = fts5_terms(text)
+    if not terms:
+        return None
+    match = fts_table.c.body.match(fts5_match_expression(terms))
     capped = sa.select(sa.literal(1)).select_from(fts_table).where(match)
     counted = sa.select(sa.func.count()).select_from(
         capped.limit(MAX_JOINED_MATCHES + 1).subquery()
@@ -235,7 +288,7 @@ async def search_messages(
     tokens = query_tokens(text)
     if not tokens:
         return SearchPage([], None)
-    matching = await _matching_messages(uow, text, tokens)
+    matching = await _matching_messages(uow, text)
     if matching is None:
         return SearchPage([], None)
     statement = matching.join(
