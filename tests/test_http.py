@@ -96,6 +96,24 @@ async def test_metrics_full_route_template(client: httpx.AsyncClient) -> None:
     assert 'route="unmatched",status="404"' in response.text
 
 
+async def test_metrics_route_of_early_rejection(client: httpx.AsyncClient) -> None:
+    # The text check rejects these before routing.
+    conversation = "/api/v1/conversations/01890a5d-ac96-774b-bcce-b302099a8057/messages"
+    rejected = await client.post(
+        conversation,
+        content=b'{"body": "a\\u0000"}',
+        headers={"content-type": "application/json"},
+    )
+    assert rejected.status_code == 422
+    await client.get("/api/v1/conversations/search?q=%FF")
+    response = await client.get("/metrics")
+    assert (
+        'method="POST",route="/api/v1/conversations/{conversation_id}/messages",status="422"'
+        in response.text
+    )
+    assert 'method="GET",route="/api/v1/conversations/search",status="422"' in response.text
+
+
 async def test_unhandled_error_counted_as_500(app: FastAPI) -> None:
     async def fail() -> None:
         raise RuntimeError("boom")

@@ -13,7 +13,7 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.config import Environment, Settings
-from frontdesk.core.routing import route_template
+from frontdesk.core.routing import route_template, template_for_path
 
 
 def configure_logging(settings: Settings) -> None:
@@ -100,7 +100,14 @@ class RequestLogMiddleware:
             if scope["type"] == "http":
                 # The route template, not the path, keeps the label set small.
                 matched = scope.get("route")
-                route = "unmatched" if matched is None else route_template(scope["app"], matched)
+                if matched is not None:
+                    route = route_template(scope["app"], matched)
+                else:
+                    # Rejected before routing, such as a body that the text check turned away.
+                    route = (
+                        template_for_path(scope["app"], scope.get("method", ""), scope["path"])
+                        or "unmatched"
+                    )
                 HTTP_REQUESTS.labels(scope.get("method"), route, str(status)).observe(duration)
             if scope["type"] == "http" and scope.get("path") not in ("/healthz", "/metrics"):
                 self.log.info(

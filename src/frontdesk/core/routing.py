@@ -157,6 +157,37 @@ def route_template(app: FastAPI, route: Any) -> str:
     return str(getattr(route, "path", "unmatched"))
 
 
+def template_for_path(app: FastAPI, method: str, path: str) -> str | None:
+    """Return the full path template of the route that would serve ``method`` on ``path``,
+    for a request rejected before routing, or None when no route's path matches.
+
+    A route whose path matches but whose methods do not is returned when no route takes
+    the method, as for a 405.
+    """
+    table: list[tuple[re.Pattern[str], frozenset[str], str]] | None = getattr(
+        app.state, "route_table", None
+    )
+    if table is None:
+        table = [
+            (
+                compile_path(route_path)[0],
+                frozenset(getattr(route, "methods", None) or ()),
+                route_path,
+            )
+            for route_path, route in _leaf_routes(app.router.routes)
+            if route_path is not None
+        ]
+        app.state.route_table = table
+    fallback = None
+    for pattern, methods, template in table:
+        if not pattern.match(path):
+            continue
+        if method in methods:
+            return template
+        fallback = fallback or template
+    return fallback
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Return every method that some route of ``app`` serves on ``path``, sorted.
 
