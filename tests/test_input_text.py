@@ -207,6 +207,19 @@ async def test_query_text_not_utf8_rejected(
     assert_invalid(response, field, code)
 
 
+async def test_unknown_path_with_bad_text_is_404(client: httpx.AsyncClient) -> None:
+    url = httpx.URL("/no/such/page").copy_with(query=b"q=%ff")
+    query = await client.get(url)
+    body = await client.post(
+        "/no/such/page",
+        content=b'{"name": "a\\u0000"}',
+        headers={"content-type": "application/json"},
+    )
+
+    assert query.status_code == 404
+    assert body.status_code == 404
+
+
 async def test_query_text_utf8_accepted(client: httpx.AsyncClient) -> None:
     staff = await owner(client)
 

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.core.errors import FieldError, problem_response
+from frontdesk.core.routing import template_for_path
 from frontdesk.core.text import (
     NOT_UTF8_MESSAGE,
     NUL_MESSAGE,
@@ -187,7 +188,7 @@ class RequestTextMiddleware:
             return
         error = url_encoded_error(scope.get("query_string") or b"", location="query")
         if error is not None:
-            await _reject(scope, receive, send, error)
+            await _reject(scope, receive, send, error, self.app)
             return
         if not _is_json(_content_type(dict(scope.get("headers") or []))):
             await self.app(scope, receive, send)
@@ -202,20 +203,35 @@ class RequestTextMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        error = _unstorable_text(bytes(body))
-        if error is not None:
-            await _reject(scope, receive, send, error)
-            return
 
         async def replay() -> Message:
             if messages:
                 return messages.popleft()
             return await receive()
 
+        error = _unstorable_text(bytes(body))
+        if error is not None:
+            await _reject(scope, replay, send, error, self.app)
+            return
         await self.app(scope, replay, send)
 
 
-async def _reject(scope: Scope, receive: Receive, send: Send, error: FieldError) -> None:
+def _routed(scope: Scope) -> bool:
+    """Tell whether some route of the application serves the request's path."""
+    app = scope.get("app")
+    if app is None:
+        return True
+    return template_for_path(app, scope.get("method", ""), scope.get("path", "")) is not None
+
+
+async def _reject(
+    scope: Scope, receive: Receive, send: Send, error: FieldError, app: ASGIApp
+) -> None:
+    """Reject the request with 422 for ``error``, or pass it on to ``app`` when no route
+    serves its path, so that an unknown path is a 404 whatever its query or body."""
+    if not _routed(scope):
+        await app(scope, receive, send)
+        return
     await _send_problem(
         scope,
         receive,
