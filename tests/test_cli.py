@@ -297,7 +297,7 @@ def test_migrate_errors_are_one_line(tmp_path: Path) -> None:
     not_a_folder.write_text("")
     result = run_frontdesk("migrate", env=command_env(not_a_folder), cwd=tmp_path)
     assert result.returncode == 2
-    assert "cannot use" in result.stderr
+    assert "as the data folder (it is a file)" in result.stderr
     assert "Traceback" not in result.stderr
 
     data_dir = tmp_path / "data"

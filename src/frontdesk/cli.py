@@ -46,8 +46,9 @@ def _migrate(settings: Settings) -> tuple[str | None, str | None]:
         try:
             prepare_data_dir(settings)
         except OSError as exc:
+            reason = "it is a file" if settings.data_dir.is_file() else exc.strerror
             raise CommandError(
-                f"cannot use {settings.data_dir} as the data folder ({exc.strerror}); "
+                f"cannot use {settings.data_dir} as the data folder ({reason}); "
                 "set FRONTDESK_DATA_DIR to a folder this user may write to"
             ) from exc
     return upgrade(settings.resolved_database_url)
