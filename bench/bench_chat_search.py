@@ -19,7 +19,7 @@ rare and common words both occur) run two ways, one after another on the same da
   ``to_tsvector(...) @@ plainto_tsquery(...)``), the workspace, newest first, ``--limit`` + 1
   rows, through the same SQLAlchemy async engine and driver. On SQLite it takes the same
   two steps as Frontdesk: it counts the query's matches in the FTS5 table, and starts from
-  that table when they are few.
+  that table when they number MAX_JOINED_MATCHES or fewer.
 
 Both must return the same messages for every query; the p95 ratio is the result.
 
@@ -259,7 +259,7 @@ async def subquery_only(
     connection: AsyncConnection, dialect: str, text: str, workspace: Any, limit: int
 ) -> list[Any]:
     """Run the SQLite query as one statement with the FTS5 subquery, which Frontdesk ran
-    for every query before it listed the matches of rare words. For reference only."""
+    for every query before it counted the matches. For reference only."""
     params = {
         "workspace_id": workspace,
         "limit": limit + 1,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -136,6 +137,39 @@ def skip_unmatchable_routers(app: FastAPI) -> int:
     return len(routers)
 
 
+@dataclass(frozen=True)
+class _RouteIndex:
+    """The application's routes with their full path templates, built once per application."""
+
+    # Each route object's full path template, by the object's id.
+    templates: dict[int, str]
+    # Each route's path pattern, methods and full path template, in the order of matching.
+    patterns: list[tuple[re.Pattern[str], frozenset[str], str]]
+
+
+def _route_index(app: FastAPI) -> _RouteIndex:
+    index: _RouteIndex | None = getattr(app.state, "route_index", None)
+    if index is None:
+        leaves = [
+            (route_path, route)
+            for route_path, route in _leaf_routes(app.router.routes)
+            if route_path is not None
+        ]
+        index = _RouteIndex(
+            templates={id(route): route_path for route_path, route in leaves},
+            patterns=[
+                (
+                    compile_path(route_path)[0],
+                    frozenset(getattr(route, "methods", None) or ()),
+                    route_path,
+                )
+                for route_path, route in leaves
+            ],
+        )
+        app.state.route_index = index
+    return index
+
+
 def route_template(app: FastAPI, route: Any) -> str:
     """Return the full path template of the route that served a request, such as
     ``/api/v1/conversations/{conversation_id}/messages``.
@@ -143,15 +177,7 @@ def route_template(app: FastAPI, route: Any) -> str:
     A route in an included router has only its path within that router as its ``path``,
     without the include prefix.
     """
-    templates: dict[int, str] | None = getattr(app.state, "route_templates", None)
-    if templates is None:
-        templates = {
-            id(leaf): route_path
-            for route_path, leaf in _leaf_routes(app.router.routes)
-            if route_path is not None
-        }
-        app.state.route_templates = templates
-    template = templates.get(id(route))
+    template = _route_index(app).templates.get(id(route))
     if template is not None:
         return template
     return str(getattr(route, "path", "unmatched"))
@@ -164,22 +190,8 @@ def template_for_path(app: FastAPI, method: str, path: str) -> str | None:
     A route whose path matches but whose methods do not is returned when no route takes
     the method, as for a 405.
     """
-    table: list[tuple[re.Pattern[str], frozenset[str], str]] | None = getattr(
-        app.state, "route_table", None
-    )
-    if table is None:
-        table = [
-            (
-                compile_path(route_path)[0],
-                frozenset(getattr(route, "methods", None) or ()),
-                route_path,
-            )
-            for route_path, route in _leaf_routes(app.router.routes)
-            if route_path is not None
-        ]
-        app.state.route_table = table
     fallback = None
-    for pattern, methods, template in table:
+    for pattern, methods, template in _route_index(app).patterns:
         if not pattern.match(path):
             continue
         if method in methods:
@@ -194,18 +206,8 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     Starlette's 405 names only the methods of the first route whose path matches, and
     FastAPI makes one route per method, so its ``Allow`` header misses the others.
     """
-    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
-        app.state, "route_methods", None
-    )
-    if table is None:
-        table = [
-            (compile_path(route_path)[0], frozenset(route.methods))
-            for route_path, route in _leaf_routes(app.router.routes)
-            if route_path is not None and getattr(route, "methods", None)
-        ]
-        app.state.route_methods = table
     methods: set[str] = set()
-    for pattern, route_methods in table:
+    for pattern, route_methods, _template in _route_index(app).patterns:
         if pattern.match(path):
             methods |= route_methods
     return sorted(methods)
